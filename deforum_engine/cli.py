@@ -1,0 +1,264 @@
+"""The `deforum-engine` command: argument parsing, and nothing else that the Python API lacks.
+
+Each subcommand is a thin call into the package. Heavy modules (torch, diffusers, librosa, Ray)
+are imported inside the commands that need them, so `schedule` or `plan` start instantly.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import RenderError, SettingsError
+
+
+def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
+    from .settings import parse_override
+
+    overrides = dict(parse_override(pair) for pair in pairs or [])
+    if model:
+        overrides["model"] = model
+    return overrides
+
+
+def _load(args) -> "Settings":  # noqa: F821 - imported lazily
+    from .settings import load_settings
+
+    settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))
+    if settings.name is None:
+        settings = settings.model_copy(update={"name": Path(args.settings).stem})
+    return settings
+
+
+# ----------------------------------------------------------------------------------------- commands
+
+
+def cmd_schedule(args) -> int:
+    from .schedules import evaluate_schedule
+
+    values = evaluate_schedule(args.text, args.frames, seed=args.seed, fps=args.fps, setting="schedule")
+    if args.json:
+        print(json.dumps([float(v) for v in values]))
+    else:
+        for frame, value in enumerate(values):
+            print(f"{frame:>6}  {value:.6g}")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from .plan import build_plan
+
+    plan = build_plan(_load(args))
+    if args.json:
+        print(json.dumps(plan.to_json()))
+        return 0
+    print(_plan_table(plan))
+    return 0
+
+
+def _plan_table(plan) -> str:
+    settings = plan.settings
+    head = (f"{settings.name}: {plan.frame_count} frames, {settings.W}x{settings.H}, {settings.fps:g} fps, "
+            f"seed {settings.seed}, cadence {settings.diffusion_cadence}, border {settings.border}, "
+            f"color coherence {settings.color_coherence}")
+    columns = ["zoom", "angle", "translation_x", "translation_y", "strength", "noise", "cfg_scale", "steps", "seed"]
+    short = {"translation_x": "tx", "translation_y": "ty", "cfg_scale": "cfg"}
+    header = f"{'frame':>6} " + " ".join(f"{short.get(c, c):>10}" for c in columns) + "  sampler    prompt"
+    rows = [head, header]
+    for index in range(plan.frame_count):
+        cells = " ".join(f"{plan.values[c][index]:>10.5g}" for c in columns)
+        prompt = plan.strings["prompt"][index]
+        rows.append(f"{index:>6} {cells}  {plan.strings['sampler'][index]:<10} {prompt[:60]}")
+    return "\n".join(rows)
+
+
+def cmd_presets(args) -> int:
+    from .presets import list_presets, load_preset
+
+    if args.action == "show":
+        if not args.name:
+            raise SettingsError("presets show: give a preset name, e.g. `deforum-engine presets show zoom_in`")
+        preset = load_preset(args.name)
+        if args.json:
+            print(json.dumps({"name": preset.name, "description": preset.description, "settings": preset.settings}))
+        else:
+            print(f"{preset.name}: {preset.description}")
+            for key, value in preset.settings.items():
+                print(f"  {key} = {value!r}")
+        return 0
+    presets = list_presets()
+    if args.json:
+        print(json.dumps([{"name": p.name, "description": p.description} for p in presets.values()]))
+    else:
+        width = max(len(name) for name in presets)
+        for preset in presets.values():
+            print(f"{preset.name:<{width}}  {preset.description}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plan import build_plan
+    from .plot import plot_plan
+
+    path = plot_plan(build_plan(_load(args)), Path(args.output))
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .render import render
+
+    settings = _load(args)
+    result = render(settings, out=args.out, preview=args.preview, quiet=args.quiet)
+    _report(result, args.quiet)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from .render import resume
+
+    result = resume(args.folder, quiet=args.quiet)
+    _report(result, args.quiet)
+    return 0
+
+
+def _report(result, quiet: bool) -> None:
+    kind = "motion preview" if result.preview else "render"
+    rate = result.frames / result.seconds if result.seconds else 0.0
+    if not quiet:
+        print(f"{kind} finished: {result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s)",
+              file=sys.stderr)
+    print(result.video)
+
+
+def cmd_encode(args) -> int:
+    from .output import RenderFolder, encode_folder
+    from .render import _read_info
+    from .settings import validate_settings
+
+    folder = RenderFolder(Path(args.folder))
+    _read_info(folder)
+    settings = validate_settings(json.loads((folder.root / "settings.json").read_text()))
+    audio = settings.soundtrack_path if settings.add_soundtrack else None
+    video = encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
+                          frame_count=int(settings.max_frames))
+    print(video)
+    return 0
+
+
+def cmd_audio(args) -> int:
+    from .audio import analyse_audio, features_to_json, plot_features
+
+    features = analyse_audio(Path(args.file), args.fps, bpm=args.bpm)
+    if args.plot:
+        plot_features(features, Path(args.plot))
+    if args.json:
+        print(json.dumps(features_to_json(features)))
+    else:
+        print(f"{args.file}: {features.duration:.1f} s, {features.bpm:.1f} BPM, {features.frames} frames "
+              f"at {args.fps:g} fps, {len(features.beat_frames)} beats")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+
+    report = run_batch(
+        [Path(p) for p in args.settings], out=Path(args.out), preview=args.preview, model=args.model,
+        executor=args.executor, address=args.address, workers=args.workers, quiet=args.quiet,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+# ----------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deforum-engine", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def settings_command(name: str, help_text: str):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("settings", help="settings file: JSON, TOML or a Deforum .txt")
+        sub.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
+        return sub
+
+    sub = commands.add_parser("schedule", help="evaluate one schedule")
+    sub.add_argument("text")
+    sub.add_argument("--frames", type=int, required=True)
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--fps", type=float, default=15)
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(func=cmd_schedule)
+
+    sub = settings_command("plan", "show the resolved settings and every per-frame value")
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(func=cmd_plan)
+
+    sub = commands.add_parser("presets", help="list motion presets, or show one")
+    sub.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    sub.add_argument("name", nargs="?")
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(func=cmd_presets)
+
+    sub = settings_command("plot", "draw the motion curves of a settings file")
+    sub.add_argument("-o", "--output", required=True, help="PNG file to write")
+    sub.set_defaults(func=cmd_plot)
+
+    sub = settings_command("render", "render a settings file to frames and a video")
+    sub.add_argument("--preview", action="store_true", help="motion preview: no model, seconds per render")
+    sub.add_argument("--model", help="hub id, diffusers folder or .safetensors/.ckpt file")
+    sub.add_argument("--out", help="output folder (default renders/<name>-<time>/)")
+    sub.add_argument("--quiet", action="store_true", help="no summary or progress bar")
+    sub.set_defaults(func=cmd_render)
+
+    sub = commands.add_parser("resume", help="continue a stopped render from its folder")
+    sub.add_argument("folder")
+    sub.add_argument("--quiet", action="store_true")
+    sub.set_defaults(func=cmd_resume)
+
+    sub = commands.add_parser("encode", help="rebuild a render's video from its frames")
+    sub.add_argument("folder")
+    sub.set_defaults(func=cmd_encode)
+
+    sub = commands.add_parser("audio", help="tempo and per-frame features of a soundtrack")
+    sub.add_argument("file")
+    sub.add_argument("--fps", type=float, required=True)
+    sub.add_argument("--bpm", type=float, help="use this tempo instead of detecting it")
+    sub.add_argument("--json", action="store_true")
+    sub.add_argument("--plot", help="PNG file to draw the features into")
+    sub.set_defaults(func=cmd_audio)
+
+    sub = commands.add_parser("batch", help="render many settings files or a jobs file")
+    sub.add_argument("settings", nargs="+", help="settings files, or a jobs .toml file")
+    sub.add_argument("--preview", action="store_true")
+    sub.add_argument("--model")
+    sub.add_argument("--out", default="renders", help="folder that receives one folder per job")
+    sub.add_argument("--executor", choices=["local", "ray"], default="local")
+    sub.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    sub.add_argument("--workers", type=int, default=1, help="parallel workers")
+    sub.add_argument("--quiet", action="store_true")
+    sub.set_defaults(func=cmd_batch)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SettingsError, RenderError) as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, SettingsError) else 1
+    except KeyboardInterrupt:
+        print("stopped: frames written so far are kept; `deforum-engine resume FOLDER` continues", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""Deforum settings files: the flat JSON that the AUTOMATIC1111 extension and the notebook save as `.txt`.
+
+`import_deforum` turns one into a plain dict of the engine's setting names (the settings model
+validates it), lists the keys of features the engine does not have, and notes conversions worth
+telling the user. Deprecated names and values are read too. A key we ignore never makes loading
+fail; a value we map that cannot be used raises `SettingsError` naming the file and the key.
+Relative paths are kept as written (the caller resolves them against the file's folder).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from deforum_engine.errors import SettingsError
+from deforum_engine.importers.parseq import load_parseq_manifest
+
+
+@dataclass
+class DeforumImport:
+    """A Deforum file read into engine settings."""
+
+    settings: dict[str, Any]                          # engine setting name -> value
+    ignored: list[str] = field(default_factory=list)  # file keys the engine does not use, in file order
+    notes: list[str] = field(default_factory=list)    # conversions worth telling the user
+
+
+# Keys only Deforum files have; an engine settings file has none of them.
+_TELL_TALE_KEYS = frozenset({
+    "animation_mode", "use_init", "deforum_git_commit_id", "sd_model_name", "sd_model_hash",
+    "animation_prompts", "animation_prompts_positive", "animation_prompts_negative", "batch_name",
+    "strength_0_no_init", "flip_2d_perspective", "enable_steps_scheduling", "enable_sampler_scheduling",
+    "use_depth_warping", "translation_z", "rotation_3d_x",
+})
+
+
+def looks_like_deforum(raw: dict) -> bool:
+    """True for a Deforum settings file (it has keys that only Deforum writes)."""
+    return isinstance(raw, dict) and not _TELL_TALE_KEYS.isdisjoint(raw)
+
+
+class _Unusable(ValueError):
+    """A converter's complaint about a value: what is wrong and what to write instead."""
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, str):
+        value = _number(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise _Unusable("expected a whole number")
+    return int(value)
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Unusable("expected a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        raise _Unusable("expected a finite number")
+    return value
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if not isinstance(value, str) or value.strip().lower() not in words:
+        raise _Unusable("expected true or false")
+    return words[value.strip().lower()]
+
+
+def _schedule(value: Any) -> str | int | float:
+    """A keyframe schedule string, or a number (a constant schedule); numeric text becomes a number."""
+    if isinstance(value, str) and value.strip():
+        try:
+            return _number(value)
+        except _Unusable:
+            return value.strip()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _number(value)
+    raise _Unusable('expected a schedule such as "0: (1.0), 30: (1.5)" or a number')
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Unusable("expected text")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        text = value.strip().lower() if isinstance(value, str) else None
+        if text not in allowed:
+            raise _Unusable(f"expected one of {', '.join(allowed)}")
+        return text
+    return convert
+
+
+# Deforum key -> (engine key, converter). Current names come before the deprecated ones they replace:
+# when a file has both, the current name wins.
+_DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
+    ("W", "W", _whole),
+    ("H", "H", _whole),
+    ("max_frames", "max_frames", _whole),
+    ("fps", "fps", _number),
+    ("seed", "seed", _whole),
+    ("seed_behavior", "seed_behavior", _choice("iter", "fixed", "random", "ladder", "alternate", "schedule")),
+    ("seed_iter_N", "seed_iter_N", _whole),
+    ("seed_schedule", "seed_schedule", _schedule),
+    *[(key, key, _schedule) for key in (
+        "angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y",
+        "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
+        "noise_schedule", "strength_schedule", "contrast_schedule", "cfg_scale_schedule",
+        "kernel_schedule", "sigma_schedule", "amount_schedule", "threshold_schedule",
+    )],
+    ("enable_perspective_flip", "enable_perspective_flip", _flag),
+    ("border", "border", _choice("replicate", "wrap", "reflect")),
+    ("diffusion_cadence", "diffusion_cadence", _whole),
+    ("noise_type", "noise_type", _choice("uniform", "perlin")),
+    ("perlin_octaves", "perlin_octaves", _whole),
+    ("perlin_persistence", "perlin_persistence", _number),
+    ("strength", "strength", _number),
+    ("parseq_use_deltas", "parseq_use_deltas", _flag),
+    ("bpm", "bpm", _number),
+    # Deprecated names (the notebook and old extension versions).
+    ("flip_2d_perspective", "enable_perspective_flip", _flag),
+    ("scale", "cfg_scale_schedule", _schedule),
+    ("ffmpeg_crf", "crf", _whole),
+    ("ffmpeg_preset", "video_preset", _text),
+]
+
+# Engine settings that Deforum files do not have: taken as written when a file carries them.
+_ENGINE_ONLY_KEYS = (
+    "color_coherence_image", "init_fit", "image_prompt", "image_prompt_influence", "prompt_style",
+    "model", "ip_adapter", "motion_preset", "name", "crf", "video_preset", "safety_checker",
+)
+
+# The notebook's k-diffusion sampler names -> the extension's names (the engine uses the latter).
+_NOTEBOOK_SAMPLERS = {
+    "euler": "Euler", "euler_ancestral": "Euler a", "klms": "LMS", "heun": "Heun", "dpm2": "DPM2",
+    "dpm2_ancestral": "DPM2 a", "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive",
+    "dpmpp_2s_a": "DPM++ 2S a", "dpmpp_2m": "DPM++ 2M", "dpmpp_sde": "DPM++ SDE",
+    "plms": "PLMS", "ddim": "DDIM",
+}
+
+_COHERENCE = {"none": "None", "rgb": "RGB", "hsv": "HSV", "lab": "LAB", "image": "Image",
+              "video input": "Video Input",
+              "match frame 0 rgb": "RGB", "match frame 0 hsv": "HSV", "match frame 0 lab": "LAB"}
+
+_MODE_NOTES = {
+    "3d": "animation_mode 3D: rendered with 2D motion (zoom, angle and translation_x/y as 2D values, "
+          "translation in pixels per frame); depth warping, translation_z and rotation_3d_* are ignored",
+    "video input": "animation_mode 'Video Input': the engine has no video input; rendered as a 2D animation",
+    "interpolation": "animation_mode 'Interpolation': rendered as a 2D animation (prompts switch at their "
+                     "keyframes instead of blending)",
+    "none": "animation_mode 'None' (still images): rendered as a 2D animation",
+}
+
+# Switches for features the engine does not have, and the values that mean "off".
+_OFF = (None, False, "", "None", "none", "0", 0)
+_FEATURE_SWITCHES = {
+    "hybrid_motion": "hybrid video motion",
+    "hybrid_composite": "hybrid video compositing",
+    "hybrid_video_motion": "hybrid video motion",
+    "hybrid_video_composite": "hybrid video compositing",
+    "use_mask": "masks",
+    "use_mask_video": "video masks",
+    "use_noise_mask": "noise masks",
+    "use_looper": "guided images",
+    "optical_flow_cadence": "optical-flow cadence",
+    "optical_flow_redo_generation": "optical-flow redo",
+    "diffusion_redo": "diffusion redo",
+    "enable_checkpoint_scheduling": "checkpoint scheduling",
+    "enable_clipskip_scheduling": "clip-skip scheduling",
+    "enable_subseed_scheduling": "subseed scheduling",
+    "enable_ddim_eta_scheduling": "DDIM eta scheduling",
+    "enable_ancestral_eta_scheduling": "ancestral eta scheduling",
+    "color_force_grayscale": "grayscale output",
+    "frame_interpolation_engine": "frame interpolation",
+    "r_upscale_video": "upscaling",
+    "make_gif": "GIF output",
+    "resume_from_timestring": "resume by timestring",
+    "restore_faces": "face restoration",
+    "tiling": "tiling",
+    **{f"cn_{unit}_enabled": f"ControlNet unit {unit}" for unit in range(1, 6)},
+}
+
+
+class _Reader:
+    """One Deforum file: hands out converted values and remembers which keys were read."""
+
+    def __init__(self, raw: dict, source: str):
+        self.raw, self.source, self.used = raw, source, set()
+
+    def has(self, key: str) -> bool:
+        return key in self.raw
+
+    def take(self, key: str, convert: Callable[[Any], Any] = lambda v: v, default: Any = None) -> Any:
+        """The converted value of key (default when absent); marks the key as read."""
+        if key not in self.raw:
+            return default
+        self.used.add(key)
+        try:
+            return convert(self.raw[key])
+        except _Unusable as problem:
+            raise self.error(key, f"{self.raw[key]!r}: {problem}") from None
+
+    def first(self, *keys: str) -> str | None:
+        """The first of keys the file has (all of them count as read)."""
+        present = [key for key in keys if key in self.raw]
+        self.used.update(present)
+        return present[0] if present else None
+
+    def error(self, key: str, message: str) -> SettingsError:
+        return SettingsError(f"{self.source}: {key} = {message}")
+
+
+def import_deforum(raw: dict, source: str) -> DeforumImport:
+    """Map a Deforum settings file (already parsed from JSON) to engine settings."""
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{source}: a Deforum settings file is a JSON object; this one is a {type(raw).__name__}")
+    reader = _Reader(raw, source)
+    settings: dict[str, Any] = {}
+    notes: list[str] = []
+    for deforum_key, engine_key, convert in _DIRECT:
+        if reader.has(deforum_key):
+            settings.setdefault(engine_key, reader.take(deforum_key, convert))
+    settings.update(_steps_and_sampler(reader))
+    settings.update(_color_coherence(reader, notes))
+    settings.update(_init_image(reader))
+    settings.update(_soundtrack(reader, notes))
+    settings.update(_prompts(reader, notes))
+    settings.update(_render_name(reader, settings, notes))
+    settings.update(_parseq_manifest(reader, notes))
+    settings.update({key: reader.take(key) for key in _ENGINE_ONLY_KEYS if reader.has(key)})
+    notes += _mode_and_feature_notes(reader, settings)
+    ignored = [key for key in raw if key not in reader.used]
+    return DeforumImport(settings=settings, ignored=ignored, notes=notes)
+
+
+def _steps_and_sampler(reader: _Reader) -> dict[str, Any]:
+    """steps / sampler, and their schedules only where the file's enable_*_scheduling switch is on."""
+    out: dict[str, Any] = {}
+    if reader.has("steps"):
+        out["steps"] = reader.take("steps", _whole)
+    if reader.has("sampler"):
+        name = reader.take("sampler", _text)
+        out["sampler"] = _NOTEBOOK_SAMPLERS.get(name, name)
+    for name in ("steps", "sampler"):
+        switch, schedule = f"enable_{name}_scheduling", f"{name}_schedule"
+        if not (reader.has(switch) or reader.has(schedule)):
+            continue
+        enabled = reader.take(switch, _flag, default=False)
+        if enabled and not reader.has(schedule):
+            raise reader.error(switch, f"true, but the file has no {schedule}; add {schedule} or set {switch} to false")
+        if enabled:
+            out[schedule] = reader.take(schedule, _schedule if name == "steps" else _text)
+        else:
+            reader.first(schedule)  # read, but off: Deforum uses the plain value
+            out[schedule] = None
+    return out
+
+
+def _coherence_mode(value: Any) -> str:
+    key = "none" if value is None else value.strip().lower() if isinstance(value, str) else None
+    if key not in _COHERENCE:
+        raise _Unusable("expected one of None, RGB, HSV, LAB, Image (or the old 'Match Frame 0 LAB' style)")
+    return _COHERENCE[key]
+
+
+def _color_coherence(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """color_coherence, with the old "Match Frame 0 ..." values and the Image mode's reference file."""
+    reader.first("color_coherence_image_path")
+    if not reader.has("color_coherence"):
+        return {}
+    mode = reader.take("color_coherence", _coherence_mode)
+    if mode == "Video Input":
+        notes.append("color_coherence 'Video Input': the engine has no video input; colours are matched "
+                     "to the first frame in LAB instead")
+        mode = "LAB"
+    out = {"color_coherence": mode}
+    if mode == "Image":
+        out["color_coherence_image"] = _local_path(reader, "color_coherence_image_path",
+                                                   "the reference image for Image colour coherence")
+    return out
+
+
+def _init_image(reader: _Reader) -> dict[str, Any]:
+    """init_image only when use_init is on (Deforum ignores init_image otherwise)."""
+    if not (reader.has("use_init") or reader.has("init_image")):
+        return {}
+    use_init = reader.take("use_init", _flag, default=False)
+    reader.first("init_image")
+    return {"init_image": _local_path(reader, "init_image", "the init image") if use_init else None}
+
+
+def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """add_soundtrack "None" / "File" / "Init Video" (or an old true/false) -> add_soundtrack + soundtrack_path."""
+    if not reader.has("add_soundtrack"):
+        reader.first("soundtrack_path")
+        return {}
+    choice = reader.take("add_soundtrack", _soundtrack_choice)
+    reader.first("soundtrack_path")
+    if choice == "file":
+        return {"add_soundtrack": True, "soundtrack_path": _local_path(reader, "soundtrack_path", "the soundtrack")}
+    if choice == "init video":
+        notes.append("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
+                     "set soundtrack_path to an audio file to add one")
+    return {"add_soundtrack": False, "soundtrack_path": None}
+
+
+def _soundtrack_choice(value: Any) -> str:
+    if isinstance(value, bool):  # very old files: a plain switch for a soundtrack file
+        return "file" if value else "none"
+    return _choice("none", "file", "init video")(value)
+
+
+def _local_path(reader: _Reader, key: str, what: str) -> str:
+    """A non-empty, non-URL path from key, kept as written."""
+    value = reader.raw.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise reader.error(key, f"{value!r}: {what} is switched on but has no path; give the file's path")
+    if re.match(r"^[a-z][a-z0-9+.\-]*://", value.strip(), re.IGNORECASE):
+        raise reader.error(key, f"{value!r}: URLs are not fetched (renders run without network); "
+                                f"download the file and give its path")
+    return value.strip()
+
+
+def _prompts(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """prompts (frame -> text) and the positive / negative parts Deforum adds to every prompt."""
+    out: dict[str, Any] = {}
+    for engine_key, keys in (("positive_prompts", ("animation_prompts_positive", "positive_prompts")),
+                             ("negative_prompts", ("animation_prompts_negative", "negative_prompts"))):
+        key = reader.first(*keys)
+        if key is not None:
+            out[engine_key] = reader.take(key, lambda v: "" if v is None else _text(v))
+    key = next((k for k in ("animation_prompts", "prompts") if reader.has(k) and not isinstance(reader.raw[k], list)), None)
+    if key is None:
+        if reader.has("prompts"):
+            notes.append("prompts is a list (the notebook's still-image prompts): no animation prompts imported")
+        return out
+    prompts = reader.take(key, _prompt_dict)
+    if reader.has("neg_prompts"):
+        prompts = _merge_negatives(prompts, reader.take("neg_prompts", _prompt_dict), reader)
+    positive, negative = out.get("positive_prompts", ""), out.get("negative_prompts", "")
+    originals = {frame: _unmerge(text, positive, negative) for frame, text in prompts.items()}
+    if prompts and None not in originals.values() and originals != prompts:
+        notes.append(f"{key}: the prompts already had positive_prompts / negative_prompts joined in "
+                     f"(as Deforum saves them); separated again so they are not added twice")
+        prompts = originals
+    out["prompts"] = prompts
+    return out
+
+
+def _prompt_dict(value: Any) -> dict[str, str]:
+    """A frame -> prompt dict, also from its JSON text (the extension's prompt box)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise _Unusable(f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                            f'write the prompts as {{"0": "a prompt", "30": "another"}}') from None
+    if not isinstance(value, dict):
+        raise _Unusable('expected frame -> prompt pairs such as {"0": "a prompt", "30": "another"}')
+    bad = next((frame for frame, text in value.items() if not isinstance(text, str)), None)
+    if bad is not None:
+        raise _Unusable(f"the prompt for frame {bad!r} is {value[bad]!r}; expected text")
+    return {str(frame).strip(): text for frame, text in value.items()}
+
+
+def _merge_negatives(prompts: dict[str, str], negatives: dict[str, str], reader: _Reader) -> dict[str, str]:
+    """Fold the notebook's separate neg_prompts (frame -> text) into the prompts after `--neg`."""
+    frames = {*prompts, *negatives}
+    if not all(frame.isdigit() for frame in frames):
+        raise reader.error("neg_prompts", "frames that are not plain numbers cannot be merged; "
+                                          "move each negative prompt into prompts after --neg")
+
+    def held(table: dict[str, str], frame: int) -> str:
+        keys = sorted((int(k) for k in table), reverse=True)
+        return table[str(next((k for k in keys if k <= frame), keys[-1]))] if keys else ""
+
+    merged = {}
+    for frame in sorted(frames, key=int):
+        text, negative = held(prompts, int(frame)), held(negatives, int(frame))
+        merged[frame] = f"{text} --neg {negative}" if negative and "--neg" not in text else text
+    return merged
+
+
+def _unmerge(text: str, positive: str, negative: str) -> str | None:
+    """The prompt before Deforum joined "{positive} {prompt} --neg {negative}" into it, or None if it wasn't."""
+    head, tail = f"{positive} ", f" {negative}"
+    if not (text.startswith(head) and text.endswith(tail) and len(text) >= len(head) + len(tail)):
+        return None
+    middle = text[len(head):len(text) - len(tail)]
+    if middle.endswith(" --neg") and "--neg" not in middle[:-6]:
+        return middle[:-6].strip()
+    if middle.endswith(" ") and "--neg" in middle:
+        return middle.strip()
+    return None
+
+
+def _render_name(reader: _Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """batch_name -> name: {w}, {h} and a fixed {seed} filled in; {timestring}, {prompts} and others dropped."""
+    if not reader.has("batch_name"):
+        return {}
+    batch_name = reader.take("batch_name", _text)
+    seed = settings.get("seed", -1)
+    fill = {"w": settings.get("W"), "h": settings.get("H"), "seed": None if seed == -1 else seed}
+
+    def placeholder(match: re.Match) -> str:
+        value = fill.get(match.group(1).strip().lower())
+        return "" if value is None else str(value)
+
+    name = re.sub(r"\{([^{}]*)\}", placeholder, batch_name)
+    name = re.sub(r"[^\w.\- ]+", "_", name)                    # nothing that could leave the renders folder
+    name = re.sub(r"([_\- ])[_\- ]+", r"\1", name).strip("_-. ")
+    if name != batch_name:
+        notes.append(f"batch_name {batch_name!r} -> name {name or None!r} (Deforum's time stamp and other "
+                     f"placeholders dropped: a render's folder is renders/<name>/)")
+    return {"name": name or None}
+
+
+def _parseq_manifest(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """parseq_manifest: None when empty; inline JSON is checked now so a broken one names this file."""
+    if reader.has("parseq_non_schedule_overrides") and not reader.take("parseq_non_schedule_overrides", _flag):
+        notes.append("parseq_non_schedule_overrides is off in the file, but a Parseq manifest always sets "
+                     "max_frames, fps and diffusion_cadence in the engine")
+    if not reader.has("parseq_manifest"):
+        return {}
+    value = reader.take("parseq_manifest", lambda v: "" if v is None else _text(v)).strip()
+    if not value:
+        return {"parseq_manifest": None}
+    try:
+        load_parseq_manifest(value, base_dir=Path(reader.source).parent)
+    except SettingsError as err:
+        raise SettingsError(f"{reader.source}: parseq_manifest: {err}") from None
+    return {"parseq_manifest": value}
+
+
+def _mode_and_feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[str]:
+    """Notes for a non-2D animation mode, the model the file was made with, and features it turns on."""
+    notes = []
+    mode = reader.take("animation_mode", lambda v: str(v).strip())
+    if mode is not None and mode.lower() != "2d":
+        notes.append(_MODE_NOTES.get(mode.lower(), f"animation_mode {mode!r} is unknown: rendered as a 2D animation"))
+    model_name = reader.raw.get("sd_model_name")
+    if isinstance(model_name, str) and model_name and "model" not in settings:
+        notes.append(f"made with the checkpoint {model_name!r}; set model to the diffusers model to render with")
+    active = [f"{label} ({key})" for key, label in _FEATURE_SWITCHES.items()
+              if key in reader.raw and reader.raw[key] not in _OFF]
+    if active:
+        notes.append("turned on in the file but not available in the engine, so ignored: " + ", ".join(active))
+    return notes

@@ -1,0 +1,363 @@
+"""Settings -> FramePlan: every per-frame value of a render, computed once before the loop starts.
+
+The loop never evaluates a schedule; it reads `plan.frame(i)`. Everything that can be wrong with
+the settings (a schedule, a prompt key, a sampler name, a value out of range) fails here, with a
+SettingsError naming the setting and frame, before any model loads.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SettingsError
+from .schedules import AUDIO_VARIABLES, evaluate_frame_key, evaluate_schedule, evaluate_string_schedule
+from .settings import INFLUENCE_LEVELS, Settings
+
+# Per-frame name -> the setting it comes from. Names drop Deforum's `_schedule` suffix.
+NUMERIC_SCHEDULES = {
+    "angle": "angle",
+    "zoom": "zoom",
+    "translation_x": "translation_x",
+    "translation_y": "translation_y",
+    "transform_center_x": "transform_center_x",
+    "transform_center_y": "transform_center_y",
+    "perspective_flip_theta": "perspective_flip_theta",
+    "perspective_flip_phi": "perspective_flip_phi",
+    "perspective_flip_gamma": "perspective_flip_gamma",
+    "perspective_flip_fv": "perspective_flip_fv",
+    "noise": "noise_schedule",
+    "strength": "strength_schedule",
+    "contrast": "contrast_schedule",
+    "cfg_scale": "cfg_scale_schedule",
+    "kernel": "kernel_schedule",
+    "sigma": "sigma_schedule",
+    "amount": "amount_schedule",
+    "threshold": "threshold_schedule",
+}
+# Allowed ranges per frame: (low, high, inclusive-low). None means unbounded.
+RANGES = {
+    "zoom": (0.0, None, False),
+    "perspective_flip_fv": (0.0, 180.0, False),
+    "noise": (0.0, 10.0, True),
+    "strength": (0.0, 1.0, True),
+    "contrast": (0.0, None, True),
+    "cfg_scale": (0.0, 100.0, True),
+    "steps": (0.0, 1000.0, True),
+    "kernel": (0.0, 99.0, True),
+    "sigma": (0.0, None, True),
+    "amount": (0.0, None, True),
+    "threshold": (0.0, None, True),
+    "image_prompt_scale": (0.0, 1.0, True),
+}
+INTEGER_VALUES = ("steps", "seed")
+SEED_LIMIT = 2**32
+_AUDIO_NAME = re.compile(r"\b(" + "|".join(AUDIO_VARIABLES) + r")\b")
+_TEMPO_NAME = re.compile(r"\b(bpm|beat)\b")
+
+
+@dataclass(frozen=True)
+class FrameValues:
+    """Everything one frame needs, as plain typed values."""
+
+    index: int
+    angle: float
+    zoom: float
+    translation_x: float
+    translation_y: float
+    transform_center_x: float
+    transform_center_y: float
+    perspective_flip_theta: float
+    perspective_flip_phi: float
+    perspective_flip_gamma: float
+    perspective_flip_fv: float
+    noise: float
+    strength: float
+    contrast: float
+    cfg_scale: float
+    kernel: float
+    sigma: float
+    amount: float
+    threshold: float
+    steps: int
+    seed: int
+    image_prompt_scale: float
+    blend_weight: float
+    sampler: str
+    prompt: str
+    negative_prompt: str
+    blend_prompt: str
+    blend_negative_prompt: str
+
+    @property
+    def denoise(self) -> float:
+        """img2img denoising strength: Deforum's strength is how much of the frame survives."""
+        return 1.0 - self.strength
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """The resolved settings and one array (or list of strings) per per-frame value."""
+
+    settings: Settings
+    values: dict[str, np.ndarray]
+    strings: dict[str, list[str]]
+    diffused_frames: tuple[int, ...]
+    audio: Any = None  # AudioFeatures when a soundtrack was analysed
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.settings.max_frames)
+
+    def frame(self, index: int) -> FrameValues:
+        """The values of one frame."""
+        numbers = {
+            name: int(array[index]) if name in INTEGER_VALUES else float(array[index])
+            for name, array in self.values.items()
+        }
+        texts = {name: items[index] for name, items in self.strings.items()}
+        return FrameValues(index=index, **numbers, **texts)
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"settings": {...}, "frames": {name: [value per frame]}}` as `plan --json` prints it."""
+        frames: dict[str, list] = {}
+        for name, array in self.values.items():
+            frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
+        frames.update({name: list(items) for name, items in self.strings.items()})
+        return {"settings": self.settings.to_json_dict(), "frames": frames}
+
+
+def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
+    """Resolve the settings (seed, frame count, Parseq, soundtrack) and compute every frame's values."""
+    settings = _resolve_seed(settings)
+    parseq = _load_parseq(settings, base_dir)
+    if parseq is not None:
+        settings = _apply_parseq_options(settings, parseq)
+    audio = _analyse_soundtrack(settings)
+    if settings.max_frames == "auto":
+        settings = settings.model_copy(update={"max_frames": audio.frames})
+    frames = int(settings.max_frames)
+    variables = audio.variables(settings.bpm) if audio is not None else {}
+    if settings.bpm is not None:
+        variables["bpm"] = settings.bpm
+
+    values = {
+        name: evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
+                                variables=variables, setting=field_name)
+        for name, field_name in NUMERIC_SCHEDULES.items()
+    }
+    values["steps"] = _steps(settings, frames, variables)
+    values["image_prompt_scale"] = _image_prompt_scale(settings, frames, variables)
+    strings = {"sampler": _samplers(settings, frames, variables)}
+    strings.update(_prompts(settings, frames, variables))
+    values["blend_weight"] = strings.pop("blend_weight")
+    diffused = _diffused_frames(frames, settings.diffusion_cadence)
+    values["seed"] = _seeds(settings, frames, variables, diffused)
+    if parseq is not None:
+        _override_with_parseq(values, strings, parseq, frames)
+    _check_ranges(values)
+    values = {name: np.ascontiguousarray(array) for name, array in values.items()}
+    return FramePlan(
+        settings=settings,
+        values=values,
+        strings=strings,
+        diffused_frames=diffused,
+        audio=audio,
+    )
+
+
+def _resolve_seed(settings: Settings) -> Settings:
+    """Seed -1 picks a seed; it is recorded in the resolved settings so the render can be repeated."""
+    if settings.seed != -1:
+        return settings
+    return settings.model_copy(update={"seed": random.SystemRandom().randrange(SEED_LIMIT)})
+
+
+def _diffused_frames(frames: int, cadence: int) -> tuple[int, ...]:
+    """Frames that go through the backend: every cadence-th, and always the last one."""
+    keys = list(range(0, frames, cadence))
+    if keys[-1] != frames - 1:
+        keys.append(frames - 1)
+    return tuple(keys)
+
+
+def _uses(settings: Settings, pattern: re.Pattern) -> bool:
+    texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values()]
+    texts += [settings.steps_schedule or "", settings.seed_schedule, str(settings.image_prompt_influence)]
+    return any(isinstance(text, str) and pattern.search(text) for text in texts)
+
+
+def _analyse_soundtrack(settings: Settings):
+    """Audio features when a schedule uses them (or max_frames is 'auto'); a SettingsError if no soundtrack."""
+    needs_audio = _uses(settings, _AUDIO_NAME) or (settings.bpm is None and _uses(settings, _TEMPO_NAME))
+    if settings.soundtrack_path is None:
+        return None  # schedules using audio variables fail in the evaluator with a clear message
+    if not needs_audio and settings.max_frames != "auto":
+        return None
+    from .audio import analyse_audio
+
+    max_frames = None if settings.max_frames == "auto" else int(settings.max_frames)
+    return analyse_audio(settings.soundtrack_path, settings.fps, bpm=settings.bpm, max_frames=max_frames)
+
+
+def _steps(settings: Settings, frames: int, variables: dict) -> np.ndarray:
+    if settings.steps_schedule is None:
+        return np.full(frames, float(settings.steps))
+    steps = evaluate_schedule(settings.steps_schedule, frames, seed=settings.seed, fps=settings.fps,
+                              variables=variables, setting="steps_schedule")
+    return np.rint(steps)
+
+
+def _image_prompt_scale(settings: Settings, frames: int, variables: dict) -> np.ndarray:
+    """Image-prompt influence per frame as an IP-Adapter scale (0 without an image prompt)."""
+    if settings.image_prompt is None:
+        return np.zeros(frames)
+    influence = settings.image_prompt_influence
+    if isinstance(influence, float):
+        return np.full(frames, influence)
+    if influence in INFLUENCE_LEVELS:
+        return np.full(frames, INFLUENCE_LEVELS[influence])
+    return evaluate_schedule(influence, frames, seed=settings.seed, fps=settings.fps, variables=variables,
+                             setting="image_prompt_influence")
+
+
+def _samplers(settings: Settings, frames: int, variables: dict) -> list[str]:
+    from .samplers import check_sampler
+
+    if settings.sampler_schedule is None:
+        return [check_sampler(settings.sampler, setting="sampler")] * frames
+    names = evaluate_string_schedule(settings.sampler_schedule, frames, seed=settings.seed, fps=settings.fps,
+                                     variables=variables, setting="sampler_schedule")
+    canonical = {name: check_sampler(name, setting="sampler_schedule") for name in set(names)}
+    return [canonical[name] for name in names]
+
+
+def split_negative(text: str) -> tuple[str, str]:
+    """Split a Deforum prompt at `--neg` into (positive, negative)."""
+    positive, _, negative = text.partition("--neg")
+    return positive.strip(), negative.strip()
+
+
+def _join(*parts: str) -> str:
+    return " ".join(part.strip() for part in parts if part and part.strip())
+
+
+def _prompts(settings: Settings, frames: int, variables: dict) -> dict[str, Any]:
+    """Per-frame prompt and negative prompt (a prompt holds until the next key), styled, with blending."""
+    from .styles import apply_style
+
+    if not settings.prompts:
+        raise SettingsError("prompts: no prompts given; add at least {\"0\": \"your prompt\"}")
+    keyed: dict[int, tuple[str, str]] = {}
+    scalars = {k: v for k, v in variables.items() if np.ndim(v) == 0}
+    for key, text in settings.prompts.items():
+        frame = evaluate_frame_key(str(key), frames, seed=settings.seed, fps=settings.fps, variables=scalars,
+                                   setting=f"prompts[{key!r}]")
+        positive, negative = split_negative(text)
+        keyed[frame] = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
+                                   _join(negative, settings.negative_prompts))
+    keys = sorted(keyed)
+    owner = np.searchsorted(np.array(keys), np.arange(frames), side="right") - 1
+    owner = np.maximum(owner, 0)  # before the first key, the first prompt holds
+    prompt = [keyed[keys[k]][0] for k in owner]
+    negative = [keyed[keys[k]][1] for k in owner]
+    blend_prompt, blend_negative, blend_weight = _blend(keys, keyed, frames, settings.prompt_blend_frames)
+    return {"prompt": prompt, "negative_prompt": negative, "blend_prompt": blend_prompt,
+            "blend_negative_prompt": blend_negative, "blend_weight": blend_weight}
+
+
+def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[list[str], list[str], np.ndarray]:
+    """Prompt blending: over the `span` frames before a key, fade towards that key's prompt.
+
+    The keyed frame itself shows exactly the keyed prompt, as in Deforum; the frames before it
+    interpolate the embeddings with weights 1/(span+1) ... span/(span+1).
+    """
+    blend_prompt, blend_negative = [""] * frames, [""] * frames
+    weight = np.zeros(frames)
+    if span == 0:
+        return blend_prompt, blend_negative, weight
+    for previous, key in zip(keys, keys[1:]):
+        start = max(previous + 1, key - span)
+        for frame in range(start, min(key, frames)):
+            blend_prompt[frame], blend_negative[frame] = keyed[key]
+            weight[frame] = (frame - (key - span) + 1) / (span + 1)
+    return blend_prompt, blend_negative, weight
+
+
+def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int, ...]) -> np.ndarray:
+    """Per-frame seeds under Deforum's seed behaviours; 'random' and -1 are reproducible from the seed."""
+    rng = np.random.default_rng(settings.seed)
+    if settings.seed_behavior == "schedule":
+        seeds = evaluate_schedule(settings.seed_schedule, frames, seed=settings.seed, fps=settings.fps,
+                                  variables=variables, setting="seed_schedule")
+        seeds = np.rint(seeds).astype(np.int64)
+        random_seeds = rng.integers(0, SEED_LIMIT, size=frames)
+        return np.where(seeds == -1, random_seeds, seeds) % SEED_LIMIT
+    ordinal = np.arange(len(diffused))
+    base = settings.seed
+    behaviour = {
+        "iter": lambda k: base + k // settings.seed_iter_N,
+        "fixed": lambda k: np.full_like(k, base),
+        "random": lambda k: np.concatenate([[base], rng.integers(0, SEED_LIMIT, size=len(k) - 1)]),
+        "ladder": lambda k: base + k // 2 + 2 * (k % 2),  # +2, -1, +2, -1 ...
+        "alternate": lambda k: base + k % 2,  # +1, -1, +1 ...
+    }[settings.seed_behavior]
+    per_diffused = np.asarray(behaviour(ordinal), dtype=np.int64) % SEED_LIMIT
+    # Frames between diffused frames carry the seed of the diffused frame before them.
+    owner = np.searchsorted(np.array(diffused), np.arange(frames), side="right") - 1
+    return per_diffused[owner]
+
+
+def _check_ranges(values: dict[str, np.ndarray]) -> None:
+    for name, (low, high, inclusive) in RANGES.items():
+        array = values[name]
+        bad_low = array < low if inclusive else array <= low
+        bad = bad_low | (array > high) if high is not None else bad_low
+        if bad.any():
+            frame = int(np.argmax(bad))
+            bounds = f"{'>=' if inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            setting = NUMERIC_SCHEDULES.get(name, name)
+            raise SettingsError(f"{setting}: frame {frame} has value {array[frame]:g}; it must be {bounds}")
+
+
+def _load_parseq(settings: Settings, base_dir: Path | None):
+    if not settings.parseq_manifest:
+        return None
+    from .importers.parseq import load_parseq_manifest, parseq_overrides
+
+    manifest = load_parseq_manifest(settings.parseq_manifest, base_dir)
+    return parseq_overrides(manifest, use_deltas=settings.parseq_use_deltas)
+
+
+def _apply_parseq_options(settings: Settings, parseq) -> Settings:
+    """Parseq's frame count, fps and cadence win over the settings', as in Deforum."""
+    update: dict[str, Any] = {"max_frames": parseq.frame_count}
+    if parseq.fps:
+        update["fps"] = float(parseq.fps)
+    if parseq.cadence:
+        update["diffusion_cadence"] = int(parseq.cadence)
+    if any(name.startswith("perspective_flip") for name in parseq.managed):
+        update["enable_perspective_flip"] = True
+    return settings.model_copy(update=update)
+
+
+def _extend(items, frames: int):
+    """Parseq's values past its last frame repeat the last value."""
+    items = list(items)[:frames]
+    return items + [items[-1]] * (frames - len(items))
+
+
+def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> None:
+    """Fields Parseq manages replace the settings' own; the rest fall back to the settings."""
+    for name, array in parseq.values.items():
+        if name in values:
+            extended = np.asarray(_extend(array, frames), dtype=np.float64)
+            values[name] = np.rint(extended) if name in INTEGER_VALUES else extended
+    for name, items in parseq.strings.items():
+        if name in strings:
+            strings[name] = _extend(items, frames)

@@ -1,0 +1,328 @@
+"""The frame loop: settings -> plan -> frames -> video, resumable at any frame.
+
+`render` reads as a recipe: check every input, prepare the folder, make frame 0, then for each
+diffused frame warp the last one, run the steps chosen once from the plan, generate, and write the
+frames in between (cadence) and the new one. All per-frame values come from the plan.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from .backends.base import Backend, FrameRequest, RenderContext
+from .errors import RenderError, SettingsError
+from .frame.color import ColorReference, color_reference
+from .frame.warp import warp_frame
+from .output import (
+    FrameWriter,
+    RenderFolder,
+    ResumeState,
+    VideoWriter,
+    check_soundtrack,
+    encode_folder,
+    load_resume_state,
+)
+from .plan import FramePlan, FrameValues, build_plan
+from .settings import Settings, save_settings, validate_settings
+from .steps import ImageStep, frame_motion, generation_steps, preparation_steps, run_steps
+
+FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
+RENDER_INFO = "render.json"
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """Where a render's frames and video are."""
+
+    folder: Path
+    frames_dir: Path
+    video: Path | None
+    frames: int
+    seconds: float
+    resumed: bool
+    preview: bool
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+
+def check_inputs(settings: Settings) -> tuple[FramePlan, np.ndarray | None, np.ndarray | None]:
+    """Everything that can be wrong with the input fails here, before any model loads.
+
+    Returns the plan, the fitted init image and the colour-coherence image (or None).
+    """
+    from .images import check_image_file, fit_image, fit_warning, load_image
+
+    plan = build_plan(settings)
+    settings = plan.settings
+    init = coherence_image = None
+    if settings.init_image is not None:
+        check_image_file(settings.init_image, role="init_image")
+        raw = load_image(settings.init_image)
+        warning = fit_warning(raw, settings.W, settings.H)
+        if warning:
+            print(f"warning: init_image {settings.init_image}: {warning}", file=sys.stderr)
+        init = fit_image(raw, settings.W, settings.H, settings.init_fit)
+    if settings.image_prompt is not None:
+        check_image_file(settings.image_prompt, role="image_prompt",
+                         max_bytes=int(settings.image_prompt_max_mb * 1024 * 1024))
+    if settings.color_coherence == "Image":
+        check_image_file(settings.color_coherence_image, role="color_coherence_image")
+        coherence_image = fit_image(load_image(settings.color_coherence_image), settings.W, settings.H, "crop")
+    if settings.soundtrack_path is not None and settings.add_soundtrack:
+        check_soundtrack(settings.soundtrack_path)
+    return plan, init, coherence_image
+
+
+def describe_plan(plan: FramePlan, backend: Backend) -> str:
+    """The render summary in plain words: what survives of each frame, and how many steps really run."""
+    settings = plan.settings
+    strength, steps = plan.values["strength"], plan.values["steps"]
+    lines = []
+    if backend.is_preview:
+        lines.append("MOTION PREVIEW: no model; frames show motion, coherence and cadence only.")
+    lines.append(
+        f"{plan.frame_count} frames at {settings.W}x{settings.H}, {settings.fps:g} fps "
+        f"({plan.frame_count / settings.fps:.1f} s), seed {settings.seed}, "
+        f"{len(plan.diffused_frames)} diffused (cadence {settings.diffusion_cadence})."
+    )
+    low, high = float(strength.min()), float(strength.max())
+    keep = f"{low:.0%}" if low == high else f"{low:.0%}-{high:.0%}"
+    denoise = f"{1 - high:.2f}" if low == high else f"{1 - high:.2f}-{1 - low:.2f}"
+    real_steps = np.floor(steps * (1 - strength))
+    lines.append(
+        f"Each diffused frame keeps {keep} of the previous one (strength_schedule): img2img denoise {denoise}, "
+        f"so {int(real_steps.min())}-{int(real_steps.max())} of {int(steps.min())}-{int(steps.max())} steps run."
+    )
+    if settings.init_image is not None:
+        lines.append(
+            f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
+            f"(denoise {1 - settings.init_strength:.2f})."
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class FrameLoop:
+    """The per-frame work of one render: a backend and the steps chosen once from the plan."""
+
+    plan: FramePlan
+    backend: Backend
+    prepare: list[ImageStep]
+    finish: list[ImageStep]
+
+    def request(self, frame: FrameValues, image: np.ndarray | None, denoise: float) -> FrameRequest:
+        return FrameRequest(
+            index=frame.index, image=image, prompt=frame.prompt, negative_prompt=frame.negative_prompt,
+            seed=frame.seed, steps=frame.steps, cfg_scale=frame.cfg_scale, denoise=denoise, sampler=frame.sampler,
+            image_prompt_scale=frame.image_prompt_scale, blend_prompt=frame.blend_prompt or None,
+            blend_negative_prompt=frame.blend_negative_prompt or None, blend_weight=frame.blend_weight,
+        )
+
+    def motion(self, start: int, end: int) -> np.ndarray:
+        """The camera motion from frame `start` to frame `end`, accumulated frame over frame."""
+        settings = self.plan.settings
+        matrix = np.eye(3)
+        for index in range(start + 1, end + 1):
+            step = frame_motion(self.plan.frame(index), settings.W, settings.H, settings.enable_perspective_flip)
+            matrix = step @ matrix
+        return matrix
+
+    def warp(self, image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        return warp_frame(image, matrix, self.plan.settings.border)
+
+    def next_key(self, previous: np.ndarray, start: int, end: int) -> np.ndarray:
+        """Warp the last diffused frame to `end`, prepare it, and generate the new diffused frame."""
+        frame = self.plan.frame(end)
+        prepared = run_steps(self.prepare, self.warp(previous, self.motion(start, end)), frame)
+        generated = self.backend.generate(self.request(frame, prepared, frame.denoise))
+        return run_steps(self.finish, generated, frame)
+
+    def in_between(self, previous: np.ndarray, new: np.ndarray, start: int, end: int):
+        """Cadence frames: both neighbouring diffused frames warped to each frame's camera, crossfaded."""
+        for index in range(start + 1, end):
+            forward = self.warp(previous, self.motion(start, index))
+            backward = self.warp(new, np.linalg.inv(self.motion(index, end)))
+            weight = (index - start) / (end - start)
+            yield index, (forward * (1 - weight) + backward * weight).round().astype(np.uint8)
+
+
+def _first_frame(loop: FrameLoop, init: np.ndarray | None) -> np.ndarray:
+    """Frame 0: text-to-image, or img2img of the init image at its denoise."""
+    frame = loop.plan.frame(0)
+    if init is None:
+        return loop.backend.generate(loop.request(frame, None, 1.0))
+    return loop.backend.generate(loop.request(frame, init, 1.0 - loop.plan.settings.init_strength))
+
+
+def _reference(settings: Settings, init, coherence_image, first: np.ndarray) -> ColorReference | None:
+    """The colour reference: a given image, else the init image, else the first generated frame."""
+    if settings.color_coherence == "None":
+        return None
+    if settings.color_coherence == "Image":
+        return color_reference(coherence_image, "LAB")
+    return color_reference(init if init is not None else first, settings.color_coherence)
+
+
+# ----------------------------------------------------------------------------------------- folder
+
+
+def _write_info(folder: RenderFolder, **info) -> None:
+    path = folder.root / RENDER_INFO
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(info)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_info(folder: RenderFolder) -> dict:
+    path = folder.root / RENDER_INFO
+    if not folder.is_render() or not path.exists():
+        raise SettingsError(
+            f"{folder.root}: not a render folder (no settings.json / {RENDER_INFO}); "
+            "give the folder that `deforum-engine render` wrote"
+        )
+    return json.loads(path.read_text())
+
+
+def default_output(settings: Settings, preview: bool, renders_dir: Path = Path("renders")) -> Path:
+    """`renders/<name>-<time>/`, with `-preview` for motion previews."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    label = "-preview" if preview else ""
+    return renders_dir / f"{settings.name or 'render'}{label}-{stamp}"
+
+
+def _state(next_key: int, key_image: np.ndarray, reference: ColorReference | None) -> ResumeState:
+    arrays = {"key_image": key_image}
+    if reference is not None:
+        arrays["color_reference"] = reference.to_array()
+    return ResumeState(next_frame=next_key, arrays=arrays)
+
+
+# ----------------------------------------------------------------------------------------- render
+
+
+def make_backend(settings: Settings, preview: bool) -> Backend:
+    """The preview backend, or diffusers with the settings' model (loaded once per process)."""
+    if preview:
+        from .backends.preview import PreviewBackend
+
+        return PreviewBackend()
+    from .backends.diffusers import DiffusersBackend
+
+    return DiffusersBackend(settings.model, device=settings.device, dtype=settings.dtype,
+                            ip_adapter=settings.ip_adapter, safety_checker=settings.safety_checker,
+                            model_config=settings.model_config_dir)
+
+
+def render(
+    settings: Settings,
+    out: str | Path | None = None,
+    *,
+    preview: bool = False,
+    backend: Backend | None = None,
+    on_frame: FrameCallback | None = None,
+    quiet: bool = False,
+) -> RenderResult:
+    """Render `settings` into `out` (default `renders/<name>-<time>/`): PNG frames, settings, video.
+
+    `on_frame(index, image)` is called for every finished frame; it may return a replacement image
+    for the stored frame and video (post-processing), or None.
+    """
+    # 1. Check every input before anything expensive happens.
+    plan, init, coherence_image = check_inputs(settings)
+    folder = RenderFolder(Path(out) if out is not None else default_output(plan.settings, preview))
+    folder.ensure_writable()
+    # 2. Record the resolved settings so the render can be repeated and resumed.
+    save_settings(plan.settings, folder.root / "settings.json")
+    backend = backend or make_backend(plan.settings, preview)
+    _write_info(folder, backend=backend.name, preview=backend.is_preview, status="rendering",
+                frames=plan.frame_count, model=plan.settings.model)
+    return _run(plan, folder, backend, init, coherence_image, None, on_frame, quiet)
+
+
+def resume(
+    folder: str | Path,
+    *,
+    backend: Backend | None = None,
+    on_frame: FrameCallback | None = None,
+    quiet: bool = False,
+) -> RenderResult:
+    """Continue a stopped render from its folder; the frames equal those of an uninterrupted run."""
+    render_folder = RenderFolder(Path(folder))
+    info = _read_info(render_folder)
+    if info.get("status") == "finished":
+        raise SettingsError(
+            f"{render_folder.root}: this render is already finished; "
+            f"`deforum-engine encode {render_folder.root}` rebuilds its video"
+        )
+    raw = json.loads((render_folder.root / "settings.json").read_text())
+    plan, init, coherence_image = check_inputs(validate_settings(raw, str(render_folder.root / "settings.json")))
+    backend = backend or make_backend(plan.settings, bool(info.get("preview")))
+    state = load_resume_state(render_folder)
+    return _run(plan, render_folder, backend, init, coherence_image, state, on_frame, quiet)
+
+
+def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -> RenderResult:
+    settings = plan.settings
+    started = time.perf_counter()
+    if not quiet:
+        print(describe_plan(plan, backend), file=sys.stderr)
+    # 3. Once per render: the backend's set-up (image prompt embedding, adapter).
+    backend.begin(RenderContext(settings.W, settings.H, settings.image_prompt, settings.image_prompt_mode))
+    audio = settings.soundtrack_path if settings.add_soundtrack else None
+    resumed = state is not None
+    video = None if resumed else VideoWriter(folder.video_path, settings.W, settings.H, settings.fps,
+                                             crf=settings.crf, preset=settings.video_preset, audio_path=audio)
+    keys = plan.diffused_frames
+    progress = tqdm(total=plan.frame_count, unit="frame", disable=quiet, desc=folder.root.name)
+    with FrameWriter(folder, video) as writer:
+
+        def emit(index: int, image: np.ndarray, saved: ResumeState | None) -> None:
+            stored = on_frame(index, image) if on_frame is not None else None
+            writer.put(index, image if stored is None else stored, saved)
+            progress.update(1)
+
+        # 4. Frame 0, the colour reference, and the steps this render needs.
+        if state is None:
+            previous = _first_frame(FrameLoop(plan, backend, [], []), init)
+            reference = _reference(settings, init, coherence_image, previous)
+            emit(0, previous, _state(1, previous, reference))
+            next_key = 1
+        else:
+            previous = state.arrays["key_image"]
+            reference = (ColorReference.from_array(state.arrays["color_reference"])
+                         if "color_reference" in state.arrays else None)
+            next_key = state.next_frame
+            progress.update(keys[next_key - 1] + 1)
+        loop = FrameLoop(plan, backend, preparation_steps(plan, reference),
+                         generation_steps(reference, backend.is_preview))
+        # 5. Each diffused frame, with the cadence frames before it.
+        for k in range(next_key, len(keys)):
+            start, end = keys[k - 1], keys[k]
+            new = loop.next_key(previous, start, end)
+            for index, tween in loop.in_between(previous, new, start, end):
+                emit(index, tween, None)
+            emit(end, new, _state(k + 1, new, reference))
+            previous = new
+    progress.close()
+    # 6. A resumed render's stream was cut by the stop: rebuild the video from the frames.
+    if resumed:
+        encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
+                      frame_count=plan.frame_count)
+    _write_info(folder, status="finished")
+    return RenderResult(folder.root, folder.frames_dir, folder.video_path, plan.frame_count,
+                        time.perf_counter() - started, resumed, backend.is_preview)

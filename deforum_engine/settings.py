@@ -1,0 +1,333 @@
+"""The settings model: every knob of a render, validated once before any work starts.
+
+Field names follow Deforum's, so settings pasted from a Deforum file keep their meaning.
+`load_settings` reads JSON or TOML (our files, Deforum `.txt` files), applies a motion preset,
+resolves paths relative to the file and returns one validated `Settings`.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SettingsError
+
+DEFAULT_ZOOM = "0:(1.0025+0.002*sin(1.25*3.14*t/30))"
+DEFAULT_SEED_SCHEDULE = '0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)'
+DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on Artstation"}
+
+# Image prompt influence levels -> IP-Adapter scale (documented in the README).
+INFLUENCE_LEVELS = {"very_low": 0.2, "low": 0.4, "medium": 0.6, "high": 0.8, "very_high": 1.0}
+
+SeedBehavior = Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"]
+Schedule = str  # keyframe text; numbers are turned into constant schedules on load
+
+
+class IgnoredSettingsWarning(UserWarning):
+    """Keys of an imported Deforum file that name features this engine does not have."""
+
+
+class Settings(BaseModel):
+    """All settings of one render. Schedules are keyframe strings (see the README)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    # Canvas and timing
+    W: int = 512
+    H: int = 512
+    max_frames: int | Literal["auto"] = 120
+    fps: float = Field(15.0, gt=0, le=240)
+    # Seeds
+    seed: int = -1
+    seed_behavior: SeedBehavior = "iter"
+    seed_iter_N: int = Field(1, ge=1)
+    seed_schedule: Schedule = DEFAULT_SEED_SCHEDULE
+    # 2D motion, per frame (Deforum's conventions)
+    angle: Schedule = "0:(0)"
+    zoom: Schedule = DEFAULT_ZOOM
+    translation_x: Schedule = "0:(0)"
+    translation_y: Schedule = "0:(0)"
+    transform_center_x: Schedule = "0:(0.5)"
+    transform_center_y: Schedule = "0:(0.5)"
+    enable_perspective_flip: bool = False
+    perspective_flip_theta: Schedule = "0:(0)"
+    perspective_flip_phi: Schedule = "0:(0)"
+    perspective_flip_gamma: Schedule = "0:(0)"
+    perspective_flip_fv: Schedule = "0:(53)"
+    border: Literal["replicate", "wrap", "reflect"] = "replicate"
+    # Coherence and diffusion, per frame
+    noise_schedule: Schedule = "0:(0.065)"
+    strength_schedule: Schedule = "0:(0.65)"
+    contrast_schedule: Schedule = "0:(1.0)"
+    cfg_scale_schedule: Schedule = "0:(7)"
+    steps: int = Field(25, ge=1, le=1000)
+    steps_schedule: Schedule | None = None
+    sampler: str = "Euler a"
+    sampler_schedule: Schedule | None = None
+    kernel_schedule: Schedule = "0:(5)"
+    sigma_schedule: Schedule = "0:(1)"
+    amount_schedule: Schedule = "0:(0.1)"
+    threshold_schedule: Schedule = "0:(0)"
+    color_coherence: Literal["None", "RGB", "HSV", "LAB", "Image"] = "LAB"
+    color_coherence_image: Path | None = None
+    diffusion_cadence: int = Field(1, ge=1, le=50)
+    noise_type: Literal["uniform", "perlin"] = "perlin"
+    perlin_octaves: int = Field(4, ge=1, le=8)
+    perlin_persistence: float = Field(0.5, gt=0, le=1)
+    # Prompts
+    prompts: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROMPTS))
+    positive_prompts: str = ""
+    negative_prompts: str = ""
+    prompt_style: str = "none"
+    prompt_blend_frames: int = Field(0, ge=0)
+    # Init image and image prompt
+    init_image: Path | None = None
+    strength: float | None = Field(None, ge=0, le=1)  # Deforum's init strength: how much of the init survives
+    init_denoise: float | None = Field(None, ge=0, le=1)  # the same knob as other tools name it: 1 - strength
+    init_fit: Literal["resize", "crop", "pad"] = "crop"
+    image_prompt: Path | None = None
+    image_prompt_influence: str | float = "medium"
+    image_prompt_mode: Literal["all", "style", "layout"] = "all"
+    image_prompt_max_mb: float = Field(5.0, gt=0)
+    # Model
+    model: str | None = None
+    model_config_dir: Path | None = None
+    ip_adapter: str | None = None
+    device: str | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    safety_checker: bool = True
+    # Soundtrack
+    soundtrack_path: Path | None = None
+    add_soundtrack: bool = True
+    bpm: float | None = Field(None, gt=0)
+    # Presets and Parseq
+    motion_preset: str | None = None
+    parseq_manifest: str | None = None
+    parseq_use_deltas: bool = True
+    # Output
+    name: str | None = None
+    crf: int = Field(17, ge=0, le=51)
+    video_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = "medium"
+
+    @field_validator("W", "H")
+    @classmethod
+    def _multiple_of_8(cls, value: int, info) -> int:
+        if value < 64 or value > 8192:
+            raise ValueError(f"must be between 64 and 8192 pixels, got {value}")
+        if value % 8:
+            low, high = value - value % 8, value - value % 8 + 8
+            raise ValueError(
+                f"must be a multiple of 8 (the model's latent grid and the H.264 encoder need it): "
+                f"{value} is not; use {low} or {high}"
+            )
+        return value
+
+    @field_validator("max_frames")
+    @classmethod
+    def _positive_frames(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @field_validator("image_prompt_influence")
+    @classmethod
+    def _influence(cls, value: str | float) -> str | float:
+        if isinstance(value, (int, float)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"a number must be in [0, 1], got {value}")
+            return float(value)
+        if value.strip().lower().replace(" ", "_") in INFLUENCE_LEVELS:
+            return value.strip().lower().replace(" ", "_")
+        if ":" not in value:
+            raise ValueError(
+                f"{value!r} is not one of {', '.join(INFLUENCE_LEVELS)}, a number in [0, 1], "
+                "or a schedule like '0:(0.2), 60:(0.8)'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "Settings":
+        if self.strength is not None and self.init_denoise is not None:
+            raise ValueError(
+                "give either `strength` (Deforum: how much of the init image survives, 0.8 keeps most of it) "
+                "or `init_denoise` (other tools: how much is repainted, = 1 - strength), not both"
+            )
+        if self.max_frames == "auto" and self.soundtrack_path is None:
+            raise ValueError("max_frames = 'auto' covers a soundtrack: set soundtrack_path, or give a number")
+        if self.color_coherence == "Image" and self.color_coherence_image is None:
+            raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
+        return self
+
+    @property
+    def init_strength(self) -> float:
+        """How much of the init image survives (Deforum's `strength`; default 0.8)."""
+        if self.strength is not None:
+            return self.strength
+        if self.init_denoise is not None:
+            return 1.0 - self.init_denoise
+        return 0.8
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Settings as plain JSON values, as saved beside a render."""
+        return self.model_dump(mode="json")
+
+
+SETTING_NAMES = tuple(Settings.model_fields)
+# Numeric schedules, in plan order; each becomes a per-frame array named without `_schedule`.
+MOTION_SCHEDULES = (
+    "angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y",
+    "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
+)
+SCHEDULE_FIELDS = MOTION_SCHEDULES + (
+    "noise_schedule", "strength_schedule", "contrast_schedule", "cfg_scale_schedule", "steps_schedule",
+    "seed_schedule", "kernel_schedule", "sigma_schedule", "amount_schedule", "threshold_schedule",
+)
+PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
+
+
+def _suggest(key: str, names: tuple[str, ...]) -> str:
+    """A 'did you mean' hint for a mistyped setting name."""
+    candidates = set(names)
+    stripped = key.removesuffix("_schedule")
+    if stripped in candidates:
+        return f"did you mean `{stripped}`?"
+    if f"{key}_schedule" in candidates:
+        return f"did you mean `{key}_schedule`?"
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else "see the settings reference in the README"
+
+
+def validate_settings(values: dict[str, Any], source: str = "settings") -> Settings:
+    """Validate a dict of settings; every problem becomes one SettingsError naming the setting."""
+    unknown = [key for key in values if key not in SETTING_NAMES]
+    if unknown:
+        problems = [f"unknown setting `{key}`: {_suggest(key, SETTING_NAMES)}" for key in unknown]
+        raise SettingsError(f"{source}: " + "; ".join(problems))
+    values = {key: _schedule_text(key, value) for key, value in values.items()}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(f"{source}: " + "; ".join(_describe(e) for e in error.errors())) from None
+
+
+def _schedule_text(key: str, value: Any) -> Any:
+    """A bare number where a schedule is expected means a constant schedule."""
+    if key in SCHEDULE_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"0:({value!r})"
+    return value
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    where = f"`{location}`: " if location else ""
+    return f"{where}{message} (got {error['input']!r})" if location and "got" not in message else f"{where}{message}"
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """Read a JSON or TOML settings file into a dict (no validation yet)."""
+    if not path.is_file():
+        raise SettingsError(f"{path}: no such settings file")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix.lower() == ".toml":
+            return tomllib.loads(text)
+        data = json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise SettingsError(f"{path}: not valid {kind}: {error}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: a settings file holds one object of settings, got {type(data).__name__}")
+    return data
+
+
+def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths inside a settings file are relative to that file."""
+    resolved = dict(values)
+    for key in PATH_FIELDS:
+        if resolved.get(key):
+            resolved[key] = str((base / Path(resolved[key]).expanduser()).resolve())
+    for key in ("model", "ip_adapter", "parseq_manifest"):
+        value = resolved.get(key)
+        if isinstance(value, str) and value and not value.lstrip().startswith("{") and _looks_local(value, base):
+            resolved[key] = str((base / Path(value).expanduser()).resolve())
+    return resolved
+
+
+def _looks_local(value: str, base: Path) -> bool:
+    """A model/adapter/manifest given as a path (not a hub id or inline JSON)."""
+    if value.startswith((".", "/", "~")) or value.endswith((".safetensors", ".ckpt", ".json")):
+        return True
+    return (base / value).exists()
+
+
+def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
+    from .importers.deforum import import_deforum, looks_like_deforum
+
+    if not looks_like_deforum(data):
+        return data
+    imported = import_deforum(data, source)
+    if imported.ignored:
+        warnings.warn(
+            f"{source}: Deforum settings for features this engine does not have were ignored: "
+            + ", ".join(imported.ignored),
+            IgnoredSettingsWarning,
+            stacklevel=3,
+        )
+    for note in imported.notes:
+        warnings.warn(f"{source}: {note}", IgnoredSettingsWarning, stacklevel=3)
+    return imported.settings
+
+
+def load_settings(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    preset_dirs: list[Path] | None = None,
+) -> Settings:
+    """Load a settings file (JSON, TOML or a Deforum .txt), apply its motion preset and overrides.
+
+    Precedence, lowest first: defaults, the motion preset, the file, `overrides` (e.g. `--set`).
+    """
+    from .presets import load_preset
+
+    data: dict[str, Any] = {}
+    source = "settings"
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        base = path.resolve().parent
+        data = _import_if_deforum(read_settings_file(path), source)
+    overrides = dict(overrides or {})
+    preset_name = overrides.get("motion_preset", data.get("motion_preset"))
+    preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
+    merged = {**preset_values, **_resolve_paths(data, base), **_resolve_paths(overrides, Path.cwd())}
+    return validate_settings(merged, source)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `KEY=VALUE` override; the value is read as JSON when it can be (numbers, true, null)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SettingsError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_frames=60")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write resolved settings as JSON (seed included, so the render can be reproduced)."""
+    path.write_text(json.dumps(settings.to_json_dict(), indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Tiny random-weight diffusers components for tests (filled in by the diffusers backend work)."""
