@@ -39,6 +39,8 @@ NUMERIC_SCHEDULES = {
     "amount": "amount_schedule",
     "threshold": "threshold_schedule",
 }
+# The setting each per-frame value comes from, for error messages.
+SOURCE_SETTING = {**NUMERIC_SCHEDULES, "steps": "steps_schedule", "image_prompt_scale": "image_prompt_influence"}
 # Allowed ranges per frame: (low, high, inclusive-low). None means unbounded.
 RANGES = {
     "zoom": (0.0, None, False),
@@ -321,7 +323,7 @@ def _check_ranges(values: dict[str, np.ndarray]) -> None:
         if bad.any():
             frame = int(np.argmax(bad))
             bounds = f"{'>=' if inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-            setting = NUMERIC_SCHEDULES.get(name, name)
+            setting = SOURCE_SETTING[name]
             raise SettingsError(f"{setting}: frame {frame} has value {array[frame]:g}; it must be {bounds}")
 
 

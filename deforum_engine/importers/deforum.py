@@ -9,13 +9,14 @@ Relative paths are kept as written (the caller resolves them against the file's 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from deforum_engine.errors import SettingsError
-from deforum_engine.importers.parseq import load_parseq_manifest
+from deforum_engine.importers.parseq import is_url, load_parseq_manifest
 
 
 @dataclass
@@ -46,9 +47,11 @@ class _Unusable(ValueError):
 
 
 def _whole(value: Any) -> int:
-    if isinstance(value, str):
+    try:
         value = _number(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    except _Unusable:
+        raise _Unusable("expected a whole number") from None
+    if value != int(value):
         raise _Unusable("expected a whole number")
     return int(value)
 
@@ -64,7 +67,7 @@ def _number(value: Any) -> int | float:
             value = float(text)
         except ValueError:
             raise _Unusable("expected a number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise _Unusable("expected a finite number")
     return value
 
@@ -160,7 +163,7 @@ _COHERENCE = {"none": "None", "rgb": "RGB", "hsv": "HSV", "lab": "LAB", "image":
 
 _MODE_NOTES = {
     "3d": "animation_mode 3D: rendered with 2D motion (zoom, angle and translation_x/y as 2D values, "
-          "translation in pixels per frame); depth warping, translation_z and rotation_3d_* are ignored",
+          "translation in pixels per frame); depth warping, translation_z and rotation_3d_* have no effect",
     "video input": "animation_mode 'Video Input': the engine has no video input; rendered as a 2D animation",
     "interpolation": "animation_mode 'Interpolation': rendered as a 2D animation (prompts switch at their "
                      "keyframes instead of blending)",
@@ -229,7 +232,8 @@ class _Reader:
 def import_deforum(raw: dict, source: str) -> DeforumImport:
     """Map a Deforum settings file (already parsed from JSON) to engine settings."""
     if not isinstance(raw, dict):
-        raise SettingsError(f"{source}: a Deforum settings file is a JSON object; this one is a {type(raw).__name__}")
+        raise SettingsError(f"{source}: a Deforum settings file is a JSON object; "
+                            f"this one is a {type(raw).__name__}")
     reader = _Reader(raw, source)
     settings: dict[str, Any] = {}
     notes: list[str] = []
@@ -263,7 +267,8 @@ def _steps_and_sampler(reader: _Reader) -> dict[str, Any]:
             continue
         enabled = reader.take(switch, _flag, default=False)
         if enabled and not reader.has(schedule):
-            raise reader.error(switch, f"true, but the file has no {schedule}; add {schedule} or set {switch} to false")
+            raise reader.error(switch, f"true, but the file has no {schedule}; "
+                                       f"add {schedule} or set {switch} to false")
         if enabled:
             out[schedule] = reader.take(schedule, _schedule if name == "steps" else _text)
         else:
@@ -331,7 +336,7 @@ def _local_path(reader: _Reader, key: str, what: str) -> str:
     value = reader.raw.get(key)
     if not isinstance(value, str) or not value.strip():
         raise reader.error(key, f"{value!r}: {what} is switched on but has no path; give the file's path")
-    if re.match(r"^[a-z][a-z0-9+.\-]*://", value.strip(), re.IGNORECASE):
+    if is_url(value):
         raise reader.error(key, f"{value!r}: URLs are not fetched (renders run without network); "
                                 f"download the file and give its path")
     return value.strip()
@@ -345,7 +350,9 @@ def _prompts(reader: _Reader, notes: list[str]) -> dict[str, Any]:
         key = reader.first(*keys)
         if key is not None:
             out[engine_key] = reader.take(key, lambda v: "" if v is None else _text(v))
-    key = next((k for k in ("animation_prompts", "prompts") if reader.has(k) and not isinstance(reader.raw[k], list)), None)
+    # The notebook also saves "prompts" as a list of still-image prompts: not animation prompts.
+    key = next((k for k in ("animation_prompts", "prompts")
+                if reader.has(k) and not isinstance(reader.raw[k], list)), None)
     if key is None:
         if reader.has("prompts"):
             notes.append("prompts is a list (the notebook's still-image prompts): no animation prompts imported")
@@ -460,5 +467,5 @@ def _mode_and_feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[s
     active = [f"{label} ({key})" for key, label in _FEATURE_SWITCHES.items()
               if key in reader.raw and reader.raw[key] not in _OFF]
     if active:
-        notes.append("turned on in the file but not available in the engine, so ignored: " + ", ".join(active))
+        notes.append("switched on in the file, but the engine does not have them: " + ", ".join(active))
     return notes

@@ -85,18 +85,20 @@ def load_parseq_manifest(value: str | Path | dict, base_dir: Path | None = None)
     text = value.strip()
     if not text:
         raise SettingsError("parseq_manifest is empty: give the path of a Parseq manifest (.json) or its JSON text")
-    if _URL.match(text):
+    if is_url(text):
         raise SettingsError(
             f"Parseq manifest {text}: URLs are not fetched (renders run without network); "
             f"download the manifest and set parseq_manifest to the path of the saved .json file"
         )
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         label = "Parseq manifest (inline JSON in parseq_manifest)"
         return _checked(_parse_json(text, label), label)
     return _read_file(Path(text), base_dir)
 
 
-def parseq_overrides(manifest: dict, use_deltas: bool = True, *, source: str = "Parseq manifest") -> ParseqOverrides:
+def parseq_overrides(
+    manifest: dict, use_deltas: bool = True, *, source: str = "Parseq manifest"
+) -> ParseqOverrides:
     """Per-frame overrides from a loaded manifest, following Deforum's rules (see the module docstring).
 
     Seeds: Parseq writes fractional seeds for seed travel (Deforum blends ceil(seed) in as a subseed
@@ -128,6 +130,11 @@ def parseq_overrides(manifest: dict, use_deltas: bool = True, *, source: str = "
     return out
 
 
+def is_url(text: str) -> bool:
+    """True for "scheme://..." text (http, https, ...), which is never fetched."""
+    return bool(_URL.match(text.strip()))
+
+
 def split_negative(text: str) -> tuple[str, str]:
     """Split a Deforum prompt at `--neg` into (prompt, negative prompt), both stripped."""
     positive, *negatives = text.split("--neg")
@@ -150,7 +157,8 @@ def _read_file(path: Path, base_dir: Path | None) -> dict:
         path = Path(base_dir) / path
     label = f"Parseq manifest {path}"
     if not path.is_file():
-        raise SettingsError(f"{label}: file not found; check parseq_manifest (relative paths start at the settings file's folder)")
+        raise SettingsError(f"{label}: file not found; check parseq_manifest "
+                            f"(a relative path starts at the settings file's folder)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
