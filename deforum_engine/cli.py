@@ -108,7 +108,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .render import render
+    from .loop import render
 
     settings = _load(args)
     result = render(settings, out=args.out, preview=args.preview, quiet=args.quiet)
@@ -117,7 +117,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .render import resume
+    from .loop import resume
 
     result = resume(args.folder, quiet=args.quiet)
     _report(result, args.quiet)
@@ -135,7 +135,7 @@ def _report(result, quiet: bool) -> None:
 
 def cmd_encode(args) -> int:
     from .output import RenderFolder, encode_folder
-    from .render import _read_info
+    from .loop import _read_info
     from .settings import validate_settings
 
     folder = RenderFolder(Path(args.folder))

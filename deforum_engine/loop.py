@@ -198,6 +198,14 @@ def _read_info(folder: RenderFolder) -> dict:
     return json.loads(path.read_text())
 
 
+def render_status(folder: str | Path) -> str | None:
+    """'finished', 'rendering' (running or stopped), or None when the folder holds no render."""
+    path = Path(folder) / RENDER_INFO
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("status", "rendering")
+
+
 def default_output(settings: Settings, preview: bool, renders_dir: Path = Path("renders")) -> Path:
     """`renders/<name>-<time>/`, with `-preview` for motion previews."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -205,11 +213,13 @@ def default_output(settings: Settings, preview: bool, renders_dir: Path = Path("
     return renders_dir / f"{settings.name or 'render'}{label}-{stamp}"
 
 
-def _state(next_key: int, key_image: np.ndarray, reference: ColorReference | None) -> ResumeState:
+def _state(key_frame: int, key_image: np.ndarray, reference: ColorReference | None) -> ResumeState:
+    """What resuming after diffused frame `key_frame` needs; cadence frames are redone from it."""
     arrays = {"key_image": key_image}
     if reference is not None:
         arrays["color_reference"] = reference.to_array()
-    return ResumeState(next_frame=next_key, arrays=arrays)
+        arrays["color_mode"] = reference.mode
+    return ResumeState(next_frame=key_frame + 1, arrays=arrays)
 
 
 # ----------------------------------------------------------------------------------------- render
@@ -286,7 +296,8 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
     audio = settings.soundtrack_path if settings.add_soundtrack else None
     resumed = state is not None
     video = None if resumed else VideoWriter(folder.video_path, settings.W, settings.H, settings.fps,
-                                             crf=settings.crf, preset=settings.video_preset, audio_path=audio)
+                                             crf=settings.crf, preset=settings.video_preset, audio_path=audio,
+                                             frame_count=plan.frame_count)
     keys = plan.diffused_frames
     progress = tqdm(total=plan.frame_count, unit="frame", disable=quiet, desc=folder.root.name)
     with FrameWriter(folder, video) as writer:
@@ -300,14 +311,14 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
         if state is None:
             previous = _first_frame(FrameLoop(plan, backend, [], []), init)
             reference = _reference(settings, init, coherence_image, previous)
-            emit(0, previous, _state(1, previous, reference))
+            emit(0, previous, _state(0, previous, reference))
             next_key = 1
         else:
             previous = state.arrays["key_image"]
-            reference = (ColorReference.from_array(state.arrays["color_reference"])
+            reference = (ColorReference.from_array(state.arrays["color_mode"], state.arrays["color_reference"])
                          if "color_reference" in state.arrays else None)
-            next_key = state.next_frame
-            progress.update(keys[next_key - 1] + 1)
+            next_key = keys.index(state.next_frame - 1) + 1
+            progress.update(state.next_frame)
         loop = FrameLoop(plan, backend, preparation_steps(plan, reference),
                          generation_steps(reference, backend.is_preview))
         # 5. Each diffused frame, with the cadence frames before it.
@@ -316,7 +327,7 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
             new = loop.next_key(previous, start, end)
             for index, tween in loop.in_between(previous, new, start, end):
                 emit(index, tween, None)
-            emit(end, new, _state(k + 1, new, reference))
+            emit(end, new, _state(end, new, reference))
             previous = new
     progress.close()
     # 6. A resumed render's stream was cut by the stop: rebuild the video from the frames.

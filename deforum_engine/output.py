@@ -103,6 +103,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _remove(path: Path) -> None:
+    """Delete a file if it is there (no error when its folder is gone or is a file)."""
+    if path.is_file():
+        path.unlink()
+
+
 def _write_atomic(path: Path, write) -> None:
     """Write `path` through `write(file)` into a temp file, fsync it, rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -113,15 +119,20 @@ def _write_atomic(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
     _fsync_dir(path.parent)
 
 
-def encode_png(image: np.ndarray, compression: int = 1) -> bytes:
-    """PNG bytes of an RGB uint8 image; level 1 is ~5x faster than PIL's default, a bit larger."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_PNG_COMPRESSION, compression])
+def encode_png(image: np.ndarray, compression: int | None = None) -> bytes:
+    """PNG bytes of an RGB uint8 image.
+
+    With no level OpenCV tunes for speed (zlib level 1, RLE strategy, one fixed filter): faster
+    and smaller than an explicit IMWRITE_PNG_COMPRESSION=1, which switches to adaptive filters.
+    """
+    bgr = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    params = [] if compression is None else [cv2.IMWRITE_PNG_COMPRESSION, compression]
+    ok, buf = cv2.imencode(".png", bgr, params)
     if not ok:
         raise RenderError(f"OpenCV could not encode a {image.shape} image as PNG")
     return buf.tobytes()
@@ -142,24 +153,24 @@ def read_frame(path: Path) -> np.ndarray:
 class ResumeState:
     """What the loop needs to go on after frame `next_frame - 1`.
 
-    `values` holds named numpy arrays and scalars (int, float, bool, str) chosen by the loop;
+    `arrays` holds named numpy arrays and scalars (int, float, bool, str) chosen by the loop;
     0-d arrays come back as Python scalars. Object arrays (e.g. 128-bit ints) are refused:
     store such values as arrays of uint64 words or as strings.
     """
 
     next_frame: int
-    values: dict[str, np.ndarray | int | float | bool | str] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray | int | float | bool | str] = field(default_factory=dict)
 
     def copy(self) -> ResumeState:
         """A deep copy, so the loop may reuse its buffers once the state is queued."""
-        values = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
-                  for k, v in self.values.items()}
-        return ResumeState(int(self.next_frame), values)
+        arrays = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+                  for k, v in self.arrays.items()}
+        return ResumeState(int(self.next_frame), arrays)
 
 
 def _state_arrays(state: ResumeState) -> dict[str, np.ndarray]:
     arrays = {_NEXT_FRAME_KEY: np.asarray(state.next_frame, dtype=np.int64)}
-    for key, value in state.values.items():
+    for key, value in state.arrays.items():
         array = np.asarray(value)
         if array.dtype == object:
             raise TypeError(f"resume state value {key!r} is not a plain array or scalar "
@@ -187,12 +198,12 @@ def load_resume_state(folder: RenderFolder) -> ResumeState | None:
     if not folder.resume_path.is_file():
         return None
     with _open_npz(folder.resume_path) as npz:
-        values = {}
+        arrays = {}
         for key in npz.files:
             if key.startswith(_VALUE_PREFIX):
                 array = npz[key]
-                values[key[len(_VALUE_PREFIX):]] = array.item() if array.ndim == 0 else array
-        return ResumeState(int(npz[_NEXT_FRAME_KEY]), values)
+                arrays[key[len(_VALUE_PREFIX):]] = array.item() if array.ndim == 0 else array
+        return ResumeState(int(npz[_NEXT_FRAME_KEY]), arrays)
 
 
 # --- ffmpeg helpers ------------------------------------------------------------------------------
@@ -231,7 +242,8 @@ def check_soundtrack(path: str | os.PathLike) -> Path:
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
     if result.returncode != 0:
         raise SettingsError(f"soundtrack {path} cannot be read as audio; ffmpeg says:\n"
-                            f"{result.stderr.strip()}\nConvert it to wav or mp3, or pick another file.")
+                            f"{result.stderr.strip()}\n"
+                            "Convert it to wav or mp3, or pick another file.")
     return path
 
 
@@ -245,7 +257,7 @@ def _read_meta(path: Path) -> dict:
 
 
 def probe_video(path: str | os.PathLike) -> dict:
-    """frames, width, height, fps, duration, codec, pix_fmt, has_audio (+ audio_codec) of a video."""
+    """frames, width, height, fps, duration, codec, pix_fmt, has_audio, audio_codec of a video."""
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"video {path} not found")
@@ -279,13 +291,24 @@ def _check_video_args(path: Path, width, height, fps, crf, preset) -> None:
                             f"use one of {', '.join(X264_PRESETS)}")
 
 
+def _audio_length_params(fps: float, frame_count: int | None) -> list[str]:
+    """ffmpeg options that fit the soundtrack to the frames: pad with silence, then cut."""
+    if frame_count is None:
+        return ["-af", "apad", "-shortest"]
+    seconds = repr(float(frame_count / fps))
+    return ["-af", f"apad=whole_dur={seconds},atrim=end={seconds}"]
+
+
 class VideoWriter:
     """Streams RGB frames to an H.264 (yuv420p) mp4 at exactly W x H, soundtrack muxed in.
 
     Writes to `<stem>.partial.mp4` and renames it to `path` on a successful close(), so a stream
-    cut by a crash never looks like a finished video. With a soundtrack, `frame_count` is needed:
-    the audio is cut or padded with silence to exactly frame_count / fps. (`-shortest` is not
-    used: it drops frames when the audio is shorter, and overshoots by up to ~0.4 s otherwise.)
+    cut by a crash never looks like a finished video.
+
+    The soundtrack is padded with silence and cut so the video keeps all its frames. Give
+    `frame_count` and the audio ends exactly at frame_count / fps; without it ffmpeg's
+    `-shortest` cuts it, which can leave the audio up to ~0.4 s longer than the frames
+    (plain `-shortest` without padding would drop frames when the audio is the shorter one).
     """
 
     def __init__(self, path, width: int, height: int, fps: float, crf: int = 18,
@@ -296,11 +319,7 @@ class VideoWriter:
         output_params = ["-crf", str(crf), "-preset", preset, "-movflags", "+faststart"]
         if audio_path is not None:
             audio_path = str(check_soundtrack(audio_path))
-            if frame_count is None:
-                raise ValueError("VideoWriter needs frame_count with a soundtrack, "
-                                 "to cut the audio to the video's length")
-            seconds = repr(frame_count / fps)
-            output_params += ["-af", f"apad=whole_dur={seconds},atrim=end={seconds}"]
+            output_params += _audio_length_params(fps, frame_count)
         self.partial_path = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
         fd, log_name = tempfile.mkstemp(prefix="deforum-ffmpeg-", suffix=".log")
         os.close(fd)
@@ -327,6 +346,8 @@ class VideoWriter:
                     os.environ["FFREPORT"] = previous
 
     def write(self, frame: np.ndarray) -> None:
+        if self._closed:
+            raise RuntimeError(f"VideoWriter for {self.path} is already closed")
         width, height = self.size
         if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame for {self.path} must be {height}x{width}x3 uint8, "
@@ -343,6 +364,8 @@ class VideoWriter:
         if self._closed:
             return self.path
         self._stop()
+        if self.frames_written == 0:
+            raise self._failure("got no frames")
         try:
             meta = _read_meta(self.partial_path)
         except (OSError, RuntimeError, IndexError) as err:
@@ -359,7 +382,7 @@ class VideoWriter:
     def abort(self) -> None:
         """Stop ffmpeg and remove the unfinished file."""
         self._stop()
-        self.partial_path.unlink(missing_ok=True)
+        _remove(self.partial_path)
         self._log_path.unlink(missing_ok=True)
 
     def _stop(self) -> None:
@@ -370,7 +393,7 @@ class VideoWriter:
     def _failure(self, what: str) -> RenderError:
         errors = _ffmpeg_errors(self._log_path) or "(no message from ffmpeg)"
         self._log_path.unlink(missing_ok=True)
-        self.partial_path.unlink(missing_ok=True)
+        _remove(self.partial_path)
         return RenderError(f"ffmpeg {what} for {self.path}; ffmpeg says:\n{errors}\n"
                            "Frames already written stay on disk; fix the cause and rebuild the "
                            "video with `deforum-engine encode` on the render folder.")
@@ -400,7 +423,7 @@ class FrameWriter:
     """
 
     def __init__(self, folder: RenderFolder, video: VideoWriter | None = None,
-                 queue_size: int = 8, png_compression: int = 1):
+                 queue_size: int = 8, png_compression: int | None = None):
         self.folder = folder
         self.video = video
         self.png_compression = png_compression
@@ -409,24 +432,31 @@ class FrameWriter:
         self._stopping = threading.Event()
         self._next_index: int | None = None
         self._finished = False
-        folder.ensure_writable()
+        try:
+            folder.ensure_writable()
+        except SettingsError:
+            if video is not None:
+                video.abort()
+            raise
         self._thread = threading.Thread(target=self._run, name="frame-writer", daemon=True)
         self._thread.start()
 
-    def put(self, index: int, image: np.ndarray, state: ResumeState) -> None:
-        """Queue frame `index` and the state to save once it is on disk."""
+    def put(self, index: int, image: np.ndarray, state: ResumeState | None) -> None:
+        """Queue frame `index` and the state to save once it is on disk (None: keep the last)."""
         self._raise_error()
         if self._finished:
             raise RuntimeError("FrameWriter.put() after close() or abort()")
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"frame {index} must be H x W x 3 uint8, got {image.shape} {image.dtype}")
+            raise ValueError(f"frame {index} must be H x W x 3 uint8, "
+                             f"got {image.shape} {image.dtype}")
         if self._next_index is not None and index != self._next_index:
-            raise ValueError(f"frames must be put in order: expected {self._next_index}, got {index}")
-        if state.next_frame > index + 1:
+            raise ValueError(f"frames must be put in order: expected {self._next_index}, "
+                             f"got {index}")
+        if state is not None and state.next_frame > index + 1:
             raise ValueError(f"the state saved with frame {index} says next_frame="
                              f"{state.next_frame}, past a frame not yet written")
         self._next_index = index + 1
-        self._queue.put((index, image.copy(), state.copy()))
+        self._queue.put((index, image.copy(), None if state is None else state.copy()))
 
     def close(self) -> None:
         """Write everything queued, finish the video, and raise any error from the thread."""
@@ -453,18 +483,17 @@ class FrameWriter:
         self._thread.join()
 
     def _raise_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
+        if self._error is not None:  # kept: the thread writes nothing more after an error
             if self.video is not None:
                 self.video.abort()
-            raise error
+            raise self._error
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not _STOP:
             if self._error is None and not self._stopping.is_set():
                 self._write(*item)
 
-    def _write(self, index: int, image: np.ndarray, state: ResumeState) -> None:
+    def _write(self, index: int, image: np.ndarray, state: ResumeState | None) -> None:
         target = self.folder.frame_path(index)
         try:
             data = encode_png(image, self.png_compression)
@@ -472,8 +501,9 @@ class FrameWriter:
             if self.video is not None:
                 target = self.video.path
                 self.video.write(image)
-            target = self.folder.resume_path
-            save_resume_state(self.folder, state)
+            if state is not None:
+                target = self.folder.resume_path
+                save_resume_state(self.folder, state)
         except Exception as err:  # handed to the caller's thread, which raises it
             self._error = RenderError(
                 f"could not save frame {index} ({target}): {err}\n"

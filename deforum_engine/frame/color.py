@@ -19,7 +19,7 @@ COLOR_SPACES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ColorReference:
     """A reference palette: the mode and a (3, 256) array of cumulative histograms in [0, 1].
 
@@ -30,6 +30,11 @@ class ColorReference:
     mode: str
     cdf: np.ndarray
 
+    def __post_init__(self) -> None:
+        cdf = np.array(self.cdf, dtype=np.float64)  # a private, read-only copy: it never changes
+        cdf.setflags(write=False)
+        object.__setattr__(self, "cdf", cdf)
+
     def to_array(self) -> np.ndarray:
         """The cumulative histograms as a plain float64 array."""
         return np.array(self.cdf, dtype=np.float64)
@@ -38,10 +43,12 @@ class ColorReference:
     def from_array(cls, mode: str, arr: np.ndarray) -> "ColorReference":
         """Rebuild a reference saved with `to_array`."""
         _check_mode(mode)
-        cdf = np.array(arr, dtype=np.float64)
         expected = (0, 256) if mode == "None" else (3, 256)
-        if cdf.shape != expected:
-            raise ValueError(f"a {mode} colour reference is a {expected} array, got {cdf.shape}")
+        if np.shape(arr) != expected:
+            raise ValueError(f"a {mode} colour reference is {expected}, got {np.shape(arr)}")
+        cdf = np.asarray(arr, dtype=np.float64)
+        if cdf.size and not (np.all(np.diff(cdf, axis=1) >= 0) and np.allclose(cdf[:, -1], 1.0)):
+            raise ValueError("a colour reference's rows must be cumulative histograms rising to 1")
         return cls(mode, cdf)
 
 
@@ -80,7 +87,7 @@ def color_reference(image: np.ndarray, mode: str) -> ColorReference:
 
 
 def match_color(image: np.ndarray, reference: ColorReference) -> np.ndarray:
-    """Histogram-match each channel of the image to the reference, in the reference's colour space."""
+    """Histogram-match each channel of the image to the reference, in the reference's space."""
     if reference.mode == "None":
         return image
     space = _to_space(image, reference.mode)

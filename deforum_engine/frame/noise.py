@@ -28,7 +28,8 @@ def _normal_levels(n: int) -> np.ndarray:
     return (x / x.std()).astype(np.float32)
 
 
-# Random bytes index this table to give Gaussian samples 10x faster than rng.standard_normal.
+# Random bytes index this table: Gaussian samples ~10x faster than rng.standard_normal, and the
+# 256-level quantisation is far below the 1-level rounding of the result.
 NORMAL_LEVELS = _normal_levels(256)
 NORMAL_LEVELS.setflags(write=False)
 
@@ -38,32 +39,43 @@ def _fade(t: np.ndarray) -> np.ndarray:
     return t * t * t * (t * (t * 6.0 - 15.0) + 10.0)
 
 
-def _perlin_octave(rng: np.random.Generator, cells: int, per_cell: int) -> np.ndarray:
-    """Gradient noise on a cells x cells lattice, sampled per_cell times per cell along each axis."""
-    angles = rng.uniform(0.0, 2.0 * np.pi, (cells + 1, cells + 1))
-    gx, gy = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-    u = ((np.arange(per_cell) + 0.5) / per_cell).astype(np.float32)
-    weights = (1.0 - _fade(u), _fade(u))
-    out = np.zeros((cells, per_cell, cells, per_cell), np.float32)  # (row cell, v, col cell, u)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            corner_x = gx[dy : dy + cells, dx : dx + cells][:, None, :, None]
-            corner_y = gy[dy : dy + cells, dx : dx + cells][:, None, :, None]
-            wx, wy = weights[dx], weights[dy]
-            out += corner_x * np.outer(wy, wx * (u - dx))[None, :, None, :]
-            out += corner_y * np.outer(wy * (u - dy), wx)[None, :, None, :]
-    return out.reshape(cells * per_cell, cells * per_cell)
+def _cell_weights(per_cell: int):
+    """Fade weights and offsets for a cell's 2 corners at per_cell sample points across it."""
+    frac = ((np.arange(per_cell) + 0.5) / per_cell).astype(np.float32)
+    fade = _fade(frac)
+    return (1.0 - fade, fade), (frac, frac - 1.0)
+
+
+def _perlin_octave(rng: np.random.Generator, cells: int, size: int) -> np.ndarray:
+    """size x size gradient noise on a cells x cells lattice of random unit gradients."""
+    per_cell = size // cells
+    angles = rng.uniform(0.0, 2.0 * np.pi, (cells + 1, cells + 1)).astype(np.float32)
+    gx, gy = np.cos(angles), np.sin(angles)
+    (w0, w1), (d0, d1) = _cell_weights(per_cell)
+    # Each corner's gradient . offset, fade-blended; separable, so blend along x (every lattice
+    # row, cells x per_cell samples), then along y, by broadcasting rather than gathering.
+    x_part = (gx[:, :-1, None] * (w0 * d0) + gx[:, 1:, None] * (w1 * d1)).reshape(cells + 1, size)
+    y_part = (gy[:, :-1, None] * w0 + gy[:, 1:, None] * w1).reshape(cells + 1, size)
+    r0, r1, rd0, rd1 = (w[None, :, None] for w in (w0, w1, w0 * d0, w1 * d1))
+    x_top, x_bottom = x_part[:-1, None], x_part[1:, None]  # each (cells, 1, size)
+    y_top, y_bottom = y_part[:-1, None], y_part[1:, None]
+    out = x_top * r0 + x_bottom * r1 + y_top * rd0 + y_bottom * rd1
+    return out.reshape(size, size)
 
 
 def perlin_field(rng: np.random.Generator, octaves: int, persistence: float) -> np.ndarray:
-    """Square multi-octave perlin field mapped to [0, 1] (0.5 on average), at least 256 px wide."""
+    """Square multi-octave perlin field mapped to [0, 1] (0.5 on average), at least 256 px wide.
+
+    Octave k has an (8 * 2**k)-cell lattice and weight persistence**k, as in Deforum. Sizes are
+    powers of two, so every octave has a whole number of samples per cell.
+    """
     if not 1 <= octaves <= 8:
         raise ValueError(f"perlin_octaves must be between 1 and 8, got {octaves}")
+    octaves = int(octaves)
     size = max(256, PERLIN_CELLS * 2 ** (octaves - 1))
     total = np.zeros((size, size), np.float32)
     for k in range(octaves):
-        cells = PERLIN_CELLS * 2**k
-        total += persistence**k * _perlin_octave(rng, cells, size // cells)
+        total += np.float32(persistence**k) * _perlin_octave(rng, PERLIN_CELLS * 2**k, size)
     return np.clip((total + 1.0) * 0.5, 0.0, 1.0)
 
 
@@ -83,8 +95,12 @@ def add_noise(
     rng = np.random.default_rng(seed)
     height, width = image.shape[:2]
     field = perlin_field(rng, octaves, persistence) if noise_type == "perlin" else None
-    picks = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape)
+    # Raw 64-bit draws viewed as bytes: the cheapest uniform bytes numpy's generator offers.
+    raw = rng.bit_generator.random_raw(-(-image.size // 8)).view(np.uint8)
+    picks = raw[: image.size].reshape(image.shape)
     noise = cv2.LUT(picks, NORMAL_LEVELS * np.float32(amount * NOISE_STD_PER_AMOUNT * 255.0))
     if field is not None:
-        noise *= cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)[..., None]
+        field3 = cv2.merge([field] * 3)
+        strength = cv2.resize(field3, (width, height), interpolation=cv2.INTER_LINEAR)
+        np.multiply(noise, strength, out=noise)
     return cv2.add(image, noise, dtype=cv2.CV_8U)

@@ -86,7 +86,7 @@ def motion_matrix(
     center_y: float = 0.5,
     perspective: PerspectiveFlip | None = None,
 ) -> np.ndarray:
-    """One frame's forward motion: zoom and rotate about the centre, perspective flip, then translate.
+    """One frame's forward motion: zoom and turn about the centre, perspective flip, translation.
 
     zoom > 1 enlarges the content about (center_x * W, center_y * H) measured from the image's
     top-left corner; angle turns it counter-clockwise on screen (degrees); the perspective flip
@@ -114,5 +114,6 @@ def warp_frame(image: np.ndarray, matrix: np.ndarray, border: str) -> np.ndarray
     m = np.asarray(matrix, dtype=np.float64)
     m = m / m[2, 2]
     if abs(m[2, 0]) < 1e-12 and abs(m[2, 1]) < 1e-12:
-        return cv2.warpAffine(image, m[:2], (width, height), flags=cv2.INTER_LINEAR, borderMode=mode)
+        return cv2.warpAffine(image, m[:2], (width, height), flags=cv2.INTER_LINEAR,
+                              borderMode=mode)
     return cv2.warpPerspective(image, m, (width, height), flags=cv2.INTER_LINEAR, borderMode=mode)

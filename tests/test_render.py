@@ -1,0 +1,166 @@
+"""The frame loop end to end with the preview backend: frames, video, soundtrack, cadence, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deforum_engine import SettingsError, render, resume
+from deforum_engine.output import probe_video
+from deforum_engine.plan import build_plan
+from deforum_engine.settings import validate_settings
+from deforum_engine.steps import preparation_steps
+
+SMALL = {"W": 64, "H": 64, "seed": 11, "zoom": "0:(1.03)", "angle": "0:(2)", "translation_x": "0:(1)",
+         "video_preset": "ultrafast"}
+
+
+def settings(**values):
+    return validate_settings({**SMALL, **values})
+
+
+def frames_of(folder: Path) -> list[Path]:
+    return sorted((folder / "frames").glob("*.png"))
+
+
+def write_wav(path: Path, seconds: float, rate: int = 8000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def test_steps_are_chosen_once_from_the_plan():
+    plain = build_plan(settings(max_frames=3, amount_schedule="0:(0)", noise_schedule="0:(0)"))
+    assert [s.__name__ if hasattr(s, "__name__") else s.func.__name__ for s in preparation_steps(plain, None)] == []
+    busy = build_plan(settings(max_frames=3, contrast_schedule="0:(1), 2:(1.1)", amount_schedule="0:(0.2)"))
+    names = [getattr(s, "func", s).__name__ for s in preparation_steps(busy, object())]
+    assert names == ["match_colors", "contrast", "anti_blur", "noise"]
+
+
+@pytest.mark.parametrize("cadence", [1, 2, 3, 4, 5])
+def test_cadence_gives_exactly_max_frames(tmp_path, cadence):
+    result = render(settings(max_frames=13, diffusion_cadence=cadence), out=tmp_path / "r", preview=True, quiet=True)
+    frames = frames_of(result.folder)
+    assert [p.stem for p in frames] == [f"{i:06d}" for i in range(13)]
+    assert probe_video(result.video)["frames"] == 13
+
+
+def test_preview_render_with_soundtrack(tmp_path):
+    song = write_wav(tmp_path / "song.wav", seconds=3.0)
+    seen = []
+    result = render(settings(max_frames=21, fps=10, soundtrack_path=str(song)), out=tmp_path / "r", preview=True,
+                    quiet=True, on_frame=lambda i, image: seen.append(i))
+    assert seen == list(range(21))
+    video = probe_video(result.video)
+    assert (video["frames"], video["width"], video["height"]) == (21, 64, 64)
+    assert video["has_audio"] and abs(video["duration"] - 2.1) < 0.25
+    saved = json.loads((result.folder / "settings.json").read_text())
+    assert saved["seed"] == 11 and saved["max_frames"] == 21
+    assert result.preview
+
+
+def test_motion_moves_the_picture(tmp_path):
+    still = render(settings(max_frames=4, zoom="0:(1)", angle="0:(0)", translation_x="0:(0)",
+                            noise_schedule="0:(0)", amount_schedule="0:(0)", color_coherence="None"),
+                   out=tmp_path / "a", preview=True,
+                   quiet=True)
+    moving = render(settings(max_frames=4, noise_schedule="0:(0)"), out=tmp_path / "b", preview=True, quiet=True)
+    first, last = (frames_of(still.folder)[i].read_bytes() for i in (0, -1))
+    assert first == last  # no motion, noise or colour matching: the preview leaves the frame alone
+    assert frames_of(moving.folder)[0].read_bytes() != frames_of(moving.folder)[-1].read_bytes()
+
+
+def test_same_settings_give_identical_frames(tmp_path):
+    a = render(settings(max_frames=6), out=tmp_path / "a", preview=True, quiet=True)
+    b = render(settings(max_frames=6), out=tmp_path / "b", preview=True, quiet=True)
+    assert [p.read_bytes() for p in frames_of(a.folder)] == [p.read_bytes() for p in frames_of(b.folder)]
+
+
+def _cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "deforum_engine.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_resume_after_sigkill_gives_identical_frames(tmp_path):
+    values = {**SMALL, "W": 256, "H": 256, "max_frames": 240, "diffusion_cadence": 3, "noise_schedule": "0:(0.05)",
+              "amount_schedule": "0:(0.3)"}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(values))
+    reference = render(validate_settings(values), out=tmp_path / "reference", preview=True, quiet=True)
+
+    folder = tmp_path / "killed"
+    process = _cli("render", str(path), "--preview", "--quiet", "--out", str(folder))
+    deadline = time.time() + 60
+    while time.time() < deadline and len(frames_of(folder)) < 40:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = len(frames_of(folder))
+    assert 0 < written < 240, "the render finished before it could be killed; make it longer"
+
+    done = _cli("resume", str(folder), "--quiet")
+    assert done.wait(timeout=120) == 0, done.stderr.read()
+    ours, theirs = frames_of(folder), frames_of(reference.folder)
+    assert len(ours) == 240
+    assert [p.read_bytes() for p in ours] == [p.read_bytes() for p in theirs]
+    assert not list((folder / "frames").glob("*.tmp*"))
+    assert probe_video(folder / f"{folder.name}.mp4")["frames"] == 240
+
+    again = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "resume", str(folder)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_resume_refuses_a_folder_that_is_not_a_render(tmp_path):
+    with pytest.raises(SettingsError, match="not a render folder"):
+        resume(tmp_path)
+
+
+def test_missing_init_image_fails_before_rendering(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**SMALL, "max_frames": 3, "init_image": "nope.png"}))
+    result = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "render", str(path), "--preview",
+                             "--out", str(tmp_path / "r")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "nope.png" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r" / "frames").exists() or not frames_of(tmp_path / "r")
+
+
+def test_unwritable_output_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SettingsError, match=str(blocker)):
+        render(settings(max_frames=2), out=blocker / "r", preview=True, quiet=True)
+
+
+def test_init_image_is_frame_zero_in_preview(tmp_path):
+    import cv2
+
+    picture = np.zeros((32, 48, 3), np.uint8)
+    picture[:, :24] = (255, 0, 0)
+    cv2.imwrite(str(tmp_path / "init.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    result = render(settings(max_frames=2, init_image=str(tmp_path / "init.png"), init_fit="resize"),
+                    out=tmp_path / "r", preview=True, quiet=True)
+    first = cv2.cvtColor(cv2.imread(str(frames_of(result.folder)[0])), cv2.COLOR_BGR2RGB)
+    assert first.shape == (64, 64, 3)
+    assert tuple(first[32, 5]) == (255, 0, 0) and tuple(first[32, 60]) == (0, 0, 0)
+
+
+def test_encode_rebuilds_the_video(tmp_path):
+    from deforum_engine.cli import main
+
+    result = render(settings(max_frames=5), out=tmp_path / "r", preview=True, quiet=True)
+    os.remove(result.video)
+    assert main(["encode", str(result.folder)]) == 0
+    assert probe_video(result.video)["frames"] == 5
