@@ -1,0 +1,216 @@
+"""Batch renders: many jobs in one command, locally or on a Ray cluster.
+
+A job is one settings dict rendered into `<out>/<job name>/`. Every job is validated before any
+renders; a failing job is reported with its reason and never stops the others; a re-run skips
+finished jobs and resumes stopped ones. A worker keeps its model between jobs (models are cached
+per process), so the model loads once per worker.
+
+Jobs files (TOML) render one base settings file over many inputs:
+
+    base = "music_video.json"          # relative to the jobs file
+    [matrix]                           # every combination of these values
+    soundtrack_path = ["a.mp3", "b.mp3"]
+    seed = [1, 2]
+    [[jobs]]                           # and/or explicit jobs: overrides, optional name
+    name = "intro"
+    motion_preset = "zoom_in"
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import RenderError, SettingsError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One render of a batch: where its settings come from and what they override."""
+
+    name: str
+    settings_path: Path | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    status: str  # done | resumed | skipped | failed
+    seconds: float = 0.0
+    output: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    results: list[JobResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.status != "failed" for result in self.results)
+
+    def summary(self) -> str:
+        """One line per job: status, time, and the video or the reason it failed."""
+        width = max([len(r.name) for r in self.results] + [3])
+        lines = [f"{'job':<{width}}  {'status':<8} {'time':>8}  output / reason"]
+        for r in self.results:
+            lines.append(f"{r.name:<{width}}  {r.status:<8} {r.seconds:>7.1f}s  {r.error or r.output}")
+        failed = sum(r.status == "failed" for r in self.results)
+        lines.append(f"{len(self.results)} jobs, {failed} failed")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------- jobs
+
+
+def _slug(value: Any) -> str:
+    text = Path(str(value)).stem if isinstance(value, str) and ("/" in value or "." in value) else str(value)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+def read_jobs_file(path: Path) -> list[Job]:
+    """Jobs from a TOML jobs file: a `base` settings file, a `[matrix]` of values and/or `[[jobs]]`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise SettingsError(f"{path}: cannot read the jobs file: {error}") from None
+    unknown = set(data) - {"base", "matrix", "jobs"}
+    if unknown:
+        raise SettingsError(f"{path}: unknown keys {sorted(unknown)}; a jobs file has base, [matrix] and [[jobs]]")
+    base = (path.parent / data["base"]).resolve() if "base" in data else None
+    prefix = base.stem if base else path.stem
+    overrides = [_relative_paths(job, path.parent) for job in data.get("jobs", [])]
+    matrix = data.get("matrix", {})
+    if matrix:
+        keys = list(matrix)
+        for combination in itertools.product(*(_as_list(matrix[key]) for key in keys)):
+            overrides.append(_relative_paths(dict(zip(keys, combination)), path.parent))
+    if not overrides:
+        overrides = [{}]
+    jobs = []
+    for index, job in enumerate(overrides):
+        name = str(job.pop("name", "")) or "-".join([prefix, *(_slug(v) for v in job.values())]) or f"{prefix}-{index}"
+        jobs.append(Job(name=name, settings_path=base, overrides=job))
+    return _unique_names(jobs)
+
+
+def _as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _relative_paths(job: dict, base_dir: Path) -> dict:
+    """Paths in a jobs file are relative to it, like paths in a settings file."""
+    from .settings import PATH_FIELDS
+
+    return {k: str((base_dir / v).resolve()) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in job.items()}
+
+
+def _unique_names(jobs: list[Job]) -> list[Job]:
+    seen: dict[str, int] = {}
+    unique = []
+    for job in jobs:
+        count = seen.get(job.name, 0)
+        seen[job.name] = count + 1
+        unique.append(job if count == 0 else Job(f"{job.name}-{count + 1}", job.settings_path, job.overrides))
+    return unique
+
+
+def collect_jobs(paths: list[Path]) -> list[Job]:
+    """Settings files become one job each; `.toml` files with `base`/`matrix`/`jobs` expand to many."""
+    jobs: list[Job] = []
+    for path in paths:
+        if path.suffix.lower() == ".toml" and _is_jobs_file(path):
+            jobs.extend(read_jobs_file(path))
+        else:
+            jobs.append(Job(name=path.stem, settings_path=path))
+    return _unique_names(jobs)
+
+
+def _is_jobs_file(path: Path) -> bool:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return bool({"base", "matrix", "jobs"} & set(data))
+
+
+# ----------------------------------------------------------------------------------------- work
+
+
+def validate_job(job: Job, model: str | None) -> dict[str, Any]:
+    """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
+    from .loop import check_inputs
+    from .settings import load_settings
+
+    overrides = {"name": job.name, **job.overrides}
+    if model:
+        overrides["model"] = model
+    settings = load_settings(job.settings_path, overrides)
+    plan, _, _ = check_inputs(settings)
+    return plan.settings.to_json_dict()
+
+
+def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
+    """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
+    from .loop import render, render_status, resume
+    from .settings import validate_settings
+
+    started = time.perf_counter()
+    try:
+        status = render_status(folder)
+        if status == "finished":
+            return JobResult(name, "skipped", 0.0, folder)
+        if status is not None:
+            result = resume(folder, quiet=quiet)
+            return JobResult(name, "resumed", time.perf_counter() - started, str(result.video))
+        result = render(validate_settings(settings_json, name), out=folder, preview=preview, quiet=quiet)
+        return JobResult(name, "done", time.perf_counter() - started, str(result.video))
+    except Exception as error:  # noqa: BLE001 - a batch boundary: the job fails with its reason, the others go on
+        return JobResult(name, "failed", time.perf_counter() - started, error=f"{type(error).__name__}: {error}")
+
+
+def run_batch(
+    paths: list[Path],
+    out: Path = Path("renders"),
+    *,
+    preview: bool = False,
+    model: str | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    workers: int = 1,
+    quiet: bool = True,
+) -> BatchReport:
+    """Validate every job, then render the valid ones on the chosen executor."""
+    jobs = collect_jobs(paths)
+    results: dict[str, JobResult] = {}
+    valid: list[tuple[str, dict, str]] = []
+    for job in jobs:
+        try:
+            valid.append((job.name, validate_job(job, model), str(out / job.name)))
+        except SettingsError as error:
+            results[job.name] = JobResult(job.name, "failed", error=f"invalid: {error}")
+    if valid:
+        run = _run_on_ray if executor == "ray" else _run_locally
+        for result in run(valid, preview, workers, address, quiet):
+            results[result.name] = result
+    return BatchReport([results[job.name] for job in jobs])
+
+
+def _run_locally(valid, preview: bool, workers: int, address, quiet: bool) -> list[JobResult]:
+    if workers <= 1:
+        return [render_job(name, settings, folder, preview, quiet) for name, settings, folder in valid]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(render_job, name, settings, folder, preview, quiet) for name, settings, folder in valid]
+        return [future.result() for future in futures]
+
+
+def _run_on_ray(valid, preview: bool, workers: int, address: str | None, quiet: bool) -> list[JobResult]:
+    from .ray_executor import run_on_ray
+
+    return run_on_ray(valid, preview=preview, workers=workers, address=address)
