@@ -10,7 +10,7 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -62,6 +62,42 @@ _AUDIO_NAME = re.compile(r"\b(" + "|".join(AUDIO_VARIABLES) + r")\b")
 _TEMPO_NAME = re.compile(r"\b(bpm|beat)\b")
 
 
+class TextTrack(Sequence[str]):
+    """Per-frame text (prompts, samplers) as a few distinct strings and one index per frame.
+
+    A 100,000-frame render has a handful of prompts; storing an index per frame keeps the plan
+    small and fast to build, and reads like a list.
+    """
+
+    def __init__(self, table: Sequence[str], codes: np.ndarray) -> None:
+        self.table = tuple(table)
+        self.codes = np.asarray(codes, dtype=np.int32)
+
+    @classmethod
+    def constant(cls, text: str, frames: int) -> "TextTrack":
+        return cls([text], np.zeros(frames, dtype=np.int32))
+
+    @classmethod
+    def from_list(cls, items: Sequence[str]) -> "TextTrack":
+        table = list(dict.fromkeys(items))
+        lookup = {text: code for code, text in enumerate(table)}
+        return cls(table, np.fromiter((lookup[text] for text in items), dtype=np.int32, count=len(items)))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.table[code] for code in self.codes[index]]
+        return self.table[self.codes[index]]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"TextTrack({len(self)} frames, {len(self.table)} distinct)"
+
+
 @dataclass(frozen=True)
 class FrameValues:
     """Everything one frame needs, as plain typed values."""
@@ -107,7 +143,7 @@ class FramePlan:
 
     settings: Settings
     values: dict[str, np.ndarray]
-    strings: dict[str, list[str]]
+    strings: dict[str, TextTrack]
     diffused_frames: tuple[int, ...]
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
@@ -130,7 +166,7 @@ class FramePlan:
         frames: dict[str, list] = {}
         for name, array in self.values.items():
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
-        frames.update({name: list(items) for name, items in self.strings.items()})
+        frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -228,15 +264,15 @@ def _image_prompt_scale(settings: Settings, frames: int, variables: dict) -> np.
                              setting="image_prompt_influence")
 
 
-def _samplers(settings: Settings, frames: int, variables: dict) -> list[str]:
+def _samplers(settings: Settings, frames: int, variables: dict) -> TextTrack:
     from .samplers import check_sampler
 
     if settings.sampler_schedule is None:
-        return [check_sampler(settings.sampler, setting="sampler")] * frames
-    names = evaluate_string_schedule(settings.sampler_schedule, frames, seed=settings.seed, fps=settings.fps,
-                                     variables=variables, setting="sampler_schedule")
-    canonical = {name: check_sampler(name, setting="sampler_schedule") for name in set(names)}
-    return [canonical[name] for name in names]
+        return TextTrack.constant(check_sampler(settings.sampler, setting="sampler"), frames)
+    names = TextTrack.from_list(evaluate_string_schedule(settings.sampler_schedule, frames, seed=settings.seed,
+                                                         fps=settings.fps, variables=variables,
+                                                         setting="sampler_schedule"))
+    return TextTrack([check_sampler(name, setting="sampler_schedule") for name in names.table], names.codes)
 
 
 def split_negative(text: str) -> tuple[str, str]:
@@ -264,31 +300,31 @@ def _prompts(settings: Settings, frames: int, variables: dict) -> dict[str, Any]
         keyed[frame] = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
                                    _join(negative, settings.negative_prompts))
     keys = sorted(keyed)
-    owner = np.searchsorted(np.array(keys), np.arange(frames), side="right") - 1
+    owner = np.searchsorted(np.array(keys, dtype=np.int64), np.arange(frames, dtype=np.int64), side="right") - 1
     owner = np.maximum(owner, 0)  # before the first key, the first prompt holds
-    prompt = [keyed[keys[k]][0] for k in owner]
-    negative = [keyed[keys[k]][1] for k in owner]
+    prompt = TextTrack([keyed[key][0] for key in keys], owner)
+    negative = TextTrack([keyed[key][1] for key in keys], owner)
     blend_prompt, blend_negative, blend_weight = _blend(keys, keyed, frames, settings.prompt_blend_frames)
     return {"prompt": prompt, "negative_prompt": negative, "blend_prompt": blend_prompt,
             "blend_negative_prompt": blend_negative, "blend_weight": blend_weight}
 
 
-def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[list[str], list[str], np.ndarray]:
+def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTrack, TextTrack, np.ndarray]:
     """Prompt blending: over the `span` frames before a key, fade towards that key's prompt.
 
     The keyed frame itself shows exactly the keyed prompt, as in Deforum; the frames before it
     interpolate the embeddings with weights 1/(span+1) ... span/(span+1).
     """
-    blend_prompt, blend_negative = [""] * frames, [""] * frames
+    codes = np.zeros(frames, dtype=np.int32)  # code 0: no blending; code i+1: towards keys[i]
     weight = np.zeros(frames)
-    if span == 0:
-        return blend_prompt, blend_negative, weight
-    for previous, key in zip(keys, keys[1:]):
-        start = max(previous + 1, key - span)
-        for frame in range(start, min(key, frames)):
-            blend_prompt[frame], blend_negative[frame] = keyed[key]
-            weight[frame] = (frame - (key - span) + 1) / (span + 1)
-    return blend_prompt, blend_negative, weight
+    for position, (previous, key) in enumerate(zip(keys, keys[1:]), start=1):
+        start, stop = max(previous + 1, key - span), min(key, frames)
+        if span and start < stop:
+            codes[start:stop] = position + 1
+            weight[start:stop] = (np.arange(start, stop) - (key - span) + 1) / (span + 1)
+    positives = [""] + [keyed[key][0] for key in keys]
+    negatives = [""] + [keyed[key][1] for key in keys]
+    return TextTrack(positives, codes), TextTrack(negatives, codes), weight
 
 
 def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int, ...]) -> np.ndarray:
@@ -311,7 +347,8 @@ def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int
     }[settings.seed_behavior]
     per_diffused = np.asarray(behaviour(ordinal), dtype=np.int64) % SEED_LIMIT
     # Frames between diffused frames carry the seed of the diffused frame before them.
-    owner = np.searchsorted(np.array(diffused), np.arange(frames), side="right") - 1
+    owner = np.arange(frames) // settings.diffusion_cadence
+    owner[-1] = len(diffused) - 1
     return per_diffused[owner]
 
 
@@ -362,4 +399,4 @@ def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> N
             values[name] = np.rint(extended) if name in INTEGER_VALUES else extended
     for name, items in parseq.strings.items():
         if name in strings:
-            strings[name] = _extend(items, frames)
+            strings[name] = TextTrack.from_list(_extend(items, frames))
