@@ -9,13 +9,24 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# mode -> (RGB to space, space to RGB) OpenCV codes; None means the RGB values themselves.
-# HSV uses the _FULL codes so that hue spans all 256 levels.
+# mode -> (RGB to space, space to RGB) OpenCV codes for float32 images in [0, 1], and each
+# channel's value range in that space. Conversions are done in float: OpenCV's 8-bit HSV and LAB
+# round trips lose a level or more each time, which would drift colours frame after frame.
 COLOR_SPACES = {
     "None": None,
     "RGB": None,
-    "HSV": (cv2.COLOR_RGB2HSV_FULL, cv2.COLOR_HSV2RGB_FULL),
-    "LAB": (cv2.COLOR_RGB2LAB, cv2.COLOR_LAB2RGB),
+    "HSV": (cv2.COLOR_RGB2HSV, cv2.COLOR_HSV2RGB),
+    "LAB": (cv2.COLOR_RGB2Lab, cv2.COLOR_Lab2RGB),
+}
+CHANNEL_RANGES = {
+    "HSV": np.array([[0.0, 360.0], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32),
+    "LAB": np.array([[0.0, 100.0], [-128.0, 127.0], [-128.0, 127.0]], dtype=np.float32),
+}
+
+# Affine maps from each space's channel ranges to levels 0..255 (cv2.transform applies them in one pass).
+_QUANTISE = {
+    mode: np.hstack([np.diag(255 / (r[:, 1] - r[:, 0])), (-r[:, 0] * 255 / (r[:, 1] - r[:, 0]))[:, None]])
+    for mode, r in CHANNEL_RANGES.items()
 }
 
 
@@ -58,10 +69,13 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"color_coherence must be one of {list(COLOR_SPACES)}, got {mode!r}")
 
 
-def _to_space(image: np.ndarray, mode: str) -> np.ndarray:
-    """RGB image -> the mode's colour space, uint8 channels."""
+def _to_space(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 image -> (the mode's colour space, its values quantised to 256 levels per channel)."""
     codes = COLOR_SPACES[mode]
-    return image if codes is None else cv2.cvtColor(image, codes[0])
+    if codes is None:
+        return image, image
+    space = cv2.cvtColor(np.multiply(image, np.float32(1 / 255), dtype=np.float32), codes[0])
+    return space, cv2.convertScaleAbs(cv2.transform(space, _QUANTISE[mode]))
 
 
 def _cdfs(image: np.ndarray) -> np.ndarray:
@@ -83,17 +97,24 @@ def color_reference(image: np.ndarray, mode: str) -> ColorReference:
     _check_mode(mode)
     if mode == "None":
         return ColorReference(mode, np.zeros((0, 256)))
-    return ColorReference(mode, _cdfs(_to_space(image, mode)))
+    return ColorReference(mode, _cdfs(_to_space(image, mode)[1]))
 
 
 def match_color(image: np.ndarray, reference: ColorReference) -> np.ndarray:
-    """Histogram-match each channel of the image to the reference, in the reference's space."""
+    """Histogram-match each channel of the image to the reference, in the reference's space.
+
+    Each pixel moves by its level's shift in the lookup table, keeping its exact value otherwise,
+    so a frame that already matches the reference comes back unchanged.
+    """
     if reference.mode == "None":
         return image
-    space = _to_space(image, reference.mode)
-    source_cdf = _cdfs(space)
-    tables = [_match_lut(source_cdf[c], reference.cdf[c]) for c in range(3)]
-    lut = np.rint(np.stack(tables, axis=-1)).astype(np.uint8).reshape(256, 1, 3)
-    matched = cv2.LUT(space, lut)
+    space, levels = _to_space(image, reference.mode)
+    source_cdf = _cdfs(levels)
+    tables = np.stack([_match_lut(source_cdf[c], reference.cdf[c]) for c in range(3)], axis=-1)
     codes = COLOR_SPACES[reference.mode]
-    return matched if codes is None else cv2.cvtColor(matched, codes[1])
+    if codes is None:
+        return cv2.LUT(image, np.rint(tables).astype(np.uint8).reshape(256, 1, 3))
+    step = (CHANNEL_RANGES[reference.mode][:, 1] - CHANNEL_RANGES[reference.mode][:, 0]) / 255
+    shifts = ((tables - np.arange(256)[:, None]) * step).astype(np.float32).reshape(256, 1, 3)
+    matched = cv2.add(space, cv2.LUT(levels, shifts))
+    return cv2.convertScaleAbs(cv2.cvtColor(matched, codes[1]), alpha=255)
