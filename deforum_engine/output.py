@@ -1,8 +1,8 @@
 """Render output: the render folder, crash-safe frame and resume-state writing, the H.264 video.
 
 A render folder holds `frames/000000.png ...`, `settings.json`, `resume.npz` and `<name>.mp4`.
-Every file is written to a temp file, fsynced and renamed into place, and the resume state is
-saved only after its frame is on disk, so a render killed at any moment resumes cleanly.
+Every file is written to a temp file and renamed into place, and the resume state is saved only
+after its frames are synced to disk, so a render killed at any moment resumes cleanly.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import re
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,52 @@ def _remove(path: Path) -> None:
     """Delete a file if it is there (no error when its folder is gone or is a file)."""
     if path.is_file():
         path.unlink()
+
+
+def _sync_filesystem(folder: Path, paths: list[Path]) -> None:
+    """Make the given files durable: one syncfs(2) of their filesystem where Linux offers it,
+    else one fsync per file. One call for a second's worth of frames costs far less than an
+    fsync per frame."""
+    libc = _libc()
+    if libc is not None:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
+
+
+def _libc():
+    """The C library when it has syncfs (Linux), else None."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "syncfs") else None
+
+
+def _replace_atomic(path: Path, data: bytes) -> None:
+    """Write `path` through a temp file and a rename: a reader (or a resume after a kill) sees the
+    whole old file or the whole new one, never a part. Durability comes at the next commit."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -416,6 +463,12 @@ _STOP = object()
 class FrameWriter:
     """Writes frames (PNG, then video, then resume state) on one background thread.
 
+    Each frame lands atomically (temp file, rename), so a killed render never leaves half a frame.
+    The resume state is committed in groups: the frames written since the last commit are synced
+    to disk, then the newest state is saved, at most every `commit_seconds` (and whenever the
+    writer has caught up with the loop, and at the end). A state therefore never points past a
+    frame that is not on disk; a resume after a crash redoes at most a second or so of frames.
+
     put() copies its arguments and returns at once unless `queue_size` frames are waiting, so
     memory stays flat. An error in the thread is raised by the next put() or by close() as a
     RenderError naming the file; the frames before it stay on disk. The writer owns `video`:
@@ -423,10 +476,14 @@ class FrameWriter:
     """
 
     def __init__(self, folder: RenderFolder, video: VideoWriter | None = None,
-                 queue_size: int = 8, png_compression: int | None = None):
+                 queue_size: int = 8, png_compression: int | None = None, commit_seconds: float = 1.0):
         self.folder = folder
         self.video = video
         self.png_compression = png_compression
+        self.commit_seconds = commit_seconds
+        self._uncommitted: list[Path] = []
+        self._pending_state: ResumeState | None = None
+        self._last_commit = time.monotonic()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._error: RenderError | None = None
         self._stopping = threading.Event()
@@ -492,19 +549,38 @@ class FrameWriter:
         while (item := self._queue.get()) is not _STOP:
             if self._error is None and not self._stopping.is_set():
                 self._write(*item)
+                caught_up = self._queue.empty()
+                if caught_up or time.monotonic() - self._last_commit >= self.commit_seconds:
+                    self._commit()
+        if self._error is None:
+            self._commit()  # the end, or an abort: keep everything that is whole on disk
+
+    def _commit(self) -> None:
+        """Sync the frames written since the last commit, then save the newest state."""
+        if self._pending_state is None:
+            return
+        try:
+            _sync_filesystem(self.folder.frames_dir, self._uncommitted)
+            save_resume_state(self.folder, self._pending_state)
+        except Exception as err:  # handed to the caller's thread, which raises it
+            self._error = RenderError(f"could not save the resume state {self.folder.resume_path}: {err}")
+            self._error.__cause__ = err
+            return
+        self._uncommitted, self._pending_state = [], None
+        self._last_commit = time.monotonic()
 
     def _write(self, index: int, image: np.ndarray, state: ResumeState | None) -> None:
         target = self.folder.frame_path(index)
         try:
-            data = encode_png(image, self.png_compression)
-            _write_atomic(target, lambda f: f.write(data))
+            _replace_atomic(target, encode_png(image, self.png_compression))
+            self._uncommitted.append(target)
             if self.video is not None:
                 target = self.video.path
                 self.video.write(image)
             if state is not None:
-                target = self.folder.resume_path
-                save_resume_state(self.folder, state)
+                self._pending_state = state
         except Exception as err:  # handed to the caller's thread, which raises it
+            self._commit()  # the frames before this one stay resumable
             self._error = RenderError(
                 f"could not save frame {index} ({target}): {err}\n"
                 f"Frames before it are kept in {self.folder.root}; fix the cause and run the "

@@ -111,19 +111,42 @@ def test_frames_read_back_identical_and_no_temp_files(tmp_path):
 
 def test_state_is_saved_after_its_frame(tmp_path, monkeypatch):
     folder = new_render(tmp_path)
-    written = []
-    real_write = output._write_atomic
+    events = []
+    real_replace, real_sync, real_save = output._replace_atomic, output._sync_filesystem, output.save_resume_state
 
-    def recording_write(path, write):
-        real_write(path, write)
-        written.append(path.name)
-
-    monkeypatch.setattr(output, "_write_atomic", recording_write)
-    with FrameWriter(folder) as writer:
+    monkeypatch.setattr(output, "_replace_atomic", lambda path, data: (real_replace(path, data),
+                                                                       events.append(path.name)))
+    monkeypatch.setattr(output, "_sync_filesystem", lambda folder, paths: (real_sync(folder, paths),
+                                                                           events.append("sync")))
+    monkeypatch.setattr(output, "save_resume_state", lambda f, state: (real_save(f, state),
+                                                                       events.append(f"state {state.next_frame}")))
+    with FrameWriter(folder, commit_seconds=0) as writer:
         for i, frame in enumerate(make_frames(4)):
             writer.put(i, frame, None if i == 2 else ResumeState(i + 1))  # 2: a cadence frame
-    assert written == ["000000.png", "resume.npz", "000001.png", "resume.npz",
-                       "000002.png", "000003.png", "resume.npz"]
+    assert events == ["000000.png", "sync", "state 1", "000001.png", "sync", "state 2",
+                      "000002.png", "000003.png", "sync", "state 4"]
+
+
+def test_group_commit_never_points_past_synced_frames(tmp_path, monkeypatch):
+    folder = new_render(tmp_path)
+    synced, saved = set(), []
+    real_sync, real_save = output._sync_filesystem, output.save_resume_state
+
+    def record_sync(where, paths):
+        real_sync(where, paths)
+        synced.update(int(p.stem) for p in paths)
+
+    def record_save(f, state):
+        assert set(range(state.next_frame)) <= synced, "state saved before its frames were synced"
+        real_save(f, state)
+        saved.append(state.next_frame)
+
+    monkeypatch.setattr(output, "_sync_filesystem", record_sync)
+    monkeypatch.setattr(output, "save_resume_state", record_save)
+    with FrameWriter(folder, commit_seconds=3600) as writer:  # commits only when caught up, and at the end
+        for i, frame in enumerate(make_frames(12)):
+            writer.put(i, frame, ResumeState(i + 1))
+    assert saved[-1] == 12 and load_resume_state(folder).next_frame == 12
 
 
 def test_put_copies_the_callers_buffers(tmp_path):
