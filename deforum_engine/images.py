@@ -6,6 +6,7 @@ load. Images inside the engine are H x W x 3 uint8 RGB numpy arrays.
 """
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -21,30 +22,33 @@ MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs (64 
 FIT_MODES = ("resize", "crop", "pad")
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are flattened on white
 
-_ROLE_LIMITS = {"image_prompt": int(IMAGE_PROMPT_MAX_MB * 1024 * 1024), "init_image": None}
+_ROLE_LIMITS = {"image_prompt": int(IMAGE_PROMPT_MAX_MB * 1024 * 1024)}  # other roles: no default limit
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
 
 
 def check_image_file(path: str | Path, *, role: str, max_bytes: int | None = None) -> Path:
     """Check that `path` is a readable, complete JPEG, PNG or WEBP image; return it as a Path.
 
-    `role` ("image_prompt" or "init_image") names the setting in messages. `max_bytes` defaults to
-    5 MB for image prompts and no limit for init images. Every problem is a SettingsError naming
-    the file and what is allowed.
+    `role` is the setting that names the file ("image_prompt", "init_image", ...), used in messages.
+    `max_bytes` defaults to 5 MB for image prompts (setting `image_prompt_max_mb`) and no limit for
+    other roles. Every problem is a SettingsError naming the file and what is allowed.
     """
-    if role not in _ROLE_LIMITS:
-        raise ValueError(f"unknown image role {role!r}; expected one of {sorted(_ROLE_LIMITS)}")
     path = Path(path).expanduser()
     if max_bytes is None:
-        max_bytes = _ROLE_LIMITS[role]
+        max_bytes = _ROLE_LIMITS.get(role)
     size = _check_file_exists(path, role)
     if max_bytes is not None and size > max_bytes:
+        raise_hint = " or raise the limit with `image_prompt_max_mb`" if role == "image_prompt" else ""
         raise SettingsError(
-            f"{role}: {path} is {size / 1e6:.1f} MB, over the {max_bytes / 1024 / 1024:g} MB limit; "
-            f"use a smaller image or raise the limit with `{role}_max_mb`"
+            f"{role}: {path} is {_size_text(size)}, over the {_size_text(max_bytes)} limit; "
+            f"use a smaller image{raise_hint}"
         )
     _check_decodes(path, role)
     return path
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1024 / 1024:.3g} MB" if size >= 100 * 1024 else f"{size} bytes"
 
 
 def _check_file_exists(path: Path, role: str) -> int:
@@ -75,14 +79,18 @@ def _check_decodes(path: Path, role: str) -> None:
                 )
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise SettingsError(_bomb_message(role, path, f"{width}x{height}"))
+                raise SettingsError(_bomb_message(role, path, f"{width}x{height} pixels"))
             image.verify()  # checks structure and checksums (PNG CRCs) without decoding pixels
         with _open_guarded(path) as image:
             image.load()  # a full decode: catches truncated and corrupt pixel data
+    except SettingsError:
+        raise
     except UnidentifiedImageError as error:
         raise SettingsError(f"{role}: {path} is not an image PIL recognises; allowed formats: {allowed}") from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise SettingsError(_bomb_message(role, path, "a huge size")) from error
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(found.group(1)) / 1e6:.0f} megapixels" if found else "a huge size"
+        raise SettingsError(_bomb_message(role, path, size)) from error
     except _DECODE_ERRORS as error:
         raise SettingsError(f"{role}: {path} is corrupt or truncated ({error}); re-export it as {allowed}") from error
 
@@ -96,7 +104,7 @@ def _open_guarded(path: Path) -> Image.Image:
 
 def _bomb_message(role: str, path: Path, size: str) -> str:
     return (
-        f"{role}: {path} claims {size}, over the {MAX_PIXELS // 1_000_000} megapixel limit "
+        f"{role}: {path} is {size}, over the {MAX_PIXELS // 1_000_000} megapixel limit "
         "(a decompression bomb or a very large image); use an image of at most a few thousand pixels a side"
     )
 

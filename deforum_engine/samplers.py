@@ -43,8 +43,8 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "DPM2 Karras": _karras("KDPM2DiscreteScheduler", True),
     "DPM2 a": _karras("KDPM2AncestralDiscreteScheduler", False),
     "DPM2 a Karras": _karras("KDPM2AncestralDiscreteScheduler", True),
-    "DPM++ 2S a": _karras("DPMSolverSinglestepScheduler", False, **_DPMPP),
-    "DPM++ 2S a Karras": _karras("DPMSolverSinglestepScheduler", True, **_DPMPP),
+    "DPM++ 2S a": _karras("DPMSolverSinglestepScheduler", False, lower_order_final=True, **_DPMPP),
+    "DPM++ 2S a Karras": _karras("DPMSolverSinglestepScheduler", True, lower_order_final=True, **_DPMPP),
     "DPM++ 2M": _karras("DPMSolverMultistepScheduler", False, **_DPMPP),
     "DPM++ 2M Karras": _karras("DPMSolverMultistepScheduler", True, **_DPMPP),
     "DPM++ SDE": SamplerSpec("DPMSolverSDEScheduler", {"use_karras_sigmas": False}, needs="torchsde"),
@@ -95,7 +95,7 @@ def check_sampler(name: str, setting: str = "sampler") -> str:
 def _unknown_message(name: str, key: str, setting: str) -> str:
     known = ", ".join(SAMPLER_NAMES)
     if key in _NO_EQUIVALENT:
-        return f"{setting}: {name!r} has no diffusers equivalent; use 'DPM++ 2M Karras' instead. Known samplers: {known}"
+        return f"{setting}: {name!r} has no diffusers equivalent; use 'DPM++ 2M Karras'. Known samplers: {known}"
     hint = difflib.get_close_matches(key, list(_BY_KEY), n=1)
     suggestion = f" (did you mean {_BY_KEY[hint[0]]!r}?)" if hint else ""
     return f"{setting}: unknown sampler {name!r}{suggestion}; known samplers: {known}"
@@ -123,3 +123,22 @@ class SchedulerCache:
         if scheduler is None:
             scheduler = self._schedulers[name] = make_scheduler(name, self.base_config)
         return scheduler
+
+
+def step_counts(steps: int, denoise: float) -> tuple[int, int]:
+    """(num_inference_steps to ask diffusers for, denoising steps it will actually run).
+
+    Deforum's convention: a frame with `steps` and denoise d runs about steps * d steps (with the
+    default strength 0.65, 25 steps run 9 times). diffusers' img2img runs int(n * d) of a
+    schedule of n steps, so n is the smallest value >= `steps` for which int(n * d) equals
+    round(steps * d). A frame whose step count rounds to 0 is (0, 0): pass it through unchanged.
+    """
+    denoise = min(max(float(denoise), 0.0), 1.0)
+    steps = max(int(steps), 0)
+    target = int(steps * denoise + 0.5)
+    if target == 0:
+        return 0, 0
+    num_inference_steps = steps
+    while int(num_inference_steps * denoise) < target:  # the same float expression diffusers evaluates
+        num_inference_steps += 1
+    return num_inference_steps, target

@@ -332,4 +332,4 @@ def test_render_killed_mid_write_resumes_from_whole_frames(tmp_path):
     assert set(range(state.next_frame)) <= set(folder.frame_indices())
     for i in range(state.next_frame):
         assert (output.read_frame(folder.frame_path(i)) == i % 256).all()
-    assert (state.arrays["prev"] == state.next_frame - 1).all()
+    assert (state.arrays["prev"] == (state.next_frame - 1) % 256).all()

@@ -1,1 +1,178 @@
-"""Tiny random-weight diffusers components for tests (filled in by the diffusers backend work)."""
+"""Tiny random-weight diffusers models for tests, saved in the same layouts as hub repos.
+
+A pytest plugin (registered in conftest.py) with two session fixtures:
+- `tiny_sd_dir`: a Stable Diffusion 1.x-shaped pipeline folder (model_index.json, unet/, vae/,
+  text_encoder/, tokenizer/, scheduler/), as `save_pretrained` and the hub lay it out;
+- `tiny_ip_adapter_dir`: an h94/IP-Adapter-shaped folder (models/ip-adapter_sd15.safetensors and
+  models/image_encoder/) whose weights fit the tiny UNet.
+Tests load them through `load_pipeline(str(folder))`, the path users take. Each component is built
+after torch.manual_seed(0), so the weights are the same in every session. The builders are plain
+functions so benchmarks can use them too. torch is imported inside them: other test files that
+never ask for these fixtures do not pay for it.
+
+Not built: a single-file (original LDM layout) checkpoint. from_single_file needs the original key
+names, which would mean writing a diffusers -> LDM key converter just for tests.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CROSS_ATTENTION_DIM = 32
+IP_WEIGHT_NAME = "ip-adapter_sd15.safetensors"
+_SPECIAL_TOKENS = ("<|startoftext|>", "<|endoftext|>")
+
+
+def byte_level_alphabet() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for bytes (printable bytes map to themselves)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    alphabet, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            alphabet[byte] = chr(byte)
+        else:
+            alphabet[byte] = chr(256 + extra)
+            extra += 1
+    return [alphabet[byte] for byte in range(256)]
+
+
+def write_tiny_tokenizer(folder: Path) -> Path:
+    """A 514-token CLIP vocabulary (every byte, alone and word-final, plus start/end) and no merges.
+
+    Any text tokenizes character by character, so no prompt ever hits an unknown token.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = byte_level_alphabet()
+    tokens = alphabet + [char + "</w>" for char in alphabet] + list(_SPECIAL_TOKENS)
+    (folder / "vocab.json").write_text(json.dumps({token: index for index, token in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return folder
+
+
+def _seeded(build):
+    import torch
+
+    torch.manual_seed(0)
+    return build()
+
+
+def tiny_unet():
+    """A 2-level UNet (32 / 64 channels), cross-attention width 32: SD 1.5's shape in miniature."""
+    from diffusers import UNet2DConditionModel
+
+    return _seeded(lambda: UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=CROSS_ATTENTION_DIM, norm_num_groups=32,
+    ))
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    return _seeded(lambda: AutoencoderKL(
+        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+    ))
+
+
+def _tiny_text_encoder():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        hidden_size=CROSS_ATTENTION_DIM, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+        vocab_size=520, max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
+        layer_norm_eps=1e-5,
+    )
+    return _seeded(lambda: CLIPTextModel(config))
+
+
+def _pinned_scheduler():
+    """SD 1.5's own scheduler config, pinned (the pipeline would otherwise patch steps_offset)."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
+    )
+
+
+def build_tiny_sd(folder: Path) -> Path:
+    """Save a tiny SD 1.x text-to-image pipeline to `folder` in the hub layout; return the folder."""
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as vocab_dir:
+        tokenizer = CLIPTokenizer.from_pretrained(str(write_tiny_tokenizer(Path(vocab_dir))), model_max_length=77)
+    pipe = StableDiffusionPipeline(
+        unet=tiny_unet(), vae=_tiny_vae(), text_encoder=_tiny_text_encoder(), tokenizer=tokenizer,
+        scheduler=_pinned_scheduler(), safety_checker=None, feature_extractor=None, image_encoder=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+def tiny_ip_adapter_state(unet) -> dict:
+    """IP-Adapter weights for `unet`: image projection + a to_k_ip / to_v_ip pair per cross-attention layer.
+
+    Keys follow the h94 files: `image_proj.proj.*`, `image_proj.norm.*` and
+    `ip_adapter.{1,3,5,...}.to_{k,v}_ip.weight`, numbered in the UNet's attention-processor order.
+    """
+    import torch
+
+    torch.manual_seed(0)
+    tokens, dim = 4, CROSS_ATTENTION_DIM
+    widths = list(unet.config.block_out_channels)
+    state = {
+        "image_proj.proj.weight": torch.randn(tokens * dim, dim) * 0.2,
+        "image_proj.proj.bias": torch.zeros(tokens * dim),
+        "image_proj.norm.weight": torch.ones(dim),
+        "image_proj.norm.bias": torch.zeros(dim),
+    }
+    cross_attention = [name for name in unet.attn_processors if not name.endswith("attn1.processor")]
+    for number, name in enumerate(cross_attention):
+        hidden = _hidden_size(name, widths)
+        for part in ("to_k_ip", "to_v_ip"):
+            state[f"ip_adapter.{2 * number + 1}.{part}.weight"] = torch.randn(hidden, dim) * 0.2
+    return state
+
+
+def _hidden_size(processor_name: str, widths: list[int]) -> int:
+    """Channel width at an attention processor: down blocks count up, up blocks count down."""
+    block, index = processor_name.split(".")[:2]
+    if block == "mid_block":
+        return widths[-1]
+    return widths[int(index)] if block == "down_blocks" else widths[::-1][int(index)]
+
+
+def build_tiny_ip_adapter(folder: Path) -> Path:
+    """Save IP-Adapter weights and a tiny CLIP vision encoder to `folder` in the h94/IP-Adapter layout."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    models_dir = folder / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    save_file(tiny_ip_adapter_state(tiny_unet()), str(models_dir / IP_WEIGHT_NAME))
+    config = CLIPVisionConfig(
+        hidden_size=32, image_size=32, patch_size=8, projection_dim=CROSS_ATTENTION_DIM, intermediate_size=37,
+        num_attention_heads=4, num_hidden_layers=2, num_channels=3,
+    )
+    encoder = _seeded(lambda: CLIPVisionModelWithProjection(config))
+    encoder.save_pretrained(str(models_dir / "image_encoder"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory) -> Path:
+    """A tiny SD 1.x pipeline folder in the hub layout (built once per session)."""
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ip_adapter_dir(tmp_path_factory) -> Path:
+    """A tiny h94/IP-Adapter-layout folder matching the tiny UNet (built once per session)."""
+    return build_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"))

@@ -1,0 +1,278 @@
+"""The diffusers backend: each frame re-denoised by a Stable Diffusion pipeline.
+
+Frame 0 without an init image is text-to-image; every other frame is image-to-image of the
+prepared frame at the frame's denoise (1 - Deforum strength). Everything that does not change
+from frame to frame is computed once and cached: the pipelines (per process, models.py), the
+prompt embeddings (per distinct prompt), the schedulers (per sampler name), the seeded generator
+and the image-prompt embedding (per render).
+
+Steps: a frame with `steps` and denoise d runs round(steps * d) denoising steps, Deforum's
+convention (see samplers.step_counts); a frame where that rounds to 0 is passed through unchanged.
+
+Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
+of the text cross-attention (0 = no influence, exactly; 1 = the image dominates). Which UNet blocks
+receive it depends on `RenderContext.image_prompt_mode` (see `image_prompt_scales`).
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import models
+from ..errors import RenderError, SettingsError
+from ..images import fit_image, load_image
+from ..samplers import SchedulerCache, step_counts
+from .base import FrameRequest, RenderContext
+
+log = logging.getLogger(__name__)
+
+IMAGE_PROMPT_MODES = ("all", "style", "layout")
+FRAME_RETRIES = 3  # a NaN or black frame is retried with seed+1, seed+2, seed+3
+PROMPT_CACHE_SIZE = 64  # distinct (prompt, negative) pairs kept; the least recently used goes first
+_EMBEDDING_NAMES = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+
+
+@dataclass(frozen=True)
+class ImagePrompt:
+    """The image prompt's CLIP embedding, computed once per render, in both layouts the pipeline takes."""
+
+    guided: list  # [negative; positive] per adapter, for classifier-free guidance
+    unguided: list  # positive only, for cfg_scale <= 1 and guidance-distilled models
+    mode: str
+
+
+class DiffusersBackend:
+    """Generates frames with diffusers; see the module docstring for what is cached."""
+
+    name = "diffusers"
+    is_preview = False
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        ip_adapter: str | None = None,
+        safety_checker: bool = True,
+        model_config: str | None = None,
+    ):
+        self.model = model if model is not None else models.DEFAULT_MODEL
+        self.ip_adapter = ip_adapter
+        self._load_args = {"device": device, "dtype": dtype, "safety_checker": safety_checker, "config": model_config}
+        self._pipes: models.Pipelines | None = None
+        self._schedulers: SchedulerCache | None = None
+        self._generator = torch.Generator("cpu")
+        self._prompts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._context: RenderContext | None = None
+        self._image_prompt: ImagePrompt | None = None
+        self._applied_scale: float | None = None
+        self._call_params: dict[int, frozenset[str]] = {}
+
+    @property
+    def pipelines(self) -> models.Pipelines:
+        """The loaded pipelines (loaded on first use, once per process for the same model)."""
+        if self._pipes is None:
+            self._pipes = models.load_pipeline(self.model, **self._load_args)
+            self._schedulers = SchedulerCache(self._pipes.scheduler_config)
+        return self._pipes
+
+    def begin(self, context: RenderContext) -> None:
+        """Load the model; with an image prompt, load the IP-Adapter and embed the image once."""
+        if context.image_prompt_mode not in IMAGE_PROMPT_MODES:
+            raise SettingsError(
+                f"image_prompt_mode: {context.image_prompt_mode!r} is not a mode; "
+                f"choose one of {', '.join(IMAGE_PROMPT_MODES)}"
+            )
+        pipes = self.pipelines
+        self._context = context
+        self._image_prompt = None
+        self._applied_scale = None
+        if context.image_prompt is None:
+            models.unload_image_prompt_adapter(pipes)  # an adapter from an earlier render must not act here
+            return
+        models.load_image_prompt_adapter(pipes, self.ip_adapter)
+        self._image_prompt = self._embed_image_prompt(context)
+
+    def generate(self, request: FrameRequest) -> np.ndarray:
+        """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""
+        context = self._require_context()
+        pipe, kwargs = self._frame_call(request)
+        if pipe is None:
+            return request.image.copy()  # zero effective steps: the prepared frame is the frame
+        # 1. Prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
+        kwargs.update(self._prompt_embeddings(request))
+        # 2. Scheduler for this frame's sampler (cached per name)
+        scheduler = self._schedulers.get(request.sampler)
+        if pipe.scheduler is not scheduler:  # assigning re-registers the pipeline config: skip when unchanged
+            pipe.scheduler = scheduler
+        # 3. Image prompt: the render's embedding at this frame's scale
+        kwargs.update(self._image_prompt_kwargs(request, pipe))
+        # 4. Denoise, retrying NaN / black frames with the next seeds
+        image = self._run_checked(pipe, kwargs, request)
+        # 5. uint8 RGB at the render size
+        return _to_uint8(image, context.width, context.height)
+
+    def _require_context(self) -> RenderContext:
+        if self._context is None:
+            raise RenderError("DiffusersBackend.generate was called before begin(context)")
+        return self._context
+
+    def _frame_call(self, request: FrameRequest) -> tuple[Any, dict[str, Any]]:
+        """The pipeline for this frame and its step / guidance arguments; (None, {}) for a pass-through."""
+        pipes, context = self.pipelines, self._context
+        common = {"guidance_scale": float(request.cfg_scale), "output_type": "np"}
+        if request.image is None:
+            width, height = _multiple_of_8(context.width), _multiple_of_8(context.height)
+            steps = max(int(request.steps), 1)
+            return pipes.txt2img, {**common, "num_inference_steps": steps, "width": width, "height": height}
+        num_inference_steps, effective = step_counts(request.steps, request.denoise)
+        if effective == 0:
+            return None, {}
+        image = np.asarray(request.image, dtype=np.float32)[None] / 255.0
+        strength = min(max(float(request.denoise), 0.0), 1.0)
+        return pipes.img2img, {
+            **common, "image": image, "strength": strength, "num_inference_steps": num_inference_steps,
+        }
+
+    def _prompt_embeddings(self, request: FrameRequest) -> dict[str, Any]:
+        """The frame's prompt embeddings: cached per (prompt, negative), lerped for prompt blending."""
+        embeddings = self._encoded(request.prompt, request.negative_prompt)
+        weight = min(max(float(request.blend_weight), 0.0), 1.0)
+        if request.blend_prompt is None or weight == 0.0:
+            return embeddings
+        negative = request.blend_negative_prompt
+        target = self._encoded(request.blend_prompt, request.negative_prompt if negative is None else negative)
+        return {name: torch.lerp(value, target[name], weight) for name, value in embeddings.items()}
+
+    def _encoded(self, prompt: str, negative: str) -> dict[str, Any]:
+        """encode_prompt once per distinct (prompt, negative); always with the negative half for CFG."""
+        key = (prompt, negative)
+        if key in self._prompts:
+            self._prompts.move_to_end(key)
+            return self._prompts[key]
+        pipe = self.pipelines.txt2img
+        with torch.no_grad():
+            encoded = pipe.encode_prompt(
+                prompt=prompt, device=pipe._execution_device, num_images_per_prompt=1,
+                do_classifier_free_guidance=True, negative_prompt=negative,
+            )
+        self._prompts[key] = {name: value for name, value in zip(_EMBEDDING_NAMES, encoded) if value is not None}
+        if len(self._prompts) > PROMPT_CACHE_SIZE:
+            self._prompts.popitem(last=False)
+        return self._prompts[key]
+
+    def _embed_image_prompt(self, context: RenderContext) -> ImagePrompt:
+        """CLIP-embed the image prompt once per render."""
+        from PIL import Image
+
+        pipe = self.pipelines.img2img
+        picture = Image.fromarray(load_image(context.image_prompt))
+        with torch.no_grad():
+            guided = pipe.prepare_ip_adapter_image_embeds(
+                ip_adapter_image=picture, ip_adapter_image_embeds=None, device=pipe._execution_device,
+                num_images_per_prompt=1, do_classifier_free_guidance=True,
+            )
+        unguided = [embeds.chunk(2)[1] for embeds in guided]
+        return ImagePrompt(guided=guided, unguided=unguided, mode=context.image_prompt_mode)
+
+    def _image_prompt_kwargs(self, request: FrameRequest, pipe: Any) -> dict[str, Any]:
+        """Set the adapter scale for this frame (only when it changes) and pass the cached embedding."""
+        if self._image_prompt is None:
+            return {}
+        scale = float(request.image_prompt_scale)
+        if scale != self._applied_scale:
+            pipe.set_ip_adapter_scale(image_prompt_scales(pipe.unet, self._image_prompt.mode, scale))
+            self._applied_scale = scale
+        guided = request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        return {"ip_adapter_image_embeds": self._image_prompt.guided if guided else self._image_prompt.unguided}
+
+    def _run_checked(self, pipe: Any, kwargs: dict[str, Any], request: FrameRequest) -> np.ndarray:
+        """Run the pipeline; a NaN, black or safety-flagged frame is retried with the next seeds."""
+        kwargs = self._supported(pipe, kwargs)
+        problem = ""
+        for attempt in range(FRAME_RETRIES + 1):
+            seed = request.seed + attempt
+            self._generator.manual_seed(seed % 2**64)
+            output = pipe(**kwargs, generator=self._generator)
+            image = output.images[0]
+            problem = _frame_problem(image, getattr(output, "nsfw_content_detected", None))
+            if not problem:
+                return image
+            log.warning("frame %d: %s with seed %d; retrying with seed %d", request.index, problem, seed, seed + 1)
+        raise RenderError(
+            f"frame {request.index}: {problem} with seeds {request.seed}..{request.seed + FRAME_RETRIES}. "
+            + _ADVICE.get(problem, "")
+        )
+
+    def _supported(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Drop arguments this pipeline class does not take (LCM pipelines take no negative embeddings)."""
+        params = self._call_params.get(id(pipe))
+        if params is None:
+            params = self._call_params[id(pipe)] = frozenset(inspect.signature(pipe.__call__).parameters)
+        return {name: value for name, value in kwargs.items() if name in params}
+
+
+def image_prompt_scales(unet: Any, mode: str, scale: float) -> float | dict:
+    """The IP-Adapter scale config for `mode`, in diffusers' set_ip_adapter_scale form.
+
+    all: `scale` on every cross-attention layer.
+    style: only the middle attention of the lowest-resolution up block with attention (InstantStyle's
+        style block; SDXL up_blocks.0.attentions.1, SD 1.5 up_blocks.1.attentions.1).
+    layout: only the last attention of the lowest-resolution down block with attention (InstantStyle's
+        layout block; SDXL down_blocks.2.attentions.1, SD 1.5 down_blocks.2.attentions.1).
+    Block indices come from the UNet itself, so any SD-style UNet works; every other block gets 0.
+    """
+    if mode == "all":
+        return scale
+    if mode == "style":
+        index, count = _attention_blocks(unet.up_blocks)[0]
+        chosen, part = count // 2, "up"
+    elif mode == "layout":
+        index, count = _attention_blocks(unet.down_blocks)[-1]
+        chosen, part = count - 1, "down"
+    else:
+        raise SettingsError(f"image_prompt_mode: {mode!r} is not a mode; choose one of {', '.join(IMAGE_PROMPT_MODES)}")
+    return {part: {f"block_{index}": [scale if layer == chosen else 0.0 for layer in range(count)]}}
+
+
+def _attention_blocks(blocks: Any) -> list[tuple[int, int]]:
+    """(index, number of attention layers) of each block that has cross-attention."""
+    return [(index, len(block.attentions)) for index, block in enumerate(blocks) if hasattr(block, "attentions")]
+
+
+_FLOAT16_ADVICE = "This is usually float16 overflow in the VAE: render in float32 (--dtype float32, setting `dtype`)."
+_ADVICE = {
+    "NaN values": _FLOAT16_ADVICE,
+    "an all-black image": _FLOAT16_ADVICE,
+    "blocked by the safety checker": "Change the prompt, or turn the safety checker off (setting `safety_checker`).",
+}
+
+
+def _frame_problem(image: np.ndarray, nsfw: Any) -> str:
+    """Why a decoded frame cannot be used ('' when it is fine)."""
+    if not np.isfinite(image).all():
+        return "NaN values"
+    if nsfw is not None and any(nsfw):
+        return "blocked by the safety checker"
+    if float(image.max()) < 1.0 / 255.0:
+        return "an all-black image"
+    return ""
+
+
+def _to_uint8(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float [0, 1] H x W x 3 to uint8, resized to width x height when the pipeline rounded the size."""
+    frame = (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if frame.shape[:2] != (height, width):
+        frame = fit_image(frame, width, height, "resize")
+    return frame
+
+
+def _multiple_of_8(size: int) -> int:
+    return max(8, int(size) // 8 * 8)
