@@ -32,6 +32,7 @@ from .output import (
     load_resume_state,
 )
 from .plan import FramePlan, FrameValues, build_plan
+from .samplers import step_counts
 from .settings import Settings, save_settings, validate_settings
 from .steps import ImageStep, frame_motion, generation_steps, preparation_steps, run_steps
 
@@ -98,10 +99,12 @@ def describe_plan(plan: FramePlan, backend: Backend) -> str:
     low, high = float(strength.min()), float(strength.max())
     keep = f"{low:.0%}" if low == high else f"{low:.0%}-{high:.0%}"
     denoise = f"{1 - high:.2f}" if low == high else f"{1 - high:.2f}-{1 - low:.2f}"
-    real_steps = np.floor(steps * (1 - strength))
+    later = list(plan.diffused_frames[1:]) or [0]  # frame 0 is text-to-image or the init image
+    pairs = set(zip(steps[later].tolist(), strength[later].tolist()))
+    real = sorted(step_counts(int(n), 1 - s)[1] for n, s in pairs)
     lines.append(
         f"Each diffused frame keeps {keep} of the previous one (strength_schedule): img2img denoise {denoise}, "
-        f"so {int(real_steps.min())}-{int(real_steps.max())} of {int(steps.min())}-{int(steps.max())} steps run."
+        f"so {_span(real)} of {_span(sorted(int(n) for n, _ in pairs))} steps really run per frame."
     )
     if settings.init_image is not None:
         lines.append(
@@ -109,6 +112,10 @@ def describe_plan(plan: FramePlan, backend: Backend) -> str:
             f"(denoise {1 - settings.init_strength:.2f})."
         )
     return "\n".join(lines)
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
 
 
 # ----------------------------------------------------------------------------------------- loop

@@ -1,0 +1,122 @@
+"""Whole renders through the diffusers backend, on tiny random-weight models loaded like a user's.
+
+Everything runs through `render()` or the `deforum-engine` command with `--model FOLDER`.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from deforum_engine import SettingsError, render  # noqa: E402
+from deforum_engine.output import probe_video  # noqa: E402
+from deforum_engine.settings import validate_settings  # noqa: E402
+
+BASE = {"W": 64, "H": 64, "seed": 5, "steps": 4, "strength_schedule": "0:(0.5)", "video_preset": "ultrafast",
+        "zoom": "0:(1.02)", "angle": "0:(1)", "safety_checker": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def gold(tmp_path_factory):
+    path = tmp_path_factory.mktemp("prompt") / "gold.png"
+    y, x = np.mgrid[0:96, 0:96]
+    Image.fromarray(np.stack([200 + x // 2, 150 + y // 3, 20 + 0 * x], -1).astype(np.uint8)).save(path)
+    return path
+
+
+def frames(folder):
+    return [p.read_bytes() for p in sorted((folder / "frames").glob("*.png"))]
+
+
+def settings(model, **values):
+    return validate_settings({**BASE, "model": str(model), **values})
+
+
+def test_cli_render_with_text_keyframes(tiny_sd_dir, tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**BASE, "max_frames": 6, "diffusion_cadence": 2,
+                                "prompts": {"0": "a red fox --neg blurry", "3": "a blue whale"}}))
+    result = subprocess.run(
+        [sys.executable, "-m", "deforum_engine.cli", "render", str(path), "--model", str(tiny_sd_dir),
+         "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "keeps 50% of the previous one" in result.stderr and "2 of 4 steps" in result.stderr
+    assert "MOTION PREVIEW" not in result.stderr
+    video = probe_video(tmp_path / "r" / "r.mp4")
+    assert (video["frames"], video["width"], video["height"]) == (6, 64, 64)
+    info = json.loads((tmp_path / "r" / "render.json").read_text())
+    assert info["backend"] == "diffusers" and not info["preview"]
+
+
+def test_same_settings_give_identical_frames_and_seeds_matter(tiny_sd_dir, tmp_path):
+    a = render(settings(tiny_sd_dir, max_frames=3), out=tmp_path / "a", quiet=True)
+    b = render(settings(tiny_sd_dir, max_frames=3), out=tmp_path / "b", quiet=True)
+    c = render(settings(tiny_sd_dir, max_frames=3, seed=6), out=tmp_path / "c", quiet=True)
+    assert frames(a.folder) == frames(b.folder)
+    assert frames(a.folder)[0] != frames(c.folder)[0]
+
+
+def test_image_prompt_changes_frames_and_zero_influence_matches_none(tiny_sd_dir, tiny_ip_adapter_dir, gold,
+                                                                    tmp_path):
+    no_image = settings(tiny_sd_dir, max_frames=2, prompts={"0": ""})
+    plain = render(no_image, out=tmp_path / "plain", quiet=True)
+    # Very high influence with an empty prompt: the picture comes from the image alone.
+    with_image = no_image.model_copy(update={"image_prompt": gold, "ip_adapter": str(tiny_ip_adapter_dir),
+                                             "image_prompt_influence": "very_high"})
+    guided = render(with_image, out=tmp_path / "guided", quiet=True)
+    zero = render(with_image.model_copy(update={"image_prompt_influence": 0.0}), out=tmp_path / "zero", quiet=True)
+    after = render(no_image, out=tmp_path / "after", quiet=True)
+    assert frames(guided.folder) != frames(plain.folder)
+    assert frames(zero.folder) == frames(plain.folder)
+    assert frames(after.folder) == frames(plain.folder)  # the adapter does not leak into later renders
+
+
+def test_bad_image_prompt_fails_before_any_model_loads(tmp_path):
+    broken = tmp_path / "photo.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    with pytest.raises(SettingsError, match="photo.png"):
+        render(validate_settings({**BASE, "max_frames": 2, "image_prompt": str(broken),
+                                  "model": str(tmp_path / "no-such-model")}), out=tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_diffusion_render_resumes_after_sigkill_with_identical_frames(tiny_sd_dir, tmp_path):
+    values = {**BASE, "max_frames": 16, "diffusion_cadence": 2, "model": str(tiny_sd_dir)}
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(values))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = render(validate_settings(values), out=tmp_path / "reference", quiet=True)
+
+    folder = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "deforum_engine.cli", "render", str(path), "--quiet",
+                                "--out", str(folder)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((folder / "frames").glob("*.png"))) < 5:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 0 < len(list((folder / "frames").glob("*.png"))) < 16
+
+    resumed = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "resume", str(folder), "--quiet"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert frames(folder) == frames(reference.folder)
+    assert probe_video(folder / "killed.mp4")["frames"] == 16
