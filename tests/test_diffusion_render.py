@@ -120,3 +120,22 @@ def test_diffusion_render_resumes_after_sigkill_with_identical_frames(tiny_sd_di
     assert resumed.returncode == 0, resumed.stderr
     assert frames(folder) == frames(reference.folder)
     assert probe_video(folder / "killed.mp4")["frames"] == 16
+
+
+def test_batch_loads_the_model_once_per_worker(tiny_sd_dir, tmp_path, monkeypatch):
+    from deforum_engine import models
+    from deforum_engine.batch import run_batch
+
+    loads = []
+    real_load = models._load
+    monkeypatch.setattr(models, "_PIPELINES", {})
+    monkeypatch.setattr(models, "_load", lambda *args, **kwargs: loads.append(args) or real_load(*args, **kwargs))
+    paths = []
+    for name, seed in (("one", 1), ("two", 2), ("three", 3)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({**BASE, "max_frames": 2, "seed": seed}))
+        paths.append(path)
+    report = run_batch(paths, tmp_path / "out", model=str(tiny_sd_dir))
+    assert report.ok, report.summary()
+    assert [r.status for r in report.results] == ["done"] * 3
+    assert len(loads) == 1
