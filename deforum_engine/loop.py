@@ -259,13 +259,14 @@ def render(
     `on_frame(index, image)` is called for every finished frame; it may return a replacement image
     for the stored frame and video (post-processing), or None.
     """
-    # 1. Check every input before anything expensive happens.
+    # 1. Check every input, then load the model, before anything is written.
     plan, init, coherence_image = check_inputs(settings)
+    backend = backend or make_backend(plan.settings, preview)
+    _begin(backend, plan.settings)
     folder = RenderFolder(Path(out) if out is not None else default_output(plan.settings, preview))
     folder.ensure_writable()
     # 2. Record the resolved settings so the render can be repeated and resumed.
     save_settings(plan.settings, folder.root / "settings.json")
-    backend = backend or make_backend(plan.settings, preview)
     _write_info(folder, backend=backend.name, preview=backend.is_preview, status="rendering",
                 frames=plan.frame_count, model=plan.settings.model)
     return _run(plan, folder, backend, init, coherence_image, None, on_frame, quiet)
@@ -289,8 +290,14 @@ def resume(
     raw = json.loads((render_folder.root / "settings.json").read_text())
     plan, init, coherence_image = check_inputs(validate_settings(raw, str(render_folder.root / "settings.json")))
     backend = backend or make_backend(plan.settings, bool(info.get("preview")))
+    _begin(backend, plan.settings)
     state = load_resume_state(render_folder)
     return _run(plan, render_folder, backend, init, coherence_image, state, on_frame, quiet)
+
+
+def _begin(backend: Backend, settings: Settings) -> None:
+    """Once per render: the backend's set-up (model, image-prompt adapter and embedding)."""
+    backend.begin(RenderContext(settings.W, settings.H, settings.image_prompt, settings.image_prompt_mode))
 
 
 def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -> RenderResult:
@@ -298,8 +305,6 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
     started = time.perf_counter()
     if not quiet:
         print(describe_plan(plan, backend), file=sys.stderr)
-    # 3. Once per render: the backend's set-up (image prompt embedding, adapter).
-    backend.begin(RenderContext(settings.W, settings.H, settings.image_prompt, settings.image_prompt_mode))
     audio = settings.soundtrack_path if settings.add_soundtrack else None
     resumed = state is not None
     video = None if resumed else VideoWriter(folder.video_path, settings.W, settings.H, settings.fps,
@@ -314,7 +319,7 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
             writer.put(index, image if stored is None else stored, saved)
             progress.update(1)
 
-        # 4. Frame 0, the colour reference, and the steps this render needs.
+        # 3. Frame 0, the colour reference, and the steps this render needs.
         if state is None:
             previous = _first_frame(FrameLoop(plan, backend, [], []), init)
             reference = _reference(settings, init, coherence_image, previous)
@@ -328,7 +333,7 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
             progress.update(state.next_frame)
         loop = FrameLoop(plan, backend, preparation_steps(plan, reference),
                          generation_steps(reference, backend.is_preview))
-        # 5. Each diffused frame, with the cadence frames before it.
+        # 4. Each diffused frame, with the cadence frames before it.
         for k in range(next_key, len(keys)):
             start, end = keys[k - 1], keys[k]
             new = loop.next_key(previous, start, end)
@@ -337,7 +342,7 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
             emit(end, new, _state(end, new, reference))
             previous = new
     progress.close()
-    # 6. A resumed render's stream was cut by the stop: rebuild the video from the frames.
+    # 5. A resumed render's stream was cut by the stop: rebuild the video from the frames.
     if resumed:
         encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
                       frame_count=plan.frame_count)
