@@ -62,6 +62,7 @@ class Pipelines:
     ip_adapter: str | None = None  # the IP-Adapter currently loaded into the UNet
 
 
+TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}  # TAESD weights per family
 _PIPELINES: dict[tuple, Pipelines] = {}  # the process-wide model cache, see load_pipeline
 
 
@@ -114,19 +115,39 @@ def load_pipeline(
     dtype: Any = None,
     safety_checker: bool = True,
     config: str | os.PathLike | None = None,
+    tiny_vae: str | os.PathLike | bool | None = None,
 ) -> Pipelines:
     """Load `model` once per process (hub id, diffusers folder or single checkpoint file).
 
-    Calling it again with the same arguments returns the same Pipelines object.
+    `tiny_vae` swaps the autoencoder for a tiny one (TAESD, diffusers' AutoencoderTiny): True for
+    the family's default weights, or a hub id / local folder. It decodes and encodes many times
+    faster and is lossy (slightly softer detail). Calling again with the same arguments returns the
+    same Pipelines object.
     """
     device = resolve_device(device)
     dtype = resolve_dtype(device, dtype)
     source = _resolve_source(model if model is not None else DEFAULT_MODEL)
     config_dir = _check_config_dir(config) if config is not None else None
-    key = (source, device, str(dtype), bool(safety_checker), config_dir)
+    tiny = None if not tiny_vae else (True if tiny_vae is True else _resolve_source(tiny_vae))
+    key = (source, device, str(dtype), bool(safety_checker), config_dir, tiny)
     if key not in _PIPELINES:
-        _PIPELINES[key] = _load(source, device, dtype, bool(safety_checker), config_dir)
+        pipes = _load(source, device, dtype, bool(safety_checker), config_dir)
+        if tiny:
+            _use_tiny_vae(pipes, TINY_VAES[pipes.family] if tiny is True else tiny)
+        _PIPELINES[key] = pipes
     return _PIPELINES[key]
+
+
+def _use_tiny_vae(pipes: Pipelines, source: str) -> None:
+    """Put a tiny autoencoder (TAESD) in both pipelines, in place of the model's own."""
+    from diffusers import AutoencoderTiny
+
+    vae = _from_pretrained(AutoencoderTiny, source, dtype=pipes.dtype).to(pipes.device)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    for pipe in (pipes.txt2img, pipes.img2img):
+        pipe.register_modules(vae=vae)
+        pipe.vae_scale_factor = factor
+        pipe.image_processor.config.vae_scale_factor = factor
 
 
 def _resolve_source(model: str | os.PathLike) -> str:
@@ -169,6 +190,10 @@ def _load(source: str, device: str, dtype: Any, safety_checker: bool, config_dir
     for pipe in (txt2img, img2img):
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
+    if device.startswith("cuda"):
+        import torch
+
+        base.unet.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores; shared by both
     _check_tokenizers(source, txt2img)
     return Pipelines(
         txt2img=txt2img, img2img=img2img, model=source, family=family, device=device, dtype=dtype,

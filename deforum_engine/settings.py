@@ -101,6 +101,8 @@ class Settings(BaseModel):
     device: str | None = None
     dtype: Literal["float32", "float16", "bfloat16"] | None = None
     safety_checker: bool = True
+    vae: Literal["full", "tiny"] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
+    tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
     # Soundtrack
     soundtrack_path: Path | None = None
     add_soundtrack: bool = True
@@ -256,7 +258,7 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in PATH_FIELDS:
         if resolved.get(key):
             resolved[key] = str((base / Path(resolved[key]).expanduser()).resolve())
-    for key in ("model", "ip_adapter", "parseq_manifest"):
+    for key in ("model", "ip_adapter", "tiny_vae_model", "parseq_manifest"):
         value = resolved.get(key)
         if isinstance(value, str) and value and not value.lstrip().startswith("{") and _looks_local(value, base):
             resolved[key] = str((base / Path(value).expanduser()).resolve())

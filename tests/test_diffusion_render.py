@@ -139,3 +139,33 @@ def test_batch_loads_the_model_once_per_worker(tiny_sd_dir, tmp_path, monkeypatc
     assert report.ok, report.summary()
     assert [r.status for r in report.results] == ["done"] * 3
     assert len(loads) == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_taesd_dir(tmp_path_factory):
+    """A tiny random AutoencoderTiny (TAESD) with the tiny SD model's latent grid (factor 2)."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    vae = AutoencoderTiny(in_channels=3, out_channels=3, encoder_block_out_channels=(16, 16),
+                          decoder_block_out_channels=(16, 16), num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1),
+                          latent_channels=4)
+    folder = tmp_path_factory.mktemp("taesd")
+    vae.save_pretrained(folder)
+    return folder
+
+
+def test_tiny_vae_setting_swaps_in_taesd(tiny_sd_dir, tiny_taesd_dir, tmp_path):
+    from diffusers import AutoencoderTiny
+
+    from deforum_engine import models
+
+    full = render(settings(tiny_sd_dir, max_frames=3), out=tmp_path / "full", quiet=True)
+    fast = render(settings(tiny_sd_dir, max_frames=3, vae="tiny", tiny_vae_model=str(tiny_taesd_dir)),
+                  out=tmp_path / "tiny", quiet=True)
+    assert probe_video(fast.video)["frames"] == 3
+    assert frames(fast.folder) != frames(full.folder)  # TAESD is lossy: different pixels, same render
+    pipes = models.load_pipeline(str(tiny_sd_dir), safety_checker=False, tiny_vae=str(tiny_taesd_dir))
+    assert isinstance(pipes.img2img.vae, AutoencoderTiny) and pipes.txt2img.vae is pipes.img2img.vae
+    plain = models.load_pipeline(str(tiny_sd_dir), safety_checker=False)
+    assert not isinstance(plain.img2img.vae, AutoencoderTiny)  # the full-VAE pipelines are untouched

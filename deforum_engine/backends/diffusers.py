@@ -62,10 +62,12 @@ class DiffusersBackend:
         ip_adapter: str | None = None,
         safety_checker: bool = True,
         model_config: str | None = None,
+        tiny_vae: str | bool | None = None,
     ):
         self.model = model if model is not None else models.DEFAULT_MODEL
         self.ip_adapter = ip_adapter
-        self._load_args = {"device": device, "dtype": dtype, "safety_checker": safety_checker, "config": model_config}
+        self._load_args = {"device": device, "dtype": dtype, "safety_checker": safety_checker, "config": model_config,
+                           "tiny_vae": tiny_vae}
         self._pipes: models.Pipelines | None = None
         self._schedulers: SchedulerCache | None = None
         self._generator = torch.Generator("cpu")
