@@ -90,7 +90,7 @@ def describe_plan(plan: FramePlan, backend: Backend) -> str:
     strength, steps = plan.values["strength"], plan.values["steps"]
     lines = []
     if backend.is_preview:
-        lines.append("MOTION PREVIEW: no model; frames show motion, coherence and cadence only.")
+        lines.append("MOTION PREVIEW: no model; frames show motion, coherence and cadence (no noise, no diffusion).")
     lines.append(
         f"{plan.frame_count} frames at {settings.W}x{settings.H}, {settings.fps:g} fps "
         f"({plan.frame_count / settings.fps:.1f} s), seed {settings.seed}, "
@@ -332,7 +332,7 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
                          if "color_reference" in state.arrays else None)
             next_key = keys.index(state.next_frame - 1) + 1
             progress.update(state.next_frame)
-        loop = FrameLoop(plan, backend, preparation_steps(plan, reference),
+        loop = FrameLoop(plan, backend, preparation_steps(plan, reference, with_noise=not backend.is_preview),
                          generation_steps(reference, backend.is_preview))
         # 4. Each diffused frame, with the cadence frames before it.
         for k in range(next_key, len(keys)):

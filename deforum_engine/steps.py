@@ -45,8 +45,12 @@ def noise_seed(frame: FrameValues) -> int:
     return (frame.seed * 100_003 + frame.index) % 2**63
 
 
-def preparation_steps(plan: FramePlan, reference: ColorReference | None) -> list[ImageStep]:
-    """Steps between the warp and the backend that this render needs, in Deforum's order."""
+def preparation_steps(plan: FramePlan, reference: ColorReference | None, with_noise: bool = True) -> list[ImageStep]:
+    """Steps between the warp and the backend that this render needs, in Deforum's order.
+
+    Motion previews leave the noise out: with no model to turn it into detail, it would only pile
+    up frame after frame.
+    """
     values, settings = plan.values, plan.settings
     steps: list[ImageStep] = []
     if reference is not None:
@@ -55,7 +59,7 @@ def preparation_steps(plan: FramePlan, reference: ColorReference | None) -> list
         steps.append(contrast)
     if np.any(values["amount"] > 0):
         steps.append(anti_blur)
-    if np.any(values["noise"] > 0):
+    if with_noise and np.any(values["noise"] > 0):
         steps.append(partial(noise, noise_type=settings.noise_type, octaves=settings.perlin_octaves,
                              persistence=settings.perlin_persistence))
     return steps
