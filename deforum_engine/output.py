@@ -327,6 +327,19 @@ def probe_video(path: str | os.PathLike) -> dict:
     }
 
 
+class _ClosesOnExit:
+    """`with` support for writers: close() when the block succeeds, abort() when it raises."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 # --- video ---------------------------------------------------------------------------------------
 
 def _check_video_args(path: Path, width, height, fps, crf, preset) -> None:
@@ -351,7 +364,7 @@ def _audio_length_params(fps: float, frame_count: int | None) -> list[str]:
     return ["-af", f"apad=whole_dur={seconds},atrim=end={seconds}"]
 
 
-class VideoWriter:
+class VideoWriter(_ClosesOnExit):
     """Streams RGB frames to an H.264 (yuv420p) mp4 at exactly W x H, soundtrack muxed in.
 
     Writes to `<stem>.partial.mp4` and renames it to `path` on a successful close(), so a stream
@@ -450,14 +463,6 @@ class VideoWriter:
                            "Frames already written stay on disk; fix the cause and rebuild the "
                            "video with `deforum-engine encode` on the render folder.")
 
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 # --- frame writer --------------------------------------------------------------------------------
@@ -465,7 +470,7 @@ class VideoWriter:
 _STOP = object()
 
 
-class FrameWriter:
+class FrameWriter(_ClosesOnExit):
     """Writes frames (PNG, then video, then resume state) on one background thread.
 
     Each frame lands atomically (temp file, rename), so a killed render never leaves half a frame.
@@ -592,14 +597,6 @@ class FrameWriter:
                 "render again to resume.")
             self._error.__cause__ = err
 
-    def __enter__(self) -> FrameWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 # --- rebuilding the video ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import SettingsError
+from .prompts import split_negative
 from .schedules import AUDIO_VARIABLES, evaluate_frame_key, evaluate_schedule, evaluate_string_schedule
 from .settings import INFLUENCE_LEVELS, Settings
 
@@ -273,12 +274,6 @@ def _samplers(settings: Settings, frames: int, variables: dict) -> TextTrack:
                                                          fps=settings.fps, variables=variables,
                                                          setting="sampler_schedule"))
     return TextTrack([check_sampler(name, setting="sampler_schedule") for name in names.table], names.codes)
-
-
-def split_negative(text: str) -> tuple[str, str]:
-    """Split a Deforum prompt at `--neg` into (positive, negative)."""
-    positive, _, negative = text.partition("--neg")
-    return positive.strip(), negative.strip()
 
 
 def _join(*parts: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any, Sequence, TypeVar
 import numpy as np
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.prompts import split_negative  # noqa: F401 - also part of this module's API
 
 # Engine per-frame name -> Parseq field name.
 PARSEQ_FIELDS: dict[str, str] = {
@@ -133,12 +134,6 @@ def parseq_overrides(
 def is_url(text: str) -> bool:
     """True for "scheme://..." text (http, https, ...), which is never fetched."""
     return bool(_URL.match(text.strip()))
-
-
-def split_negative(text: str) -> tuple[str, str]:
-    """Split a Deforum prompt at `--neg` into (prompt, negative prompt), both stripped."""
-    positive, *negatives = text.split("--neg")
-    return positive.strip(), ", ".join(n.strip() for n in negatives if n.strip())
 
 
 def extend_to(values: T, n: int) -> T:
