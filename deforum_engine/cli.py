@@ -255,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
         return 2 if isinstance(error, SettingsError) else 1
-    except KeyboardInterrupt:
-        print("stopped: frames written so far are kept; `deforum-engine resume FOLDER` continues", file=sys.stderr)
+    except KeyboardInterrupt:  # a render has already said where its frames are and how to resume
         return 130
 
 

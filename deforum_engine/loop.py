@@ -302,6 +302,7 @@ def _begin(backend: Backend, settings: Settings) -> None:
 
 
 def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -> RenderResult:
+    """The render after its checks: summary, the frame loop under a progress bar, the video."""
     settings = plan.settings
     started = time.perf_counter()
     if not quiet:
@@ -311,8 +312,27 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
     video = None if resumed else VideoWriter(folder.video_path, settings.W, settings.H, settings.fps,
                                              crf=settings.crf, preset=settings.video_preset, audio_path=audio,
                                              frame_count=plan.frame_count)
-    keys = plan.diffused_frames
-    progress = tqdm(total=plan.frame_count, unit="frame", disable=quiet, desc=folder.root.name)
+    if not quiet:
+        print(f"Output: {folder.root}", file=sys.stderr)
+    try:
+        with tqdm(total=plan.frame_count, unit="frame", disable=quiet, desc=folder.root.name) as progress:
+            _loop(plan, folder, backend, init, coherence_image, state, video, progress, on_frame)
+    except KeyboardInterrupt:
+        print(f"\nstopped: the frames written so far are kept in {folder.root}; "
+              f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)
+        raise
+    # 5. A resumed render's stream was cut by the stop: rebuild the video from the frames.
+    if resumed:
+        encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
+                      frame_count=plan.frame_count)
+    _write_info(folder, status="finished")
+    return RenderResult(folder.root, folder.frames_dir, folder.video_path, plan.frame_count,
+                        time.perf_counter() - started, resumed, backend.is_preview)
+
+
+def _loop(plan, folder, backend, init, coherence_image, state, video, progress, on_frame) -> None:
+    """Frame 0 (or the resumed state), then each diffused frame with the cadence frames before it."""
+    settings, keys = plan.settings, plan.diffused_frames
     with FrameWriter(folder, video) as writer:
 
         def emit(index: int, image: np.ndarray, saved: ResumeState | None) -> None:
@@ -342,11 +362,3 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
                 emit(index, tween, None)
             emit(end, new, _state(end, new, reference))
             previous = new
-    progress.close()
-    # 5. A resumed render's stream was cut by the stop: rebuild the video from the frames.
-    if resumed:
-        encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
-                      frame_count=plan.frame_count)
-    _write_info(folder, status="finished")
-    return RenderResult(folder.root, folder.frames_dir, folder.video_path, plan.frame_count,
-                        time.perf_counter() - started, resumed, backend.is_preview)

@@ -166,3 +166,19 @@ def test_encode_rebuilds_the_video(tmp_path):
     os.remove(result.video)
     assert main(["encode", str(result.folder)]) == 0
     assert probe_video(result.video)["frames"] == 5
+
+
+def test_ctrl_c_keeps_frames_and_says_how_to_resume(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({**SMALL, "W": 256, "H": 256, "max_frames": 2000}))
+    folder = tmp_path / "r"
+    process = _cli("render", str(path), "--preview", "--out", str(folder))
+    deadline = time.time() + 60
+    while time.time() < deadline and len(frames_of(folder)) < 20:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert f"deforum-engine resume {folder}" in err and "Traceback" not in err
+    assert len(frames_of(folder)) >= 20 and not list((folder / "frames").glob(".*.tmp"))
+    assert json.loads((folder / "render.json").read_text())["status"] == "rendering"
