@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import RenderError, SettingsError
+from .errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,7 @@ def validate_job(job: Job, model: str | None) -> dict[str, Any]:
     if model:
         overrides["model"] = model
     settings = load_settings(job.settings_path, overrides)
-    plan, _, _ = check_inputs(settings)
-    return plan.settings.to_json_dict()
+    return check_inputs(settings).plan.settings.to_json_dict()
 
 
 def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:

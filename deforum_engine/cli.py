@@ -11,7 +11,12 @@ import sys
 import traceback
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import RenderError, SettingsError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 
 def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
@@ -23,7 +28,7 @@ def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
     return overrides
 
 
-def _load(args) -> "Settings":  # noqa: F821 - imported lazily
+def _load(args) -> "Settings":
     from .settings import load_settings
 
     settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends.base import Backend, FrameRequest, RenderContext
-from .errors import RenderError, SettingsError
+from .errors import SettingsError
 from .frame.color import ColorReference, color_reference
 from .frame.warp import warp_frame
 from .output import (
@@ -56,11 +56,17 @@ class RenderResult:
 # ----------------------------------------------------------------------------------------- inputs
 
 
-def check_inputs(settings: Settings) -> tuple[FramePlan, np.ndarray | None, np.ndarray | None]:
-    """Everything that can be wrong with the input fails here, before any model loads.
+@dataclass(frozen=True)
+class RenderInputs:
+    """A render's checked inputs: the plan, and the images fitted to W x H (or None)."""
 
-    Returns the plan, the fitted init image and the colour-coherence image (or None).
-    """
+    plan: FramePlan
+    init: np.ndarray | None = None
+    coherence_image: np.ndarray | None = None
+
+
+def check_inputs(settings: Settings) -> RenderInputs:
+    """Everything that can be wrong with the input fails here, before any model loads."""
     from .images import check_image_file, fit_image, fit_warning, load_image
 
     plan = build_plan(settings)
@@ -81,7 +87,7 @@ def check_inputs(settings: Settings) -> tuple[FramePlan, np.ndarray | None, np.n
         coherence_image = fit_image(load_image(settings.color_coherence_image), settings.W, settings.H, "crop")
     if settings.soundtrack_path is not None and settings.add_soundtrack:
         check_soundtrack(settings.soundtrack_path)
-    return plan, init, coherence_image
+    return RenderInputs(plan, init, coherence_image)
 
 
 def describe_plan(plan: FramePlan, backend: Backend) -> str:
@@ -174,13 +180,14 @@ def _first_frame(loop: FrameLoop, init: np.ndarray | None) -> np.ndarray:
     return loop.backend.generate(loop.request(frame, init, 1.0 - loop.plan.settings.init_strength))
 
 
-def _reference(settings: Settings, init, coherence_image, first: np.ndarray) -> ColorReference | None:
+def _reference(inputs: RenderInputs, first: np.ndarray) -> ColorReference | None:
     """The colour reference: a given image, else the init image, else the first generated frame."""
-    if settings.color_coherence == "None":
+    mode = inputs.plan.settings.color_coherence
+    if mode == "None":
         return None
-    if settings.color_coherence == "Image":
-        return color_reference(coherence_image, "LAB")
-    return color_reference(init if init is not None else first, settings.color_coherence)
+    if mode == "Image":
+        return color_reference(inputs.coherence_image, "LAB")
+    return color_reference(inputs.init if inputs.init is not None else first, mode)
 
 
 # ----------------------------------------------------------------------------------------- folder
@@ -261,7 +268,8 @@ def render(
     for the stored frame and video (post-processing), or None.
     """
     # 1. Check every input, then load the model, before anything is written.
-    plan, init, coherence_image = check_inputs(settings)
+    inputs = check_inputs(settings)
+    plan = inputs.plan
     backend = backend or make_backend(plan.settings, preview)
     _begin(backend, plan.settings)
     folder = RenderFolder(Path(out) if out is not None else default_output(plan.settings, preview))
@@ -270,7 +278,7 @@ def render(
     save_settings(plan.settings, folder.root / "settings.json")
     _write_info(folder, backend=backend.name, preview=backend.is_preview, status="rendering",
                 frames=plan.frame_count, model=plan.settings.model)
-    return _run(plan, folder, backend, init, coherence_image, None, on_frame, quiet)
+    return _run(inputs, folder, backend, None, on_frame, quiet)
 
 
 def resume(
@@ -289,11 +297,11 @@ def resume(
             f"`deforum-engine encode {render_folder.root}` rebuilds its video"
         )
     raw = json.loads((render_folder.root / "settings.json").read_text())
-    plan, init, coherence_image = check_inputs(validate_settings(raw, str(render_folder.root / "settings.json")))
-    backend = backend or make_backend(plan.settings, bool(info.get("preview")))
-    _begin(backend, plan.settings)
+    inputs = check_inputs(validate_settings(raw, str(render_folder.root / "settings.json")))
+    backend = backend or make_backend(inputs.plan.settings, bool(info.get("preview")))
+    _begin(backend, inputs.plan.settings)
     state = load_resume_state(render_folder)
-    return _run(plan, render_folder, backend, init, coherence_image, state, on_frame, quiet)
+    return _run(inputs, render_folder, backend, state, on_frame, quiet)
 
 
 def _begin(backend: Backend, settings: Settings) -> None:
@@ -301,8 +309,10 @@ def _begin(backend: Backend, settings: Settings) -> None:
     backend.begin(RenderContext(settings.W, settings.H, settings.image_prompt, settings.image_prompt_mode))
 
 
-def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -> RenderResult:
+def _run(inputs: RenderInputs, folder: RenderFolder, backend: Backend, state: ResumeState | None,
+         on_frame: FrameCallback | None, quiet: bool) -> RenderResult:
     """The render after its checks: summary, the frame loop under a progress bar, the video."""
+    plan = inputs.plan
     settings = plan.settings
     started = time.perf_counter()
     if not quiet:
@@ -316,7 +326,7 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
         print(f"Output: {folder.root}", file=sys.stderr)
     try:
         with tqdm(total=plan.frame_count, unit="frame", disable=quiet, desc=folder.root.name) as progress:
-            _loop(plan, folder, backend, init, coherence_image, state, video, progress, on_frame)
+            _loop(inputs, FrameWriter(folder, video), backend, state, progress, on_frame)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
               f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)
@@ -330,10 +340,12 @@ def _run(plan, folder, backend, init, coherence_image, state, on_frame, quiet) -
                         time.perf_counter() - started, resumed, backend.is_preview)
 
 
-def _loop(plan, folder, backend, init, coherence_image, state, video, progress, on_frame) -> None:
+def _loop(inputs: RenderInputs, writer: FrameWriter, backend: Backend, state: ResumeState | None,
+          progress: tqdm, on_frame: FrameCallback | None) -> None:
     """Frame 0 (or the resumed state), then each diffused frame with the cadence frames before it."""
-    settings, keys = plan.settings, plan.diffused_frames
-    with FrameWriter(folder, video) as writer:
+    plan = inputs.plan
+    keys = plan.diffused_frames
+    with writer:
 
         def emit(index: int, image: np.ndarray, saved: ResumeState | None) -> None:
             stored = on_frame(index, image) if on_frame is not None else None
@@ -342,8 +354,8 @@ def _loop(plan, folder, backend, init, coherence_image, state, video, progress, 
 
         # 3. Frame 0, the colour reference, and the steps this render needs.
         if state is None:
-            previous = _first_frame(FrameLoop(plan, backend, [], []), init)
-            reference = _reference(settings, init, coherence_image, previous)
+            previous = _first_frame(FrameLoop(plan, backend, [], []), inputs.init)
+            reference = _reference(inputs, previous)
             emit(0, previous, _state(0, previous, reference))
             next_key = 1
         else:
