@@ -57,7 +57,7 @@ def write_wav(path: Path, y: np.ndarray) -> Path:
 def child(path: str, fps: float) -> None:
     """In a fresh process: librosa.beat import (JIT) and one uncached analysis, as JSON."""
     start = time.perf_counter()
-    import librosa.beat  # noqa: F401  (compiles or loads the numba kernels)  # noqa: F401 - timing the import itself
+    import librosa.beat  # noqa: F401  (compiles or loads the numba kernels)
     imported = time.perf_counter()
     from deforum_engine.audio import analyse_audio
     analyse_audio(path, fps, cache=False)
