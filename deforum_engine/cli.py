@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import RenderError, SettingsError
+from .settings import IgnoredSettingsWarning
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -253,13 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings as one plain line for people, not Python's file:line format."""
-    print(f"warning: {message}", file=file or sys.stderr)
+    """The engine's warnings as one plain line for people; libraries' own deprecation notes are left out."""
+    if "deforum_engine" in str(filename) or issubclass(category, IgnoredSettingsWarning):
+        print(f"warning: {message}", file=file or sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _show_warning
+    if not args.debug:
+        warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except (SettingsError, RenderError) as error:

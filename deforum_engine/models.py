@@ -8,7 +8,7 @@
   `save_pretrained` writes and what a hub snapshot looks like; works offline;
 - a single `.safetensors` / `.ckpt` checkpoint (A1111 / ComfyUI style), loaded with diffusers'
   `from_single_file`. It holds weights only: the component configs come from `config=` (setting
-  `model_config`), a local diffusers folder of the same family (any SD 1.5 / SDXL snapshot, or
+  `model_config_dir`), a local diffusers folder of the same family (any SD 1.5 / SDXL snapshot, or
   `hf download <repo> --include "*.json" "*.txt" --local-dir FOLDER`). Online, diffusers fetches them
   from the hub instead; offline, `config=` is required.
 
@@ -20,11 +20,14 @@ checkpoints do not); `safety_checker=False` turns it off. A flagged frame comes 
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from .errors import RenderError, SettingsError
 
@@ -44,7 +47,7 @@ _DTYPES = {
 }
 _POINT_LOCAL = (
     "point --model (setting `model`) at a local diffusers folder (with model_index.json) "
-    "or a .safetensors checkpoint with --model-config"
+    "or a .safetensors checkpoint plus `model_config_dir` (a local diffusers folder of its family)"
 )
 
 
@@ -67,11 +70,30 @@ _PIPELINES: dict[tuple, Pipelines] = {}  # the process-wide model cache, see loa
 
 
 def hub_offline() -> bool:
-    """True when the Hugging Face hub must not be contacted (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    """True when only local files may be used: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set, or the
+    hub cannot be reached at all (then huggingface_hub would retry for a minute before failing)."""
+    return _offline_by_setting() or not _hub_reachable()
+
+
+def _offline_by_setting() -> bool:
     from huggingface_hub import constants
 
     flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
     return constants.HF_HUB_OFFLINE or any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+
+
+@functools.cache
+def _hub_reachable() -> bool:
+    """One quick connection to the hub's host (3 s at most), checked once per process."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=3).close()
+        return True
+    except OSError:
+        return False
 
 
 def resolve_device(device: str | None = None) -> str:
@@ -166,7 +188,7 @@ def _check_config_dir(config: str | os.PathLike) -> str:
     path = Path(config).expanduser()
     if not (path / "model_index.json").is_file():
         raise SettingsError(
-            f"model_config: {path} is not a diffusers model folder (no model_index.json); "
+            f"model_config_dir: {path} is not a diffusers model folder (no model_index.json); "
             "give a local folder of the checkpoint's family, e.g. a Stable Diffusion 1.5 snapshot"
         )
     return str(path.resolve())
@@ -221,10 +243,15 @@ def _read_model_index(source: str) -> dict:
 
 
 def _hub_error(source: str, error: Exception) -> RenderError:
-    if hub_offline():
+    if _offline_by_setting():
         return RenderError(
             f"model {source!r} is not in the local Hugging Face cache and the hub is offline "
             f"(HF_HUB_OFFLINE=1), so it cannot be downloaded; {_POINT_LOCAL}"
+        )
+    if not _hub_reachable():
+        return RenderError(
+            f"model {source!r} is not in the local Hugging Face cache, and the Hugging Face hub cannot be "
+            f"reached from this machine (no network), so it cannot be downloaded; {_POINT_LOCAL}"
         )
     return RenderError(f"model {source!r} could not be loaded from the Hugging Face hub ({error}); {_POINT_LOCAL}")
 
@@ -256,8 +283,8 @@ def _load_single_file(path: Path, dtype: Any, config_dir: str | None):
     if config_dir is None and hub_offline():
         raise SettingsError(
             f"model: {path} is a single-file checkpoint; offline (HF_HUB_OFFLINE=1) it needs the model's "
-            "configs from a local diffusers folder of the same family: pass --model-config FOLDER "
-            "(setting `model_config`), e.g. a Stable Diffusion 1.5 snapshot"
+            "configs from a local diffusers folder of the same family: --set model_config_dir=FOLDER "
+            "(setting `model_config_dir`), e.g. a Stable Diffusion 1.5 snapshot"
         )
     index = json.loads((Path(config_dir) / "model_index.json").read_text()) if config_dir else {}
     class_name = index.get("_class_name") or _guess_single_file_class(path)

@@ -286,7 +286,7 @@ def test_hub_id_offline_fails_fast_naming_the_model():
 def test_single_file_offline_needs_a_config(tmp_path):
     checkpoint = tmp_path / "model.safetensors"
     checkpoint.write_bytes(b"\0" * 16)
-    with pytest.raises(SettingsError, match="--model-config"):
+    with pytest.raises(SettingsError, match="model_config_dir"):
         models.load_pipeline(str(checkpoint))
     with pytest.raises(SettingsError, match="no model_index.json"):
         models.load_pipeline(str(checkpoint), config=str(tmp_path))
@@ -318,3 +318,15 @@ def test_device_and_dtype_resolution():
         assert models.resolve_device() == "cpu" or torch.backends.mps.is_available()
         with pytest.raises(SettingsError, match="CUDA"):
             models.resolve_device("cuda")
+
+
+def test_unreachable_hub_fails_at_once_saying_so(monkeypatch):
+    """Without HF_HUB_OFFLINE and without a network, a hub id must not wait on a minute of retries."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "_hub_reachable", lambda: False)
+    start = time.perf_counter()
+    with pytest.raises(RenderError, match="cannot be reached from this machine"):
+        models.load_pipeline("someone/not-cached-model")
+    assert time.perf_counter() - start < 10
