@@ -184,8 +184,13 @@ def run_batch(
     address: str | None = None,
     workers: int = 1,
     quiet: bool = True,
+    lockstep: int = 1,
 ) -> BatchReport:
-    """Validate every job, then render the valid ones on the chosen executor."""
+    """Validate every job, then render the valid ones on the chosen executor.
+
+    `lockstep` > 1 (model renders, local executor) renders that many jobs together on one model,
+    each UNet call denoising a frame of each (see backends/lockstep.py).
+    """
     jobs = collect_jobs(paths)
     results: dict[str, JobResult] = {}
     valid: list[tuple[str, dict, str]] = []
@@ -194,7 +199,10 @@ def run_batch(
             valid.append((job.name, validate_job(job, model), str(out / job.name)))
         except SettingsError as error:
             results[job.name] = JobResult(job.name, "failed", error=f"invalid: {error}")
-    if valid:
+    if valid and lockstep > 1 and not preview and executor == "local":
+        for result in _run_in_lockstep(valid, lockstep, quiet):
+            results[result.name] = result
+    elif valid:
         run = _run_on_ray if executor == "ray" else _run_locally
         for result in run(valid, preview, workers, address, quiet):
             results[result.name] = result
@@ -213,3 +221,46 @@ def _run_on_ray(valid, preview: bool, workers: int, address: str | None, quiet: 
     from .ray_executor import run_on_ray
 
     return run_on_ray(valid, preview=preview, workers=workers, address=address)
+
+
+def _run_in_lockstep(valid, group_size: int, quiet: bool) -> list[JobResult]:
+    """New jobs that share a model and canvas, in groups of `group_size` on one shared model.
+
+    Finished, stopped and image-prompt jobs are rendered one by one as usual.
+    """
+    from .loop import render_status
+
+    buckets: dict[tuple, list] = {}
+    solo = []
+    for job in valid:
+        settings = job[1]
+        if render_status(job[2]) is not None or settings.get("image_prompt"):
+            solo.append(job)
+        else:
+            buckets.setdefault(tuple(str(settings.get(key)) for key in _SHARED_MODEL_KEYS), []).append(job)
+    results = [render_job(name, settings, folder, False, quiet) for name, settings, folder in solo]
+    for bucket in buckets.values():
+        for start in range(0, len(bucket), group_size):
+            results.extend(_lockstep_group(bucket[start:start + group_size], quiet))
+    return results
+
+
+# Settings that must be equal for renders to share one model and batch their frames.
+_SHARED_MODEL_KEYS = ("model", "model_config_dir", "device", "dtype", "vae", "tiny_vae_model", "safety_checker",
+                      "W", "H")
+
+
+def _lockstep_group(group, quiet: bool) -> list[JobResult]:
+    from .backends.lockstep import render_in_lockstep
+    from .loop import make_backend
+    from .settings import validate_settings
+
+    jobs = [(validate_settings(settings, name), folder) for name, settings, folder in group]
+    started = time.perf_counter()
+    outcomes = render_in_lockstep(jobs, make_backend(jobs[0][0], preview=False), quiet)
+    seconds = time.perf_counter() - started
+    return [
+        JobResult(name, "failed", seconds, error=f"{type(outcome).__name__}: {outcome}")
+        if isinstance(outcome, Exception) else JobResult(name, "done", seconds, str(outcome.video))
+        for (name, _, _), outcome in zip(group, outcomes)
+    ]

@@ -175,6 +175,7 @@ def cmd_batch(args) -> int:
     report = run_batch(
         [Path(p) for p in args.settings], out=Path(args.out), preview=args.preview, model=args.model,
         executor=args.executor, address=args.address, workers=args.workers, quiet=args.quiet,
+        lockstep=args.lockstep,
     )
     print(report.summary())
     return 0 if report.ok else 1
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--executor", choices=["local", "ray"], default="local")
     sub.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sub.add_argument("--workers", type=int, default=1, help="parallel workers")
+    sub.add_argument("--lockstep", type=int, default=1, metavar="N",
+                     help="render N model jobs together on one model, batching their frames (big GPUs)")
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(func=cmd_batch)
     return parser

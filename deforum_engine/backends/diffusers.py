@@ -121,6 +121,38 @@ class DiffusersBackend:
         # 5. uint8 RGB at the render size
         return _to_uint8(image, context.width, context.height)
 
+    def generate_many(self, requests: list[FrameRequest]) -> list[np.ndarray]:
+        """Frames of several renders that share steps, denoise, sampler and guidance, in one pipeline
+        call: each UNet step denoises them as one batch (lockstep renders; see backends/lockstep.py).
+
+        Each frame keeps its own seed and prompt; a NaN or black frame is redone alone. Batched
+        arithmetic can differ from one frame at a time in the last bits, so lockstep frames match
+        solo renders closely, not bit for bit.
+        """
+        if len(requests) == 1:
+            return [self.generate(requests[0])]
+        context = self._require_context()
+        if self._image_prompt is not None:
+            raise SettingsError("lockstep renders cannot use an image prompt; render those one by one")
+        first = requests[0]
+        pipe, kwargs = self._frame_call(first)
+        if pipe is None:
+            return [request.image.copy() for request in requests]
+        if first.image is not None:
+            kwargs["image"] = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
+        embeddings = [self._prompt_embeddings(request) for request in requests]
+        kwargs.update({name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]})
+        scheduler = self._schedulers.get(first.sampler)
+        if pipe.scheduler is not scheduler:
+            pipe.scheduler = scheduler
+        generators = [torch.Generator("cpu").manual_seed(r.seed % 2**64) for r in requests]
+        output = pipe(**self._supported(pipe, kwargs), generator=generators)
+        flags = getattr(output, "nsfw_content_detected", None) or [None] * len(requests)
+        return [
+            self.generate(request) if _frame_problem(image, [flag]) else _to_uint8(image, context.width, context.height)
+            for request, image, flag in zip(requests, output.images, flags)
+        ]
+
     def _require_context(self) -> RenderContext:
         if self._context is None:
             raise RenderError("DiffusersBackend.generate was called before begin(context)")
