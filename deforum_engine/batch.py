@@ -247,7 +247,7 @@ def _run_in_lockstep(valid, group_size: int, quiet: bool) -> list[JobResult]:
 
 # Settings that must be equal for renders to share one model and batch their frames.
 _SHARED_MODEL_KEYS = ("model", "model_config_dir", "device", "dtype", "vae", "tiny_vae_model", "safety_checker",
-                      "W", "H")
+                      "compile_unet", "W", "H")
 
 
 def _lockstep_group(group, quiet: bool) -> list[JobResult]:

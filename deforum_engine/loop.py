@@ -250,7 +250,8 @@ def make_backend(settings: Settings, preview: bool) -> Backend:
     return DiffusersBackend(settings.model, device=settings.device, dtype=settings.dtype,
                             ip_adapter=settings.ip_adapter, safety_checker=settings.safety_checker,
                             model_config=settings.model_config_dir,
-                            tiny_vae=(settings.tiny_vae_model or True) if settings.vae == "tiny" else None)
+                            tiny_vae=(settings.tiny_vae_model or True) if settings.vae == "tiny" else None,
+                            compile_unet=settings.compile_unet)
 
 
 def render(

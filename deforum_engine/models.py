@@ -138,10 +138,12 @@ def load_pipeline(
     safety_checker: bool = True,
     config: str | os.PathLike | None = None,
     tiny_vae: str | os.PathLike | bool | None = None,
+    compile_unet: bool = False,
 ) -> Pipelines:
     """Load `model` once per process (hub id, diffusers folder or single checkpoint file).
 
-    `tiny_vae` swaps the autoencoder for a tiny one (TAESD, diffusers' AutoencoderTiny): True for
+    `compile_unet` wraps the UNet in torch.compile (worth it on GPUs for long renders; the first
+    frame pays the compile time). `tiny_vae` swaps the autoencoder for a tiny one (TAESD, diffusers' AutoencoderTiny): True for
     the family's default weights, or a hub id / local folder. It decodes and encodes many times
     faster and is lossy (slightly softer detail). Calling again with the same arguments returns the
     same Pipelines object.
@@ -151,13 +153,24 @@ def load_pipeline(
     source = _resolve_source(model if model is not None else DEFAULT_MODEL)
     config_dir = _check_config_dir(config) if config is not None else None
     tiny = None if not tiny_vae else (True if tiny_vae is True else _resolve_source(tiny_vae))
-    key = (source, device, str(dtype), bool(safety_checker), config_dir, tiny)
+    key = (source, device, str(dtype), bool(safety_checker), config_dir, tiny, bool(compile_unet))
     if key not in _PIPELINES:
         pipes = _load(source, device, dtype, bool(safety_checker), config_dir)
         if tiny:
             _use_tiny_vae(pipes, TINY_VAES[pipes.family] if tiny is True else tiny)
+        if compile_unet:
+            _compile_unet(pipes)
         _PIPELINES[key] = pipes
     return _PIPELINES[key]
+
+
+def _compile_unet(pipes: Pipelines) -> None:
+    """torch.compile the shared UNet; the compilation itself happens on the first frame."""
+    import torch
+
+    compiled = torch.compile(pipes.txt2img.unet)
+    for pipe in (pipes.txt2img, pipes.img2img):
+        pipe.register_modules(unet=compiled)
 
 
 def _use_tiny_vae(pipes: Pipelines, source: str) -> None:

@@ -101,6 +101,7 @@ class Settings(BaseModel):
     device: str | None = None
     dtype: Literal["float32", "float16", "bfloat16"] | None = None
     safety_checker: bool = True
+    compile_unet: bool = False  # torch.compile the UNet: pays on GPUs over long renders; the first frame compiles
     vae: Literal["full", "tiny"] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
     tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
     # Soundtrack

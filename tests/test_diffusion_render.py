@@ -208,3 +208,18 @@ def test_batch_cli_lockstep(tiny_sd_dir, tmp_path):
     report = run_batch(paths, tmp_path / "out", model=str(tiny_sd_dir), lockstep=2)
     assert report.ok, report.summary()
     assert all(probe_video(tmp_path / "out" / p.stem / f"{p.stem}.mp4")["frames"] == 3 for p in paths)
+
+
+def test_compile_unet_setting_compiles_the_shared_unet_and_reports_the_time(tiny_sd_dir, tmp_path, monkeypatch,
+                                                                           capfd):
+    """Real compilation takes ~90 s on this CPU (and pays only on GPUs), so torch.compile is stood in for here."""
+    compiled = []
+
+    def fake_compile(module, **kwargs):
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    result = render(settings(tiny_sd_dir, max_frames=2, compile_unet=True), out=tmp_path / "c")
+    assert len(compiled) == 1 and probe_video(result.video)["frames"] == 2
+    assert "compile_unet: the first frame, which compiled the UNet, took" in capfd.readouterr().err

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -63,11 +65,13 @@ class DiffusersBackend:
         safety_checker: bool = True,
         model_config: str | None = None,
         tiny_vae: str | bool | None = None,
+        compile_unet: bool = False,
     ):
         self.model = model if model is not None else models.DEFAULT_MODEL
         self.ip_adapter = ip_adapter
         self._load_args = {"device": device, "dtype": dtype, "safety_checker": safety_checker, "config": model_config,
-                           "tiny_vae": tiny_vae}
+                           "tiny_vae": tiny_vae, "compile_unet": compile_unet}
+        self._compile_pending = compile_unet  # the first pipeline call compiles: report how long it took
         self._pipes: models.Pipelines | None = None
         self._schedulers: SchedulerCache | None = None
         self._generator = torch.Generator("cpu")
@@ -117,7 +121,12 @@ class DiffusersBackend:
         # 3. Image prompt: the render's embedding at this frame's scale
         kwargs.update(self._image_prompt_kwargs(request, pipe))
         # 4. Denoise, retrying NaN / black frames with the next seeds
+        started = time.perf_counter()
         image = self._run_checked(pipe, kwargs, request)
+        if self._compile_pending:
+            self._compile_pending = False
+            print(f"compile_unet: the first frame, which compiled the UNet, took "
+                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
         # 5. uint8 RGB at the render size
         return _to_uint8(image, context.width, context.height)
 
