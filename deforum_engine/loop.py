@@ -144,32 +144,34 @@ class FrameLoop:
             blend_negative_prompt=frame.blend_negative_prompt or None, blend_weight=frame.blend_weight,
         )
 
-    def motion(self, start: int, end: int) -> np.ndarray:
-        """The camera motion from frame `start` to frame `end`, accumulated frame over frame."""
+    def motion(self, start: int, end: int) -> list[np.ndarray]:
+        """The camera motion from frame `start` to each frame start+1 .. end, accumulated frame over frame."""
         settings = self.plan.settings
-        matrix = np.eye(3)
+        total, accumulated = np.eye(3), []
         for index in range(start + 1, end + 1):
             step = frame_motion(self.plan.frame(index), settings.W, settings.H, settings.enable_perspective_flip)
-            matrix = step @ matrix
-        return matrix
+            total = step @ total
+            accumulated.append(total)
+        return accumulated
 
     def warp(self, image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         return warp_frame(image, matrix, self.plan.settings.border)
 
-    def next_key(self, previous: np.ndarray, start: int, end: int) -> np.ndarray:
-        """Warp the last diffused frame to `end`, prepare it, and generate the new diffused frame."""
+    def next_key(self, previous: np.ndarray, motion: list[np.ndarray], end: int) -> np.ndarray:
+        """Warp the last diffused frame to frame `end`, prepare it, and generate the new diffused frame."""
         frame = self.plan.frame(end)
-        prepared = run_steps(self.prepare, self.warp(previous, self.motion(start, end)), frame)
+        prepared = run_steps(self.prepare, self.warp(previous, motion[-1]), frame)
         generated = self.backend.generate(self.request(frame, prepared, frame.denoise))
         return run_steps(self.finish, generated, frame)
 
-    def in_between(self, previous: np.ndarray, new: np.ndarray, start: int, end: int):
+    def in_between(self, previous: np.ndarray, new: np.ndarray, motion: list[np.ndarray], start: int):
         """Cadence frames: both neighbouring diffused frames warped to each frame's camera, crossfaded."""
-        for index in range(start + 1, end):
-            forward = self.warp(previous, self.motion(start, index))
-            backward = self.warp(new, np.linalg.inv(self.motion(index, end)))
-            weight = (index - start) / (end - start)
-            yield index, (forward * (1 - weight) + backward * weight).round().astype(np.uint8)
+        to_new = np.linalg.inv(motion[-1])
+        for offset, to_here in enumerate(motion[:-1], start=1):
+            forward = self.warp(previous, to_here)
+            backward = self.warp(new, to_here @ to_new)  # undo the motion from this frame to the new one
+            weight = offset / len(motion)
+            yield start + offset, (forward * (1 - weight) + backward * weight).round().astype(np.uint8)
 
 
 def _first_frame(loop: FrameLoop, init: np.ndarray | None) -> np.ndarray:
@@ -370,8 +372,9 @@ def _loop(inputs: RenderInputs, writer: FrameWriter, backend: Backend, state: Re
         # 4. Each diffused frame, with the cadence frames before it.
         for k in range(next_key, len(keys)):
             start, end = keys[k - 1], keys[k]
-            new = loop.next_key(previous, start, end)
-            for index, tween in loop.in_between(previous, new, start, end):
+            motion = loop.motion(start, end)
+            new = loop.next_key(previous, motion, end)
+            for index, tween in loop.in_between(previous, new, motion, start):
                 emit(index, tween, None)
             emit(end, new, _state(end, new, reference))
             previous = new

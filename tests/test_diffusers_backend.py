@@ -26,13 +26,8 @@ pytestmark = [  # numpy 2.x nagging about torch tensors inside diffusers' schedu
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _few_threads():
-    # One thread: on a busy 2-core machine two torch threads spin-wait on each other and a tiny
-    # frame took 2 s instead of 0.17 s.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (see tiny_models.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

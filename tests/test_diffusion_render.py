@@ -25,11 +25,8 @@ BASE = {"W": 64, "H": 64, "seed": 5, "steps": 4, "strength_schedule": "0:(0.5)",
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_torch_thread):
+    """Every test here runs with one torch thread (see tiny_models.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -176,3 +176,15 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
 def tiny_ip_adapter_dir(tmp_path_factory) -> Path:
     """A tiny h94/IP-Adapter-layout folder matching the tiny UNet (built once per session)."""
     return build_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's diffusion tests: on a busy 2-core machine two threads spin-wait
+    on each other, and a tiny frame took 2 s instead of 0.17 s."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
