@@ -1,0 +1,150 @@
+"""GPU figures for benchmarks/README.md: SD 1.5-shaped (512x512) and SDXL-shaped (1024x1024) models with
+random weights (the architecture, not the weights, sets the cost), rendered through the engine and
+through a bare diffusers img2img loop making the same calls.
+
+    python benchmarks/bench_gpu.py --family sd15 --peak-tflops 989      # H100 SXM dense fp16/bf16
+    python benchmarks/bench_gpu.py --family sdxl --peak-tflops 989
+    python benchmarks/bench_gpu.py --family tiny                        # runs anywhere: checks the script
+
+For each of Deforum's defaults (25 steps, strength 0.65, cfg 7) and a turbo setting (2 steps at
+strength 0.5, so 1 UNet step, cfg off) it prints frames per second of the engine (`render`, full loop with motion, coherence, PNG
+frames and video) and of the bare loop, the GPU memory peak, the UNet's FLOPs per step (counted with
+torch's FlopCounterMode) and the share of the GPU's peak the denoising reaches.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+SD15_UNET = dict(sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+                 block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
+                 down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                 up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3)
+SDXL_UNET = dict(sample_size=128, in_channels=4, out_channels=4, layers_per_block=2,
+                 block_out_channels=(320, 640, 1280), transformer_layers_per_block=(1, 2, 10),
+                 attention_head_dim=(5, 10, 20), cross_attention_dim=2048, use_linear_projection=True,
+                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                 addition_embed_type="text_time", addition_time_embed_dim=256,
+                 projection_class_embeddings_input_dim=2816)
+SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
+              down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+              max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
+CLIP_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
+              max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
+
+
+def build_model(family: str, folder: Path, dtype: torch.dtype) -> tuple[Path, int]:
+    """Save a random-weight pipeline of the family's shapes; returns (folder, frame size)."""
+    from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline,
+                           StableDiffusionXLPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    if family == "tiny":
+        from tiny_models import build_tiny_sd
+
+        return build_tiny_sd(folder), 64
+    from tiny_models import write_tiny_tokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = CLIPTokenizer.from_pretrained(write_tiny_tokenizer(folder / "tokenizer-src"), model_max_length=77)
+    scheduler = EulerAncestralDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    with torch.device(device):  # random init on the GPU: seconds instead of minutes
+        vae = AutoencoderKL(**SD_VAE)
+        if family == "sd15":
+            parts = dict(unet=UNet2DConditionModel(**SD15_UNET), text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)))
+            pipe = StableDiffusionPipeline(vae=vae, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+                                           feature_extractor=None, requires_safety_checker=False, **parts)
+            size = 512
+        else:
+            pipe = StableDiffusionXLPipeline(
+                vae=vae, unet=UNet2DConditionModel(**SDXL_UNET), scheduler=scheduler,
+                text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L)), tokenizer=tokenizer,
+                text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_G)), tokenizer_2=tokenizer,
+            )
+            size = 1024
+    pipe.to(dtype=dtype).save_pretrained(folder / family)
+    return folder / family, size
+
+
+def unet_tflops_per_step(pipe, size: int, guided: bool) -> float:
+    """FLOPs of one denoising step (two UNet rows with classifier-free guidance), in TFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = 2 if guided else 1
+    unet = pipe.unet
+    latents = torch.randn(batch, 4, size // 8, size // 8, device=unet.device, dtype=unet.dtype)
+    text = torch.randn(batch, 77, unet.config.cross_attention_dim, device=unet.device, dtype=unet.dtype)
+    extra = {}
+    if unet.config.addition_embed_type == "text_time":
+        extra = {"added_cond_kwargs": {"text_embeds": torch.randn(batch, 1280, device=unet.device, dtype=unet.dtype),
+                                       "time_ids": torch.zeros(batch, 6, device=unet.device, dtype=unet.dtype)}}
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        unet(latents, torch.tensor([500], device=unet.device), encoder_hidden_states=text, **extra)
+    return counter.get_total_flops() / 1e12
+
+
+def bare_loop(pipe, frames: int, size: int, steps: int, strength: float, cfg: float) -> float:
+    """Seconds per frame of a plain img2img feedback loop (no motion, no coherence, no files)."""
+    image = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
+    start = None
+    for index in range(frames + 1):
+        if index == 1:
+            torch.cuda.synchronize() if torch.cuda.is_available() else None
+            start = time.perf_counter()
+        image = pipe(prompt="a lighthouse on a cliff", negative_prompt="blurry", image=image, strength=strength,
+                     num_inference_steps=steps, guidance_scale=cfg, output_type="np",
+                     generator=torch.Generator("cpu").manual_seed(index)).images
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    return (time.perf_counter() - start) / frames
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--family", choices=["sd15", "sdxl", "tiny"], default="sd15")
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense fp16 peak (H100 SXM: 989)")
+    args = parser.parse_args()
+    from deforum_engine import models, render
+    from deforum_engine.samplers import step_counts
+    from deforum_engine.settings import validate_settings
+
+    cuda = torch.cuda.is_available()
+    dtype = torch.float16 if cuda else torch.float32
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, size = build_model(args.family, Path(tmp), dtype)
+        device = "cuda" if cuda else "cpu"
+        name = torch.cuda.get_device_name() if cuda else "CPU"
+        print(f"{args.family}-shaped random model, {size}x{size}, {dtype}, {name}, {args.frames} frames")
+        for label, steps, strength, cfg in (("Deforum defaults", 25, 0.65, 7.0), ("turbo", 2, 0.5, 1.0)):
+            settings = validate_settings({"W": size, "H": size, "max_frames": args.frames, "seed": 1, "steps": steps,
+                                          "strength_schedule": f"0:({strength})", "cfg_scale_schedule": f"0:({cfg})",
+                                          "model": str(folder), "safety_checker": False, "video_preset": "veryfast"})
+            render(settings.model_copy(update={"max_frames": 2}), out=Path(tmp) / f"warm-{label}", quiet=True)
+            torch.cuda.reset_peak_memory_stats() if cuda else None
+            start = time.perf_counter()
+            render(settings, out=Path(tmp) / label.replace(" ", "-"), quiet=True)
+            engine = (time.perf_counter() - start) / args.frames
+            memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+            pipes = models.load_pipeline(str(folder), device=device, safety_checker=False)
+            bare = bare_loop(pipes.img2img, args.frames, size, step_counts(steps, 1 - strength)[0], 1 - strength, cfg)
+            real_steps = step_counts(steps, 1 - strength)[1]
+            flops = unet_tflops_per_step(pipes.img2img, size, guided=cfg > 1) * real_steps
+            share = flops / bare / args.peak_tflops if cuda else float("nan")
+            print(f"{label:>17}: engine {1 / engine:6.2f} frames/s, bare loop {1 / bare:6.2f} frames/s "
+                  f"({engine / bare:.2f}x), {real_steps} UNet steps/frame = {flops:.2f} TFLOP, "
+                  f"{share:.1%} of peak (bare loop), GPU memory peak {memory:.1f} GiB")
+
+
+if __name__ == "__main__":
+    main()
