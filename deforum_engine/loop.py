@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -267,8 +268,9 @@ def render(
 ) -> RenderResult:
     """Render `settings` into `out` (default `renders/<name>-<time>/`): PNG frames, settings, video.
 
-    `on_frame(index, image)` is called for every finished frame; it may return a replacement image
-    for the stored frame and video (post-processing), or None.
+    `on_frame(index, image)` is called for every finished frame, in frame order (from a worker
+    thread for most frames); it may return a replacement image for the stored frame and video
+    (post-processing), or None.
     """
     # 1. Check every input, then load the model, before anything is written.
     inputs = check_inputs(settings)
@@ -369,12 +371,22 @@ def _loop(inputs: RenderInputs, writer: FrameWriter, backend: Backend, state: Re
             progress.update(state.next_frame)
         loop = FrameLoop(plan, backend, preparation_steps(plan, reference, with_noise=not backend.is_preview),
                          generation_steps(reference, backend.is_preview))
-        # 4. Each diffused frame, with the cadence frames before it.
-        for k in range(next_key, len(keys)):
-            start, end = keys[k - 1], keys[k]
-            motion = loop.motion(start, end)
-            new = loop.next_key(previous, motion, end)
+        # 4. Each diffused frame, with the cadence frames before it. A segment's in-between frames
+        #    are made and written on a worker thread while the backend generates the next key.
+        def finish_segment(previous, new, motion, start, end):
             for index, tween in loop.in_between(previous, new, motion, start):
                 emit(index, tween, None)
             emit(end, new, _state(end, new, reference))
-            previous = new
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cadence") as segments:
+            pending = None
+            for k in range(next_key, len(keys)):
+                start, end = keys[k - 1], keys[k]
+                motion = loop.motion(start, end)
+                new = loop.next_key(previous, motion, end)
+                if pending is not None:
+                    pending.result()  # frames stay in order, and an error surfaces here
+                pending = segments.submit(finish_segment, previous, new, motion, start, end)
+                previous = new
+            if pending is not None:
+                pending.result()
