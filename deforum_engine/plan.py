@@ -380,18 +380,16 @@ def _apply_parseq_options(settings: Settings, parseq) -> Settings:
     return settings.model_copy(update=update)
 
 
-def _extend(items, frames: int):
-    """Parseq's values past its last frame repeat the last value."""
-    items = list(items)[:frames]
-    return items + [items[-1]] * (frames - len(items))
-
-
 def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> None:
-    """Fields Parseq manages replace the settings' own; the rest fall back to the settings."""
+    """Fields Parseq manages replace the settings' own; the rest fall back to the settings.
+
+    Past Parseq's last frame its last value repeats."""
+    from .importers.parseq import extend_to
+
     for name, array in parseq.values.items():
         if name in values:
-            extended = np.asarray(_extend(array, frames), dtype=np.float64)
+            extended = np.asarray(extend_to(np.asarray(array, dtype=np.float64), frames))
             values[name] = np.rint(extended) if name in INTEGER_VALUES else extended
     for name, items in parseq.strings.items():
         if name in strings:
-            strings[name] = TextTrack.from_list(_extend(items, frames))
+            strings[name] = TextTrack.from_list(extend_to(list(items), frames))
