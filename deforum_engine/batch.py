@@ -157,12 +157,13 @@ def validate_job(job: Job, model: str | None) -> dict[str, Any]:
 
 def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
     """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
-    from .loop import render, render_status, resume
+    from .loop import render, resume
+    from .output import RenderFolder
     from .settings import validate_settings
 
     started = time.perf_counter()
     try:
-        status = render_status(folder)
+        status = RenderFolder(folder).status()
         if status == "finished":
             return JobResult(name, "skipped", 0.0, folder)
         if status is not None:
@@ -228,13 +229,13 @@ def _run_in_lockstep(valid, group_size: int, quiet: bool) -> list[JobResult]:
 
     Finished, stopped and image-prompt jobs are rendered one by one as usual.
     """
-    from .loop import render_status
+    from .output import RenderFolder
 
     buckets: dict[tuple, list] = {}
     solo = []
     for job in valid:
         settings = job[1]
-        if render_status(job[2]) is not None or settings.get("image_prompt"):
+        if RenderFolder(job[2]).status() is not None or settings.get("image_prompt"):
             solo.append(job)
         else:
             buckets.setdefault(tuple(str(settings.get(key)) for key in _SHARED_MODEL_KEYS), []).append(job)

@@ -141,13 +141,11 @@ def _report(result, quiet: bool) -> None:
 
 
 def cmd_encode(args) -> int:
+    from .loop import read_render
     from .output import RenderFolder, encode_folder
-    from .loop import _read_info
-    from .settings import validate_settings
 
     folder = RenderFolder(Path(args.folder))
-    _read_info(folder)
-    settings = validate_settings(json.loads((folder.root / "settings.json").read_text()))
+    _, settings = read_render(folder)
     audio = settings.soundtrack_path if settings.add_soundtrack else None
     video = encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
                           frame_count=int(settings.max_frames))

@@ -7,7 +7,6 @@ frames in between (cadence) and the new one. All per-frame values come from the 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -38,7 +38,6 @@ from .settings import Settings, save_settings, validate_settings
 from .steps import ImageStep, frame_motion, generation_steps, preparation_steps, run_steps
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
-RENDER_INFO = "render.json"
 
 
 @dataclass(frozen=True)
@@ -172,15 +171,13 @@ class FrameLoop:
             forward = self.warp(previous, to_here)
             backward = self.warp(new, to_here @ to_new)  # undo the motion from this frame to the new one
             weight = offset / len(motion)
-            yield start + offset, (forward * (1 - weight) + backward * weight).round().astype(np.uint8)
+            yield start + offset, cv2.addWeighted(forward, 1 - weight, backward, weight, 0)
 
 
 def _first_frame(loop: FrameLoop, init: np.ndarray | None) -> np.ndarray:
     """Frame 0: text-to-image, or img2img of the init image at its denoise."""
-    frame = loop.plan.frame(0)
-    if init is None:
-        return loop.backend.generate(loop.request(frame, None, 1.0))
-    return loop.backend.generate(loop.request(frame, init, 1.0 - loop.plan.settings.init_strength))
+    denoise = 1.0 if init is None else 1.0 - loop.plan.settings.init_strength
+    return loop.backend.generate(loop.request(loop.plan.frame(0), init, denoise))
 
 
 def _reference(inputs: RenderInputs, first: np.ndarray) -> ColorReference | None:
@@ -196,31 +193,15 @@ def _reference(inputs: RenderInputs, first: np.ndarray) -> ColorReference | None
 # ----------------------------------------------------------------------------------------- folder
 
 
-def _write_info(folder: RenderFolder, **info) -> None:
-    path = folder.root / RENDER_INFO
-    current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(info)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def _read_info(folder: RenderFolder) -> dict:
-    path = folder.root / RENDER_INFO
-    if not folder.is_render() or not path.exists():
+def read_render(folder: RenderFolder) -> tuple[dict, Settings]:
+    """A render folder's recorded info and resolved settings; SettingsError if it holds no render."""
+    if not folder.is_render() or folder.status() is None:
         raise SettingsError(
-            f"{folder.root}: not a render folder (no settings.json / {RENDER_INFO}); "
+            f"{folder.root}: not a render folder (no settings.json / render.json); "
             "give the folder that `deforum-engine render` wrote"
         )
-    return json.loads(path.read_text())
-
-
-def render_status(folder: str | Path) -> str | None:
-    """'finished', 'rendering' (running or stopped), or None when the folder holds no render."""
-    path = Path(folder) / RENDER_INFO
-    if not path.exists():
-        return None
-    return json.loads(path.read_text()).get("status", "rendering")
+    raw = json.loads(folder.settings_path.read_text())
+    return folder.info(), validate_settings(raw, str(folder.settings_path))
 
 
 def default_output(settings: Settings, preview: bool, renders_dir: Path = Path("renders")) -> Path:
@@ -280,8 +261,8 @@ def render(
     folder = RenderFolder(Path(out) if out is not None else default_output(plan.settings, preview))
     folder.ensure_writable()
     # 2. Record the resolved settings so the render can be repeated and resumed.
-    save_settings(plan.settings, folder.root / "settings.json")
-    _write_info(folder, backend=backend.name, preview=backend.is_preview, status="rendering",
+    save_settings(plan.settings, folder.settings_path)
+    folder.update_info(backend=backend.name, preview=backend.is_preview, status="rendering",
                 frames=plan.frame_count, model=plan.settings.model)
     return _run(inputs, folder, backend, None, on_frame, quiet)
 
@@ -295,14 +276,13 @@ def resume(
 ) -> RenderResult:
     """Continue a stopped render from its folder; the frames equal those of an uninterrupted run."""
     render_folder = RenderFolder(Path(folder))
-    info = _read_info(render_folder)
+    info, settings = read_render(render_folder)
     if info.get("status") == "finished":
         raise SettingsError(
             f"{render_folder.root}: this render is already finished; "
             f"`deforum-engine encode {render_folder.root}` rebuilds its video"
         )
-    raw = json.loads((render_folder.root / "settings.json").read_text())
-    inputs = check_inputs(validate_settings(raw, str(render_folder.root / "settings.json")))
+    inputs = check_inputs(settings)
     backend = backend or make_backend(inputs.plan.settings, bool(info.get("preview")))
     _begin(backend, inputs.plan.settings)
     state = load_resume_state(render_folder)
@@ -340,7 +320,7 @@ def _run(inputs: RenderInputs, folder: RenderFolder, backend: Backend, state: Re
     if resumed:
         encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
                       frame_count=plan.frame_count)
-    _write_info(folder, status="finished")
+    folder.update_info(status="finished")
     return RenderResult(folder.root, folder.frames_dir, folder.video_path, plan.frame_count,
                         time.perf_counter() - started, resumed, backend.is_preview)
 

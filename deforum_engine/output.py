@@ -6,6 +6,7 @@ after its frames are synced to disk, so a render killed at any moment resumes cl
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -58,6 +59,23 @@ class RenderFolder:
     @property
     def video_path(self) -> Path:
         return self.root / f"{self.root.name}.mp4"
+
+    @property
+    def info_path(self) -> Path:
+        return self.root / "render.json"
+
+    def info(self) -> dict:
+        """What the render recorded about itself (backend, preview, status...); {} when nothing yet."""
+        return json.loads(self.info_path.read_text()) if self.info_path.is_file() else {}
+
+    def update_info(self, **values) -> None:
+        """Merge `values` into render.json, atomically."""
+        info = {**self.info(), **values}
+        _replace_atomic(self.info_path, (json.dumps(info, indent=2) + "\n").encode())
+
+    def status(self) -> str | None:
+        """'finished', 'rendering' (running or stopped), or None when the folder holds no render."""
+        return self.info().get("status", "rendering") if self.info_path.is_file() else None
 
     def frame_path(self, index: int) -> Path:
         return self.frames_dir / f"{index:06d}.png"
