@@ -42,6 +42,8 @@ def unsharp_mask(
     blurred = cv2.GaussianBlur(image, (k, k), max(float(sigma), 0.0))
     sharpened = cv2.addWeighted(image, 1.0 + amount, blurred, -amount, 0.0)
     if threshold > 0:
-        flat = cv2.compare(cv2.absdiff(image, blurred), float(threshold), cv2.CMP_LT)
-        cv2.copyTo(image, flat, sharpened)
+        # A comparison in numpy, not cv2.compare: OpenCV turns a Python float into the scalar
+        # (t, 0, 0, 0), which would test only the first channel against the threshold.
+        flat = cv2.absdiff(image, blurred) < threshold
+        np.copyto(sharpened, image, where=flat)
     return sharpened
