@@ -9,7 +9,7 @@ The Python API is what the CLI calls:
 """
 from importlib import import_module
 
-from .errors import RenderError, SettingsError
+from .errors import RenderCancelled, RenderError, SettingsError
 
 __version__ = "0.1.0"
 
@@ -27,7 +27,7 @@ _EXPORTS = {
     "analyse_audio": "audio",
     "run_batch": "batch",
 }
-__all__ = ["RenderError", "SettingsError", *_EXPORTS]
+__all__ = ["RenderCancelled", "RenderError", "SettingsError", *_EXPORTS]
 
 
 def __getattr__(name: str):

@@ -10,3 +10,8 @@ class RenderError(RuntimeError):
 
     Frames already written stay on disk; the message says what failed and what to do.
     """
+
+
+class RenderCancelled(RenderError):
+    """A render stopped on request (its `cancel` event was set). Frames already written stay on disk
+    and the folder resumes like any stopped render."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .backends.base import Backend, FrameRequest, RenderContext
-from .errors import SettingsError
+from .errors import RenderCancelled, SettingsError
 from .frame.color import ColorReference, color_reference
 from .frame.warp import warp_frame
 from .output import (
@@ -246,12 +247,14 @@ def render(
     backend: Backend | None = None,
     on_frame: FrameCallback | None = None,
     quiet: bool = False,
+    cancel: threading.Event | None = None,
 ) -> RenderResult:
     """Render `settings` into `out` (default `renders/<name>-<time>/`): PNG frames, settings, video.
 
     `on_frame(index, image)` is called for every finished frame, in frame order (from a worker
     thread for most frames); it may return a replacement image for the stored frame and video
-    (post-processing), or None.
+    (post-processing), or None. Setting `cancel` (from any thread) stops the render before its
+    next diffused frame with RenderCancelled; the folder then resumes like any stopped render.
     """
     # 1. Check every input, then load the model, before anything is written.
     inputs = check_inputs(settings)
@@ -264,7 +267,7 @@ def render(
     save_settings(plan.settings, folder.settings_path)
     folder.update_info(backend=backend.name, preview=backend.is_preview, status="rendering",
                 frames=plan.frame_count, model=plan.settings.model)
-    return _run(inputs, folder, backend, None, on_frame, quiet)
+    return _run(inputs, folder, backend, None, on_frame, quiet, cancel)
 
 
 def resume(
@@ -273,6 +276,7 @@ def resume(
     backend: Backend | None = None,
     on_frame: FrameCallback | None = None,
     quiet: bool = False,
+    cancel: threading.Event | None = None,
 ) -> RenderResult:
     """Continue a stopped render from its folder; the frames equal those of an uninterrupted run."""
     render_folder = RenderFolder(Path(folder))
@@ -286,7 +290,7 @@ def resume(
     backend = backend or make_backend(inputs.plan.settings, bool(info.get("preview")))
     _begin(backend, inputs.plan.settings)
     state = load_resume_state(render_folder)
-    return _run(inputs, render_folder, backend, state, on_frame, quiet)
+    return _run(inputs, render_folder, backend, state, on_frame, quiet, cancel)
 
 
 def _begin(backend: Backend, settings: Settings) -> None:
@@ -295,7 +299,7 @@ def _begin(backend: Backend, settings: Settings) -> None:
 
 
 def _run(inputs: RenderInputs, folder: RenderFolder, backend: Backend, state: ResumeState | None,
-         on_frame: FrameCallback | None, quiet: bool) -> RenderResult:
+         on_frame: FrameCallback | None, quiet: bool, cancel: threading.Event | None) -> RenderResult:
     """The render after its checks: summary, the frame loop under a progress bar, the video."""
     plan = inputs.plan
     settings = plan.settings
@@ -311,7 +315,12 @@ def _run(inputs: RenderInputs, folder: RenderFolder, backend: Backend, state: Re
         print(f"Output: {folder.root}", file=sys.stderr)
     try:
         with tqdm(total=plan.frame_count, unit="frame", disable=quiet, desc=folder.root.name) as progress:
-            _loop(inputs, FrameWriter(folder, video), backend, state, progress, on_frame)
+            _loop(inputs, FrameWriter(folder, video), backend, state, progress, on_frame, cancel)
+    except RenderCancelled:
+        if not quiet:
+            print(f"\ncancelled: the frames written so far are kept in {folder.root}; "
+                  f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)
+        raise
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
               f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)
@@ -326,7 +335,7 @@ def _run(inputs: RenderInputs, folder: RenderFolder, backend: Backend, state: Re
 
 
 def _loop(inputs: RenderInputs, writer: FrameWriter, backend: Backend, state: ResumeState | None,
-          progress: tqdm, on_frame: FrameCallback | None) -> None:
+          progress: tqdm, on_frame: FrameCallback | None, cancel: threading.Event | None) -> None:
     """Frame 0 (or the resumed state), then each diffused frame with the cadence frames before it."""
     plan = inputs.plan
     keys = plan.diffused_frames
@@ -361,6 +370,11 @@ def _loop(inputs: RenderInputs, writer: FrameWriter, backend: Backend, state: Re
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cadence") as segments:
             pending = None
             for k in range(next_key, len(keys)):
+                if cancel is not None and cancel.is_set():
+                    if pending is not None:
+                        pending.result()  # the finished segment is kept
+                    raise RenderCancelled(f"render cancelled after frame {keys[k - 1]}; "
+                                          f"`deforum-engine resume {writer.folder.root}` continues it")
                 start, end = keys[k - 1], keys[k]
                 motion = loop.motion(start, end)
                 new = loop.next_key(previous, motion, end)

@@ -22,7 +22,7 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -561,6 +561,22 @@ class FrameWriter(_ClosesOnExit):
         self._finish()
         if self.video is not None:
             self.video.abort()
+
+    def stop(self) -> None:
+        """Write and commit every queued frame, then abandon the video (a cancelled render: its
+        folder resumes from the last frame it was given)."""
+        if self._finished:
+            return
+        self._finish()
+        if self.video is not None:
+            self.video.abort()
+        self._raise_error()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and issubclass(exc_type, RenderCancelled):
+            self.stop()
+        else:
+            super().__exit__(exc_type, exc, tb)
 
     def _finish(self) -> None:
         self._finished = True

@@ -196,3 +196,25 @@ def test_cadence_frames_follow_the_camera(tmp_path):
         inner = (slice(10, -10), slice(16, -16))  # away from the borders the pan uncovers
         difference = np.abs(cv2.imread(str(a)).astype(int) - cv2.imread(str(b)))[inner]
         assert difference.max() <= 1, (a.name, difference.max())
+
+
+def test_cancel_stops_the_render_and_it_resumes_exactly(tmp_path):
+    import threading
+
+    from deforum_engine import RenderCancelled
+
+    values = settings(max_frames=30, diffusion_cadence=2, noise_schedule="0:(0.05)")
+    reference = render(values, out=tmp_path / "reference", preview=True, quiet=True)
+    cancel = threading.Event()
+
+    def stop_after_ten(index, image):
+        if index == 9:
+            cancel.set()
+
+    with pytest.raises(RenderCancelled, match="resume"):
+        render(values, out=tmp_path / "r", preview=True, quiet=True, on_frame=stop_after_ten, cancel=cancel)
+    kept = len(frames_of(tmp_path / "r"))
+    assert 10 <= kept < 30  # every frame handed to the writer before the stop is kept
+    resume(tmp_path / "r", quiet=True)
+    assert [p.read_bytes() for p in frames_of(tmp_path / "r")] == \
+        [p.read_bytes() for p in frames_of(reference.folder)]
