@@ -17,7 +17,7 @@ import numpy as np
 from .errors import SettingsError
 from .prompts import split_negative
 from .schedules import AUDIO_VARIABLES, evaluate_frame_key, evaluate_schedule, evaluate_string_schedule
-from .settings import INFLUENCE_LEVELS, Settings
+from .settings import INFLUENCE_LEVELS, MOTION_2D_ONLY, MOTION_3D_ONLY, Settings
 
 # Per-frame name -> the setting it comes from. Names drop Deforum's `_schedule` suffix.
 NUMERIC_SCHEDULES = {
@@ -31,6 +31,14 @@ NUMERIC_SCHEDULES = {
     "perspective_flip_phi": "perspective_flip_phi",
     "perspective_flip_gamma": "perspective_flip_gamma",
     "perspective_flip_fv": "perspective_flip_fv",
+    "translation_z": "translation_z",
+    "rotation_3d_x": "rotation_3d_x",
+    "rotation_3d_y": "rotation_3d_y",
+    "rotation_3d_z": "rotation_3d_z",
+    "fov": "fov_schedule",
+    "near": "near_schedule",
+    "far": "far_schedule",
+    "aspect_ratio": "aspect_ratio_schedule",
     "noise": "noise_schedule",
     "strength": "strength_schedule",
     "contrast": "contrast_schedule",
@@ -46,6 +54,10 @@ SOURCE_SETTING = {**NUMERIC_SCHEDULES, "steps": "steps_schedule", "image_prompt_
 RANGES = {
     "zoom": (0.0, None, False),
     "perspective_flip_fv": (0.0, 180.0, False),
+    "fov": (0.0, 180.0, False),
+    "near": (0.0, None, False),
+    "far": (0.0, None, False),
+    "aspect_ratio": (0.0, None, False),
     "noise": (0.0, 10.0, True),
     "strength": (0.0, 1.0, True),
     "contrast": (0.0, None, True),
@@ -114,6 +126,14 @@ class FrameValues:
     perspective_flip_phi: float
     perspective_flip_gamma: float
     perspective_flip_fv: float
+    translation_z: float
+    rotation_3d_x: float
+    rotation_3d_y: float
+    rotation_3d_z: float
+    fov: float
+    near: float
+    far: float
+    aspect_ratio: float
     noise: float
     strength: float
     contrast: float
@@ -185,9 +205,11 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     if settings.bpm is not None:
         variables["bpm"] = settings.bpm
 
+    unused = _unused_by_mode(settings)
     values = {
-        name: evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
-                                variables=variables, setting=field_name)
+        name: np.full(frames, NEUTRAL_VALUES[name]) if field_name in unused else
+        evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
+                          variables=variables, setting=field_name)
         for name, field_name in NUMERIC_SCHEDULES.items()
     }
     values["steps"] = _steps(settings, frames, variables)
@@ -210,6 +232,19 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     )
 
 
+# Motion values that leave the picture still: what a schedule the animation mode does not use holds.
+NEUTRAL_VALUES = {"angle": 0.0, "zoom": 1.0, "transform_center_x": 0.5, "transform_center_y": 0.5,
+                  "translation_z": 0.0, "rotation_3d_x": 0.0, "rotation_3d_y": 0.0, "rotation_3d_z": 0.0,
+                  "fov": 70.0, "near": 200.0, "far": 10000.0, "aspect_ratio": 1.0}
+
+
+def _unused_by_mode(settings: Settings) -> tuple[str, ...]:
+    """Schedules the animation mode never reads, as in Deforum: 3D ignores the 2D zoom, angle and
+    transform centre (files often hold placeholders such as zoom 0 there); 2D ignores the 3D camera.
+    They are not evaluated, so a placeholder can never fail a render."""
+    return MOTION_2D_ONLY if settings.animation_mode == "3D" else MOTION_3D_ONLY
+
+
 def _resolve_seed(settings: Settings) -> Settings:
     """Seed -1 picks a seed; it is recorded in the resolved settings so the render can be repeated."""
     if settings.seed != -1:
@@ -226,7 +261,8 @@ def _diffused_frames(frames: int, cadence: int) -> tuple[int, ...]:
 
 
 def _uses(settings: Settings, pattern: re.Pattern) -> bool:
-    texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values()]
+    unused = _unused_by_mode(settings)
+    texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values() if name not in unused]
     texts += [settings.steps_schedule or "", settings.seed_schedule, str(settings.image_prompt_influence)]
     return any(isinstance(text, str) and pattern.search(text) for text in texts)
 

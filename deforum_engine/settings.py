@@ -25,6 +25,9 @@ DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on A
 INFLUENCE_LEVELS = {"very_low": 0.2, "low": 0.4, "medium": 0.6, "high": 0.8, "very_high": 1.0}
 
 SeedBehavior = Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"]
+AnimationMode = Literal["2D", "3D", "None"]
+DEPTH_ALGORITHMS = ("Midas-3-Hybrid", "Midas-3.1-BeitLarge", "Zoe", "Depth-Anything-V2-Small", "Leres", "AdaBins",
+                    "Midas+AdaBins (old)", "Zoe+AdaBins (old)")
 Schedule = str  # keyframe text; numbers are turned into constant schedules on load
 
 
@@ -37,6 +40,8 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
+    # Animation mode: 2D warps (zoom, angle, translation in pixels), 3D camera moves through a depth map
+    animation_mode: AnimationMode = "2D"
     # Canvas and timing
     W: int = 512
     H: int = 512
@@ -60,6 +65,22 @@ class Settings(BaseModel):
     perspective_flip_gamma: Schedule = "0:(0)"
     perspective_flip_fv: Schedule = "0:(53)"
     border: Literal["replicate", "wrap", "reflect"] = "replicate"
+    # 3D camera, per frame (Deforum's names and defaults; used when animation_mode is 3D)
+    translation_z: Schedule = "0:(1.75)"
+    rotation_3d_x: Schedule = "0:(0)"
+    rotation_3d_y: Schedule = "0:(0)"
+    rotation_3d_z: Schedule = "0:(0)"
+    fov_schedule: Schedule = "0:(70)"
+    near_schedule: Schedule = "0:(200)"
+    far_schedule: Schedule = "0:(10000)"
+    aspect_ratio_schedule: Schedule = "0:(1)"
+    aspect_ratio_use_old_formula: bool = False
+    use_depth_warping: bool = True
+    depth_algorithm: str = "Midas-3-Hybrid"
+    midas_weight: float = Field(0.2, ge=0, le=1)
+    padding_mode: Literal["border", "reflection", "zeros"] = "border"
+    sampling_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    save_depth_maps: bool = False
     # Coherence and diffusion, per frame
     noise_schedule: Schedule = "0:(0.065)"
     strength_schedule: Schedule = "0:(0.65)"
@@ -184,9 +205,13 @@ class Settings(BaseModel):
 
 SETTING_NAMES = tuple(Settings.model_fields)
 # Numeric schedules, in plan order; each becomes a per-frame array named without `_schedule`.
+MOTION_2D_ONLY = ("angle", "zoom", "transform_center_x", "transform_center_y")
+MOTION_3D_ONLY = ("translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule",
+                  "near_schedule", "far_schedule", "aspect_ratio_schedule")
 MOTION_SCHEDULES = (
     "angle", "zoom", "translation_x", "translation_y", "transform_center_x", "transform_center_y",
     "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
+    *MOTION_3D_ONLY,
 )
 SCHEDULE_FIELDS = MOTION_SCHEDULES + (
     "noise_schedule", "strength_schedule", "contrast_schedule", "cfg_scale_schedule", "steps_schedule",

@@ -267,3 +267,15 @@ def test_parseq_manifest_drives_the_plan(tmp_path):
         assert np.allclose(plan.values["zoom"], [f["zoom_delta"] for f in frames])
     if "noise" not in frames[0]:
         assert np.allclose(plan.values["noise"], 0.02)  # unmanaged fields fall back to the settings
+
+
+def test_each_animation_mode_evaluates_only_the_schedules_it_uses():
+    # Deforum Studio presets hold placeholders such as zoom 0 in 3D mode: Deforum never reads them.
+    three_d = build_plan(validate_settings({"animation_mode": "3D", "zoom": "0: (0)", "angle": "0: (bad(",
+                                            "translation_z": "0:(2), 4:(4)", "max_frames": 5, "seed": 1}))
+    assert list(three_d.values["zoom"]) == [1.0] * 5 and list(three_d.values["angle"]) == [0.0] * 5
+    assert list(three_d.values["translation_z"]) == [2.0, 2.5, 3.0, 3.5, 4.0]
+    two_d = build_plan(validate_settings({"translation_z": "0: (bad(", "max_frames": 3, "seed": 1}))
+    assert list(two_d.values["translation_z"]) == [0.0] * 3
+    with pytest.raises(SettingsError, match="zoom"):
+        build_plan(validate_settings({"zoom": "0: (0)", "max_frames": 3, "seed": 1}))
