@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deforum_engine.loop import render
+from deforum_engine.rendering import render
 from deforum_engine.output import VideoWriter, read_frame
 from deforum_engine.settings import validate_settings
 

@@ -22,29 +22,12 @@ import re
 import time
 import tomllib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-
-
-@dataclass(frozen=True)
-class Job:
-    """One render of a batch: where its settings come from and what they override."""
-
-    name: str
-    settings_path: Path | None
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    name: str
-    status: str  # done | resumed | skipped | failed
-    seconds: float = 0.0
-    output: str = ""
-    error: str = ""
+from .jobs import Job, JobResult, render_job, validate_job
 
 
 @dataclass(frozen=True)
@@ -143,38 +126,6 @@ def _is_jobs_file(path: Path) -> bool:
 # ----------------------------------------------------------------------------------------- work
 
 
-def validate_job(job: Job, model: str | None) -> dict[str, Any]:
-    """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
-    from .loop import check_inputs
-    from .settings import load_settings
-
-    overrides = {"name": job.name, **job.overrides}
-    if model:
-        overrides["model"] = model
-    settings = load_settings(job.settings_path, overrides)
-    return check_inputs(settings).plan.settings.to_json_dict()
-
-
-def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
-    """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
-    from .loop import render, resume
-    from .output import RenderFolder
-    from .settings import validate_settings
-
-    started = time.perf_counter()
-    try:
-        status = RenderFolder(folder).status()
-        if status == "finished":
-            return JobResult(name, "skipped", 0.0, folder)
-        if status is not None:
-            result = resume(folder, quiet=quiet)
-            return JobResult(name, "resumed", time.perf_counter() - started, str(result.video))
-        result = render(validate_settings(settings_json, name), out=folder, preview=preview, quiet=quiet)
-        return JobResult(name, "done", time.perf_counter() - started, str(result.video))
-    except Exception as error:  # noqa: BLE001 - a batch boundary: the job fails with its reason, the others go on
-        return JobResult(name, "failed", time.perf_counter() - started, error=f"{type(error).__name__}: {error}")
-
-
 def run_batch(
     paths: list[Path],
     out: Path = Path("renders"),
@@ -227,7 +178,8 @@ def _run_on_ray(valid, preview: bool, workers: int, address: str | None, quiet: 
 def _run_in_lockstep(valid, group_size: int, quiet: bool) -> list[JobResult]:
     """New jobs that share a model and canvas, in groups of `group_size` on one shared model.
 
-    Finished, stopped and image-prompt jobs are rendered one by one as usual.
+    Finished, stopped and image-prompt jobs (an image prompt belongs to one render's adapter set-up)
+    are rendered one by one as usual.
     """
     from .output import RenderFolder
 
@@ -252,8 +204,8 @@ _SHARED_MODEL_KEYS = ("model", "model_config_dir", "device", "dtype", "vae", "ti
 
 
 def _lockstep_group(group, quiet: bool) -> list[JobResult]:
-    from .backends.lockstep import render_in_lockstep
-    from .loop import make_backend
+    from .backends import make_backend
+    from .jobs import render_in_lockstep
     from .settings import validate_settings
 
     jobs = [(validate_settings(settings, name), folder) for name, settings, folder in group]

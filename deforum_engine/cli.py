@@ -115,7 +115,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .loop import render
+    from .rendering import render
 
     settings = _load(args)
     result = render(settings, out=args.out, preview=args.preview, quiet=args.quiet)
@@ -124,7 +124,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .loop import resume
+    from .rendering import resume
 
     result = resume(args.folder, quiet=args.quiet)
     _report(result, args.quiet)
@@ -141,11 +141,10 @@ def _report(result, quiet: bool) -> None:
 
 
 def cmd_encode(args) -> int:
-    from .loop import read_render
     from .output import RenderFolder, encode_folder
 
     folder = RenderFolder(Path(args.folder))
-    _, settings = read_render(folder)
+    _, settings = folder.read()
     audio = settings.soundtrack_path if settings.add_soundtrack else None
     video = encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
                           frame_count=int(settings.max_frames))

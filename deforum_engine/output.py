@@ -16,13 +16,18 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import imageio_ffmpeg
 import numpy as np
 
 from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,18 @@ class RenderFolder:
         with _open_npz(self.resume_path) as npz:
             return int(npz[_NEXT_FRAME_KEY])
 
+    def read(self) -> tuple[dict, "Settings"]:
+        """The render's recorded info and its resolved settings; SettingsError if it holds no render."""
+        from .settings import validate_settings
+
+        if not self.is_render() or self.status() is None:
+            raise SettingsError(
+                f"{self.root}: not a render folder (no settings.json / render.json); "
+                "give the folder that `deforum-engine render` wrote"
+            )
+        raw = json.loads(self.settings_path.read_text())
+        return self.info(), validate_settings(raw, str(self.settings_path))
+
     def ensure_writable(self) -> None:
         """Create the folders and check that files can be written there."""
         for folder in (self.root, self.frames_dir):
@@ -109,6 +126,13 @@ class RenderFolder:
                     f"cannot write to the render folder {folder}: {err.strerror or err}. "
                     "Choose another output folder or fix its permissions."
                 ) from err
+
+
+def default_folder(name: str | None, preview: bool, renders_dir: Path = Path("renders")) -> RenderFolder:
+    """`renders/<name>-<time>/`, with `-preview` for motion previews."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    label = "-preview" if preview else ""
+    return RenderFolder(renders_dir / f"{name or 'render'}{label}-{stamp}")
 
 
 # --- crash-safe files ----------------------------------------------------------------------------

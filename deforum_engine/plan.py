@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import SettingsError
+from .frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
 from .prompts import split_negative
 from .schedules import AUDIO_VARIABLES, evaluate_frame_key, evaluate_schedule, evaluate_string_schedule
 from .settings import INFLUENCE_LEVELS, MOTION_2D_ONLY, MOTION_3D_ONLY, Settings
@@ -159,10 +160,25 @@ class FrameValues:
 
 
 @dataclass(frozen=True)
+class Canvas:
+    """The picture every frame is drawn on: its size, and what fills edges that motion uncovers."""
+
+    width: int
+    height: int
+    border: str  # replicate | wrap | reflect
+
+
+@dataclass(frozen=True)
 class FramePlan:
-    """The resolved settings and one array (or list of strings) per per-frame value."""
+    """Everything a render does, frame by frame, computed before the first frame.
+
+    The loop reads only `canvas`, `motion`, `diffused_frames` and `frame(i)`; `settings` (the
+    resolved settings: seed, frame count ...) is kept for the summary, the output and `plan --json`.
+    """
 
     settings: Settings
+    canvas: Canvas
+    motion: np.ndarray  # (frames, 3, 3): how frame i moves the picture of frame i - 1 (see frame/warp.py)
     values: dict[str, np.ndarray]
     strings: dict[str, TextTrack]
     diffused_frames: tuple[int, ...]
@@ -223,13 +239,36 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         _override_with_parseq(values, strings, parseq, frames)
     _check_ranges(values)
     values = {name: np.ascontiguousarray(array) for name, array in values.items()}
+    canvas = Canvas(settings.W, settings.H, settings.border)
     return FramePlan(
         settings=settings,
+        canvas=canvas,
+        motion=_motion(values, canvas, settings),
         values=values,
         strings=strings,
         diffused_frames=diffused,
         audio=audio,
     )
+
+
+def _motion(values: dict[str, np.ndarray], canvas: Canvas, settings: Settings) -> np.ndarray:
+    """Every frame's 2D motion matrix, in one vectorised pass.
+
+    In 3D mode the camera moves through the depth map instead; only the perspective flip (which
+    Deforum applies before the 3D warp) is a 2D motion there.
+    """
+    flip = None
+    if settings.enable_perspective_flip:
+        flip = PerspectiveFlip(values["perspective_flip_theta"], values["perspective_flip_phi"],
+                               values["perspective_flip_gamma"], values["perspective_flip_fv"])
+    if settings.animation_mode == "3D":
+        frames = len(values["zoom"])
+        still = np.broadcast_to(np.eye(3), (frames, 3, 3))
+        return np.ascontiguousarray(still if flip is None else perspective_matrix(canvas.width, canvas.height, flip))
+    return motion_matrix(canvas.width, canvas.height, angle=values["angle"], zoom=values["zoom"],
+                         translation_x=values["translation_x"], translation_y=values["translation_y"],
+                         center_x=values["transform_center_x"], center_y=values["transform_center_y"],
+                         perspective=flip)
 
 
 # Motion values that leave the picture still: what a schedule the animation mode does not use holds.

@@ -18,7 +18,7 @@ class _Worker:
         self.preview = preview
 
     def run(self, name: str, settings: dict[str, Any], folder: str):
-        from .batch import render_job
+        from .jobs import render_job
 
         return render_job(name, settings, folder, self.preview)
 
@@ -37,7 +37,7 @@ def _connect(address: str | None, workers: int):
 
 def run_on_ray(valid: list[tuple[str, dict, str]], *, preview: bool, workers: int, address: str | None) -> list:
     """Render validated jobs on Ray actors; GPU jobs on a cluster without GPUs fail at once."""
-    from .batch import JobResult
+    from .jobs import JobResult
 
     try:
         ray = _connect(address, workers)

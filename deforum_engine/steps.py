@@ -14,7 +14,6 @@ import numpy as np
 from .frame.adjust import adjust_contrast, unsharp_mask
 from .frame.color import ColorReference, match_color
 from .frame.noise import add_noise
-from .frame.warp import PerspectiveFlip, motion_matrix
 from .plan import FramePlan, FrameValues
 
 ImageStep = Callable[[np.ndarray, FrameValues], np.ndarray]
@@ -77,16 +76,3 @@ def run_steps(steps: list[ImageStep], image: np.ndarray, frame: FrameValues) -> 
     for step in steps:
         image = step(image, frame)
     return image
-
-
-def frame_motion(frame: FrameValues, width: int, height: int, perspective: bool) -> np.ndarray:
-    """The 3x3 matrix that moves the previous frame to this one."""
-    flip = (
-        PerspectiveFlip(frame.perspective_flip_theta, frame.perspective_flip_phi, frame.perspective_flip_gamma,
-                        frame.perspective_flip_fv)
-        if perspective
-        else None
-    )
-    return motion_matrix(width, height, angle=frame.angle, zoom=frame.zoom, translation_x=frame.translation_x,
-                         translation_y=frame.translation_y, center_x=frame.transform_center_x,
-                         center_y=frame.transform_center_y, perspective=flip)

@@ -3,7 +3,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 import wave
 
 import imageio_ffmpeg
@@ -240,9 +239,7 @@ def test_cache_returns_the_same_result_without_analysing(clicks, tmp_path, monke
     def no_analysis(*args):
         raise AssertionError("cache miss")
     monkeypatch.setattr(audio, "_analyse_song", no_analysis)
-    start = time.perf_counter()
-    second = analyse_audio(clicks[0], FPS)
-    assert time.perf_counter() - start < 0.5
+    second = analyse_audio(clicks[0], FPS)  # no analysis ran (its speed: benchmarks/bench_audio.py)
     assert second.bpm == first.bpm
     np.testing.assert_array_equal(second.beat_frames, first.beat_frames)
     for name in audio.FEATURE_NAMES:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ pytest.importorskip("diffusers")
 from deforum_engine import SettingsError, render  # noqa: E402
 from deforum_engine.output import probe_video  # noqa: E402
 from deforum_engine.settings import validate_settings  # noqa: E402
+from stopping import stopped_render, wait_for  # noqa: E402
 
 BASE = {"W": 64, "H": 64, "seed": 5, "steps": 4, "strength_schedule": "0:(0.5)", "video_preset": "ultrafast",
         "zoom": "0:(1.02)", "angle": "0:(1)", "safety_checker": False}
@@ -103,14 +103,11 @@ def test_diffusion_render_resumes_after_sigkill_with_identical_frames(tiny_sd_di
     reference = render(validate_settings(values), out=tmp_path / "reference", quiet=True)
 
     folder = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "deforum_engine.cli", "render", str(path), "--quiet",
-                                "--out", str(folder)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list((folder / "frames").glob("*.png"))) < 5:
-        time.sleep(0.01)
+    process = stopped_render(folder, path, 4, "--quiet", env=env)  # frame 0 and 3 keys: frames 0-6
+    wait_for(lambda: len(list((folder / "frames").glob("*.png"))) >= 5)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 0 < len(list((folder / "frames").glob("*.png"))) < 16
+    assert 5 <= len(list((folder / "frames").glob("*.png"))) <= 7
 
     resumed = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "resume", str(folder), "--quiet"],
                              capture_output=True, text=True, timeout=300, env=env)
@@ -170,7 +167,7 @@ def test_tiny_vae_setting_swaps_in_taesd(tiny_sd_dir, tiny_taesd_dir, tmp_path):
 
 def test_lockstep_renders_batch_their_frames_and_match_solo_renders(tiny_sd_dir, tmp_path, monkeypatch):
     from deforum_engine.backends.diffusers import DiffusersBackend
-    from deforum_engine.backends.lockstep import render_in_lockstep
+    from deforum_engine.jobs import render_in_lockstep
 
     jobs = [
         (settings(tiny_sd_dir, max_frames=4, seed=1, prompts={"0": "a red fox"}), tmp_path / "a"),

@@ -6,7 +6,8 @@ import pytest
 from deforum_engine.frame.adjust import adjust_contrast, unsharp_mask
 from deforum_engine.frame.color import ColorReference, color_reference, match_color
 from deforum_engine.frame.noise import add_noise
-from deforum_engine.frame.warp import PerspectiveFlip, motion_matrix, warp_frame
+from deforum_engine.frame.motion import PerspectiveFlip, motion_matrix
+from deforum_engine.frame.warp import warp_frame
 
 W, H = 160, 120
 

@@ -115,9 +115,7 @@ class DiffusersBackend:
         # 1. Prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
         kwargs.update(self._prompt_embeddings(request))
         # 2. Scheduler for this frame's sampler (cached per name)
-        scheduler = self._schedulers.get(request.sampler)
-        if pipe.scheduler is not scheduler:  # assigning re-registers the pipeline config: skip when unchanged
-            pipe.scheduler = scheduler
+        self._use_sampler(pipe, request.sampler)
         # 3. Image prompt: the render's embedding at this frame's scale
         kwargs.update(self._image_prompt_kwargs(request, pipe))
         # 4. Denoise, retrying NaN / black frames with the next seeds
@@ -134,15 +132,14 @@ class DiffusersBackend:
         """Frames of several renders that share steps, denoise, sampler and guidance, in one pipeline
         call: each UNet step denoises them as one batch (lockstep renders; see backends/lockstep.py).
 
-        Each frame keeps its own seed and prompt; a NaN or black frame is redone alone. Batched
+        Each frame keeps its own seed and prompt; a NaN or black frame is redone alone. There is no
+        image prompt here: lockstep refuses those before the model loads. Batched
         arithmetic can differ from one frame at a time in the last bits, so lockstep frames match
         solo renders closely, not bit for bit.
         """
         if len(requests) == 1:
             return [self.generate(requests[0])]
         context = self._require_context()
-        if self._image_prompt is not None:
-            raise SettingsError("lockstep renders cannot use an image prompt; render those one by one")
         first = requests[0]
         pipe, kwargs = self._frame_call(first)
         if pipe is None:
@@ -151,9 +148,7 @@ class DiffusersBackend:
             kwargs["image"] = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
         embeddings = [self._prompt_embeddings(request) for request in requests]
         kwargs.update({name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]})
-        scheduler = self._schedulers.get(first.sampler)
-        if pipe.scheduler is not scheduler:
-            pipe.scheduler = scheduler
+        self._use_sampler(pipe, first.sampler)
         generators = [torch.Generator("cpu").manual_seed(r.seed % 2**64) for r in requests]
         output = pipe(**self._supported(pipe, kwargs), generator=generators)
         flags = getattr(output, "nsfw_content_detected", None) or [None] * len(requests)
@@ -161,6 +156,13 @@ class DiffusersBackend:
             self.generate(request) if _frame_problem(image, [flag]) else _to_uint8(image, context.width, context.height)
             for request, image, flag in zip(requests, output.images, flags)
         ]
+
+    def _use_sampler(self, pipe: Any, sampler: str) -> None:
+        """Put the sampler's scheduler (cached per name) in the pipeline; assigning re-registers the
+        pipeline's config, so it is skipped when the scheduler is already there."""
+        scheduler = self._schedulers.get(sampler)
+        if pipe.scheduler is not scheduler:
+            pipe.scheduler = scheduler
 
     def _require_context(self) -> RenderContext:
         if self._context is None:

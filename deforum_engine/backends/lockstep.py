@@ -1,7 +1,8 @@
 """Lockstep renders: several renders share one model and advance together, so that each UNet call
 denoises a batch of frames from different renders (a big GPU is badly used by one 512x512 frame).
 
-Each render runs the ordinary frame loop in its own thread with a `LockstepBackend` as its backend.
+Each render runs the ordinary frame loop in its own thread with a `LockstepBackend` as its backend
+(jobs.render_in_lockstep sets that up).
 `generate` waits until every render still running has asked for its frame, then the frames that
 can share a pipeline call (same steps, denoise, sampler, guidance) go through `generate_many` at
 once. Renders of different lengths are fine: a finished render calls `leave()`.
@@ -46,7 +47,10 @@ class LockstepBackend:
         self._condition = threading.Condition()
 
     def begin(self, context: RenderContext) -> None:
-        """Set up the shared model once; every render of the group must have the same canvas."""
+        """Set up the shared model once; every render of the group must have the same canvas and no
+        image prompt (refused before the model loads)."""
+        if context.image_prompt is not None:
+            raise SettingsError("lockstep renders cannot use an image prompt; render those one by one")
         with self._condition:
             if self._context is None:
                 self.inner.begin(context)
@@ -93,28 +97,3 @@ class LockstepBackend:
         for slot in slots:
             slot.done = True
         self._condition.notify_all()
-
-
-def render_in_lockstep(jobs: list, inner, quiet: bool = True) -> list:
-    """Render `jobs` ((settings, output folder) pairs) together on `inner`'s model.
-
-    Returns, per job, its RenderResult or the exception that stopped it; one failing render never
-    stops the others.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from ..loop import render
-
-    shared = LockstepBackend(inner, len(jobs))
-
-    def one(job):
-        settings, out = job
-        try:
-            return render(settings, out=out, backend=shared, quiet=quiet)
-        except Exception as error:  # noqa: BLE001 - reported per job by the caller
-            return error
-        finally:
-            shared.leave()
-
-    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="lockstep") as pool:
-        return list(pool.map(one, jobs))

@@ -1,0 +1,40 @@
+"""The render summary: what a render will do, in plain words, before its first frame."""
+from __future__ import annotations
+
+from .backends.base import Backend
+from .plan import FramePlan
+from .samplers import step_counts
+
+
+def describe_plan(plan: FramePlan, backend: Backend) -> str:
+    """Frames, size and seed; what survives of each frame, and how many steps really run."""
+    settings = plan.settings
+    strength, steps = plan.values["strength"], plan.values["steps"]
+    lines = []
+    if backend.is_preview:
+        lines.append("MOTION PREVIEW: no model; frames show motion, coherence and cadence (no noise, no diffusion).")
+    lines.append(
+        f"{plan.frame_count} frames at {plan.canvas.width}x{plan.canvas.height}, {settings.fps:g} fps "
+        f"({plan.frame_count / settings.fps:.1f} s), seed {settings.seed}, "
+        f"{len(plan.diffused_frames)} diffused (cadence {settings.diffusion_cadence})."
+    )
+    low, high = float(strength.min()), float(strength.max())
+    keep = f"{low:.0%}" if low == high else f"{low:.0%}-{high:.0%}"
+    denoise = f"{1 - high:.2f}" if low == high else f"{1 - high:.2f}-{1 - low:.2f}"
+    later = list(plan.diffused_frames[1:]) or [0]  # frame 0 is text-to-image or the init image
+    pairs = set(zip(steps[later].tolist(), strength[later].tolist()))
+    real = sorted(step_counts(int(n), 1 - s)[1] for n, s in pairs)
+    lines.append(
+        f"Each diffused frame keeps {keep} of the previous one (strength_schedule): img2img denoise {denoise}, "
+        f"so {_span(real)} of {_span(sorted(int(n) for n, _ in pairs))} steps really run per frame."
+    )
+    if settings.init_image is not None:
+        lines.append(
+            f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
+            f"(denoise {1 - settings.init_strength:.2f})."
+        )
+    return "\n".join(lines)
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
