@@ -16,11 +16,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from .backends.base import Backend, FrameRequest
 from .errors import RenderCancelled
+from .frame.cadence import coverage, crossfade
 from .frame.color import ColorReference, color_reference
 from .frame.warp import warp_frame
 from .inputs import RenderInputs
@@ -132,13 +132,15 @@ class FrameLoop:
         return run_steps(self.finish, generated, frame)
 
     def in_between(self, previous: np.ndarray, new: np.ndarray, motion: list[np.ndarray], start: int):
-        """Cadence frames: both neighbouring diffused frames warped to each frame's camera, crossfaded."""
+        """Cadence frames: both neighbouring diffused frames warped to each frame's camera and crossfaded,
+        each pixel from the neighbours that cover it (frame/cadence.py)."""
+        width, height = self.plan.canvas.width, self.plan.canvas.height
         to_new = np.linalg.inv(motion[-1])
         for offset, to_here in enumerate(motion[:-1], start=1):
-            forward = self.warp(previous, to_here)
-            backward = self.warp(new, to_here @ to_new)  # undo the motion from this frame to the new one
-            weight = offset / len(motion)
-            yield start + offset, cv2.addWeighted(forward, 1 - weight, backward, weight, 0)
+            back = to_here @ to_new  # undo the motion from this frame to the new one
+            forward, backward = self.warp(previous, to_here), self.warp(new, back)
+            seen = coverage(to_here, width, height), coverage(back, width, height)
+            yield start + offset, crossfade(forward, backward, offset / len(motion), *seen)
 
 
 class CadenceSegments:

@@ -16,7 +16,8 @@ LAYERS = [
     ("prompts", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> plain settings dicts
     ("settings",),
-    ("frame", "frame.motion", "frame.warp", "frame.color", "frame.adjust", "frame.noise", "audio", "images"),
+    ("frame", "frame.motion", "frame.warp", "frame.cadence", "frame.color", "frame.adjust", "frame.noise", "audio",
+     "images"),
     ("plan",),  # settings -> every per-frame value
     ("steps", "plot"),
     ("models", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep"),
