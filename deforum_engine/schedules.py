@@ -14,7 +14,12 @@ expression. Per frame (the rules Deforum users rely on):
 Schedules are untrusted text. Every expression is parsed with `ast` and checked against a
 whitelist (numbers, arithmetic, comparisons, `& | ~`, the functions in FUNCTIONS, the known
 variables); the text numexpr sees is rebuilt from that tree, never taken from the user. Each
-distinct expression is evaluated once over all the frames it covers, and every value must be finite.
+distinct expression is evaluated once over all the frames it covers, and every value must be finite
+(with `nan_fill`, NaN frames are filled as Deforum fills them instead).
+
+Deforum's own parsers accept a value without parentheses (`0: 0.5`), and so does this one.
+`read_deforum_schedule` goes further for imported Deforum files: it rewrites the stray text
+Deforum Studio tolerates (`0:0: (...)`, `(0).3`, keyframes without commas) into this grammar.
 """
 from __future__ import annotations
 
