@@ -225,7 +225,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     values = {
         name: np.full(frames, NEUTRAL_VALUES[name]) if field_name in unused else
         evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
-                          variables=variables, setting=field_name)
+                          variables=variables, setting=field_name, nan_fill=settings.deforum_nan_fill)
         for name, field_name in NUMERIC_SCHEDULES.items()
     }
     values["steps"] = _steps(settings, frames, variables)
@@ -323,7 +323,7 @@ def _steps(settings: Settings, frames: int, variables: dict) -> np.ndarray:
     if settings.steps_schedule is None:
         return np.full(frames, float(settings.steps))
     steps = evaluate_schedule(settings.steps_schedule, frames, seed=settings.seed, fps=settings.fps,
-                              variables=variables, setting="steps_schedule")
+                              variables=variables, setting="steps_schedule", nan_fill=settings.deforum_nan_fill)
     return np.rint(steps)
 
 
@@ -337,7 +337,7 @@ def _image_prompt_scale(settings: Settings, frames: int, variables: dict) -> np.
     if influence in INFLUENCE_LEVELS:
         return np.full(frames, INFLUENCE_LEVELS[influence])
     return evaluate_schedule(influence, frames, seed=settings.seed, fps=settings.fps, variables=variables,
-                             setting="image_prompt_influence")
+                             setting="image_prompt_influence", nan_fill=settings.deforum_nan_fill)
 
 
 def _samplers(settings: Settings, frames: int, variables: dict) -> TextTrack:
@@ -402,7 +402,7 @@ def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int
     rng = np.random.default_rng(settings.seed)
     if settings.seed_behavior == "schedule":
         seeds = evaluate_schedule(settings.seed_schedule, frames, seed=settings.seed, fps=settings.fps,
-                                  variables=variables, setting="seed_schedule")
+                                  variables=variables, setting="seed_schedule", nan_fill=settings.deforum_nan_fill)
         seeds = np.rint(seeds).astype(np.int64)
         random_seeds = rng.integers(0, SEED_LIMIT, size=frames)
         return np.where(seeds == -1, random_seeds, seeds) % SEED_LIMIT
@@ -444,12 +444,15 @@ def _load_parseq(settings: Settings, base_dir: Path | None):
 
 
 def _apply_parseq_options(settings: Settings, parseq) -> Settings:
-    """Parseq's frame count, fps and cadence win over the settings', as in Deforum."""
-    update: dict[str, Any] = {"max_frames": parseq.frame_count}
-    if parseq.fps:
-        update["fps"] = float(parseq.fps)
-    if parseq.cadence:
-        update["diffusion_cadence"] = int(parseq.cadence)
+    """Parseq's frame count, fps and cadence win over the settings', as in Deforum, unless
+    parseq_non_schedule_overrides is off: then only Parseq's per-frame values apply."""
+    update: dict[str, Any] = {}
+    if settings.parseq_non_schedule_overrides:
+        update["max_frames"] = parseq.frame_count
+        if parseq.fps:
+            update["fps"] = float(parseq.fps)
+        if parseq.cadence:
+            update["diffusion_cadence"] = int(parseq.cadence)
     if any(name.startswith("perspective_flip") for name in parseq.managed):
         update["enable_perspective_flip"] = True
     return settings.model_copy(update=update)

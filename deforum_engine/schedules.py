@@ -14,7 +14,12 @@ expression. Per frame (the rules Deforum users rely on):
 Schedules are untrusted text. Every expression is parsed with `ast` and checked against a
 whitelist (numbers, arithmetic, comparisons, `& | ~`, the functions in FUNCTIONS, the known
 variables); the text numexpr sees is rebuilt from that tree, never taken from the user. Each
-distinct expression is evaluated once over all the frames it covers, and every value must be finite.
+distinct expression is evaluated once over all the frames it covers, and every value must be finite
+(with `nan_fill`, NaN frames are filled as Deforum fills them instead).
+
+Deforum's own parsers accept a value without parentheses (`0: 0.5`), and so does this one.
+`read_deforum_schedule` goes further for imported Deforum files: it rewrites the stray text
+Deforum Studio tolerates (`0:0: (...)`, `(0).3`, keyframes without commas) into this grammar.
 """
 from __future__ import annotations
 
@@ -113,13 +118,18 @@ class _Problem(Exception):
         return _Problem(self.what, None if self.offset is None else self.offset + by, self.hint, self.frame)
 
 
-def _error(setting: str, label: str, text: str, problem: _Problem) -> SettingsError:
-    """`zoom: keyframe 2 ("30:(1.5+") : unbalanced parenthesis at column 9: expected ...`."""
+def _quote(setting: str, label: str, text: str) -> str:
+    """`zoom: keyframe 2 ("30:(1.5+")`, the text shortened and made printable."""
     shown = "".join(char if char.isprintable() else " " if char.isspace() else "\ufffd" for char in text[:120])
     shown += "..." if len(text) > 120 else ""
+    return f'{setting}: {label} ("{shown}")'
+
+
+def _error(setting: str, label: str, text: str, problem: _Problem) -> SettingsError:
+    """`zoom: keyframe 2 ("30:(1.5+") : unbalanced parenthesis at column 9: expected ...`."""
     where = "" if problem.offset is None else f" at column {problem.offset + 1}"
     hint = f": {problem.hint}" if problem.hint else ""
-    return SettingsError(f'{setting}: {label} ("{shown}") : {problem.what}{where}{hint}')
+    return SettingsError(f"{_quote(setting, label, text)} : {problem.what}{where}{hint}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,8 +243,10 @@ def _parse_entry(index: int, entry: str) -> Keyframe:
         raise _Problem("empty keyframe", 0, "expected key:(value), e.g. 0:(1.0)")
     key, key_at, colon = _parse_key(entry)
     open_at = _skip_space(entry, colon + 1)
-    if open_at >= len(entry) or entry[open_at] != "(":
+    if open_at >= len(entry):
         raise _Problem("expected '(' after ':'", open_at, "write the value in parentheses, e.g. 0:(1.0)")
+    if entry[open_at] != "(":  # Deforum's parsers read `0: 0.5` too: the value is the rest of the entry
+        return Keyframe(index, entry, key, entry[open_at:].strip(), key_at + 1, open_at + 1)
     close_at = _matching_paren(entry, open_at)
     rest = _skip_space(entry, close_at + 1)
     if rest < len(entry):
@@ -611,11 +623,18 @@ def _run(expr: str, local_dict: dict) -> np.ndarray:
             raise _EvalFailure(f"unsupported operation ({exc}); & | ~ apply to comparisons, "
                                "e.g. (t>5) & (t<10)") from None
         raise _EvalFailure(f"{type(exc).__name__}: {exc}") from None
+    if np.iscomplexobj(result):  # numexpr folds constants in Python, where (-1)**0.5 is complex: NaN as on frames
+        result = np.where(np.imag(result) == 0, np.real(result), np.nan)
     return np.asarray(result, dtype=np.float64)
 
 
-def _checked_run(kf: Keyframe, expr: str, local_dict: dict, first: int, frames: np.ndarray | None = None):
-    """_run, then the finite check; frames evaluated are `frames`, or first, first + 1, ... when None."""
+_NAN_HINT = ("values must be finite numbers (a power or root of a negative number, or 0/0?); to fill such frames "
+             "from the frames around them as Deforum does, set deforum_nan_fill = true")
+
+
+def _checked_run(kf: Keyframe, expr: str, local_dict: dict, first: int, frames: np.ndarray | None = None,
+                 allow_nan: bool = False):
+    """_run, then the finite check (NaN passes when allow_nan); frames evaluated are `frames`, or first, first + 1..."""
     try:
         values = _run(expr, local_dict)
     except _EvalFailure as failure:
@@ -623,10 +642,15 @@ def _checked_run(kf: Keyframe, expr: str, local_dict: dict, first: int, frames: 
                        None, str(failure), frame=first) from None
     finite = np.isfinite(values)
     if not finite.all():
-        bad = 0 if values.ndim == 0 else int(np.flatnonzero(~finite)[0])
+        bad_mask = np.isinf(values) if allow_nan else ~finite
+        if not bad_mask.any():
+            return values
+        bad = 0 if values.ndim == 0 else int(np.flatnonzero(bad_mask)[0])
         frame = int(frames[bad]) if frames is not None and values.ndim else first + bad
-        raise _Problem(f"the expression at column {kf.value_column} gives {values.flat[bad]} at frame {frame}", None,
-                       "values must be finite numbers (a division by zero, log of 0 or an overflow?)", frame=frame)
+        value = values.flat[bad]
+        hint = _NAN_HINT if np.isnan(value) else "values must be finite numbers (a division by zero, log of 0 or an overflow?)"
+        raise _Problem(f"the expression at column {kf.value_column} gives {value} at frame {frame}", None, hint,
+                       frame=frame)
     return values
 
 
@@ -687,9 +711,18 @@ def _latest_by_frame(frames: list[int]) -> tuple[list[int], list[int]]:
     return order, [latest[frame] for frame in order]
 
 
+class ScheduleWarning(UserWarning):
+    """A schedule was read the lenient way Deforum reads it (NaN frames filled, stray text repaired)."""
+
+
 def evaluate_schedule(text, max_frames: int, seed: float = 0, fps: float = 15, variables: dict | None = None,
-                      setting: str = "schedule") -> np.ndarray:
-    """Per-frame float64 values of a number schedule (a keyframe string, or a number for a constant)."""
+                      setting: str = "schedule", nan_fill: bool = False) -> np.ndarray:
+    """Per-frame float64 values of a number schedule (a keyframe string, or a number for a constant).
+
+    With nan_fill, frames whose expression gives NaN are filled as Deforum fills them (pandas
+    `interpolate(limit_direction='both')`): linearly between the finite frames around them, with the
+    nearest finite value before the first and after the last; one ScheduleWarning says how many.
+    """
     frames = _check_max_frames(max_frames, setting)
     constant = _constant(text, setting)
     if constant is not None:
@@ -701,10 +734,17 @@ def evaluate_schedule(text, max_frames: int, seed: float = 0, fps: float = 15, v
         keys.append(_keyframe_frame(kf, scope, setting))
         compiled.append(_keyframe_value(kf, scope, setting))
     order, positions = _latest_by_frame(keys)
+    timeline = _Timeline(scope, order, [keyframes[p] for p in positions], [compiled[p] for p in positions], nan_fill)
     try:
-        return _Timeline(scope, order, [keyframes[p] for p in positions], [compiled[p] for p in positions]).values()
+        values = timeline.values()
     except _Located as located:
         raise _error(setting, located.keyframe.label, located.keyframe.text, located.problem) from None
+    if timeline.filled:
+        count, frame, kf = timeline.filled
+        warnings.warn(f"{_quote(setting, kf.label, kf.text)} gives NaN from frame {frame}: {count} of {frames} "
+                      f"frames filled by linear interpolation from the finite frames around them, as Deforum "
+                      f"does (deforum_nan_fill)", ScheduleWarning, stacklevel=2)
+    return values
 
 
 class _Located(Exception):
@@ -716,8 +756,11 @@ class _Located(Exception):
 class _Timeline:
     """Distinct keys in frame order -> one value per frame, by the rules in the module docstring."""
 
-    def __init__(self, scope: _Scope, order: list[int], keyframes: list[Keyframe], compiled: list[_Compiled]):
+    def __init__(self, scope: _Scope, order: list[int], keyframes: list[Keyframe], compiled: list[_Compiled],
+                 nan_fill: bool = False):
         self.scope, self.n = scope, scope.frames
+        self.nan_fill = nan_fill
+        self.filled: tuple[int, int, Keyframe] | None = None  # (frames filled, first one, its keyframe)
         cut = bisect.bisect_left(order, self.n)
         self.keyframes, self.compiled = keyframes[:cut], compiled[:cut]
         self.starts = np.array(order[:cut], dtype=np.int64)
@@ -738,8 +781,37 @@ class _Timeline:
             self.fill_constants(out, tail_value)
         first = int(self.starts[0]) if len(self.starts) else self.n
         out[:first] = out[first] if first < self.n else tail_value  # before the first key
+        if self.nan_fill:
+            self.fill_nan(out)
         self.check_finite(out)
         return out
+
+    def fill_nan(self, out: np.ndarray) -> None:
+        """Deforum's NaN rule: linear between the finite frames around a NaN, the nearest one at the ends."""
+        if not np.isnan(out).any():
+            return
+        source, kf = self.nan_source(np.flatnonzero(np.isnan(out)))
+        for start, compiled in zip(self.starts.tolist(), self.compiled):
+            if compiled.constant is not None:  # a constant key keeps its value even when its target was NaN
+                out[start] = compiled.constant
+        missing, known = np.flatnonzero(np.isnan(out)), np.flatnonzero(np.isfinite(out))
+        if not len(known):
+            raise _Located(kf, _Problem("the schedule gives NaN on every frame", None,
+                                        "nothing to fill from: values must be finite numbers"))
+        out[missing] = np.interp(missing, known, out[known])
+        self.filled = (len(missing), source, kf)
+
+    def nan_source(self, nan_frames: np.ndarray) -> tuple[int, Keyframe]:
+        """The first NaN frame an expression key gave, and that key (a constant only inherits NaN as its target)."""
+        if len(self.keyframes):
+            segments = np.maximum(np.searchsorted(self.starts, nan_frames, side="right") - 1, 0)
+            is_expression = np.array([c.constant is None for c in self.compiled])[segments]
+            if is_expression.any():
+                at = int(np.argmax(is_expression))
+                return int(nan_frames[at]), self.keyframes[int(segments[at])]
+        if self.tail is not None and self.tail[2].constant is None:
+            return int(self.tail[0]), self.tail[1]
+        return int(nan_frames[0]), self.keyframe_for(int(nan_frames[0]))
 
     def fill_expression(self, out: np.ndarray, segments: list[int]) -> None:
         """One numexpr call for every frame an expression covers, however many keyframes use it."""
@@ -753,7 +825,8 @@ class _Timeline:
             frames = _ranges(self.starts[segments], self.ends[segments])
             start, where, local_dict = int(frames[0]), frames, self.scope.take(names, frames)
         try:
-            out[where] = _checked_run(self.keyframes[segments[0]], compiled.expr, local_dict, start, frames)
+            out[where] = _checked_run(self.keyframes[segments[0]], compiled.expr, local_dict, start, frames,
+                                      self.nan_fill)
         except _Problem as problem:
             raise _Located(self.keyframe_at(problem, segments), problem) from None
 
@@ -761,6 +834,12 @@ class _Timeline:
         """The keyframe whose segment holds the frame a problem names."""
         segment = int(np.searchsorted(self.starts, problem.frame, side="right")) - 1
         return self.keyframes[segment if segment in segments else segments[0]]
+
+    def keyframe_for(self, frame: int) -> Keyframe:
+        """The keyframe whose segment holds frame (the first key for frames before it)."""
+        if not len(self.keyframes):
+            return self.tail[1]
+        return self.keyframes[max(int(np.searchsorted(self.starts, frame, side="right")) - 1, 0)]
 
     def tail_value(self) -> float | None:
         if self.tail is None:
@@ -770,7 +849,7 @@ class _Timeline:
             return compiled.constant
         local_dict = self.scope.at([name for name, _ in compiled.names], frame)
         try:
-            return float(_checked_run(kf, compiled.expr, local_dict, frame))
+            return float(_checked_run(kf, compiled.expr, local_dict, frame, allow_nan=self.nan_fill))
         except _Problem as problem:
             raise _Located(kf, problem) from None
 
@@ -806,8 +885,7 @@ class _Timeline:
         if finite.all():
             return
         frame = int(np.flatnonzero(~finite)[0])
-        segment = max(int(np.searchsorted(self.starts, frame, side="right")) - 1, 0)
-        kf = self.keyframes[segment] if len(self.keyframes) else self.tail[1]
+        kf = self.keyframe_for(frame)
         raise _Located(kf, _Problem(f"interpolating from column {kf.value_column} gives {out[frame]} at frame {frame}",
                                     None, "values must be finite numbers; use smaller values"))
 
@@ -880,3 +958,102 @@ def evaluate_frame_key(text, max_frames: int, seed: float = 0, fps: float = 15, 
         return _frame_of(key.strip(), _Scope(frames, seed, fps, variables))
     except _Problem as problem:
         raise _error(setting, "key", shown, problem.shifted(at)) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Deforum files: stray text read the way Deforum Studio reads its own presets
+
+
+class DeforumReading(NamedTuple):
+    text: str  # the schedule in the engine's grammar; the input itself when nothing needed reading leniently
+    notes: tuple[str, ...]  # one per keyframe read leniently, naming the setting and the keyframe
+
+
+# A number as Deforum's check_is_number accepts it, once quotes and parentheses are removed.
+_DEFORUM_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
+_NEXT_KEY = re.compile(r"(?:[0-9]+|\"[^\"]*\"|'[^']*')\s*:")
+
+
+def read_deforum_schedule(text, setting: str = "schedule") -> DeforumReading:
+    """A schedule from a Deforum file, with the stray text Deforum tolerates read as Deforum Studio reads it.
+
+    Entries the engine's grammar accepts are kept as written. Otherwise, as Studio's parser does: the
+    value is the text between an entry's first and second ':' (`0:0: (x)` is 0:(0)), and a value that
+    is a plain number once its parentheses and quotes are dropped is that number (`(0).3` is 0.3).
+    Keyframes with no comma between them (`0: (1) 10: (2)`) are split. Nothing is evaluated: every
+    value read must pass the expression whitelist, and text that cannot be read is returned as it is,
+    so the plan reports it with the usual error.
+    """
+    if not isinstance(text, str) or not text.strip():
+        return DeforumReading(text, ())
+    try:
+        spans = _split_entries(text, setting)
+    except SettingsError:
+        return DeforumReading(text, ())
+    entries, notes = [], []
+    for index, (start, end) in enumerate(spans, 1):
+        entry = text[start:end].strip()
+        read, note = _read_deforum_entry(entry)
+        entries += read
+        if note:
+            notes.append(f"{_quote(setting, f'keyframe {index}', entry)} {note}")
+    return DeforumReading(", ".join(entries) if notes else text, tuple(notes))
+
+
+def _read_deforum_entry(entry: str) -> tuple[list[str], str]:
+    """The entry's keyframes in the engine's grammar, and a note when they had to be read leniently."""
+    if _reads_as_written(entry):
+        return [entry], ""
+    studio = _studio_entry(entry)
+    if studio is not None:
+        read, why = studio
+        return [read], f"read as {read} as Deforum Studio does ({why})"
+    pieces = _split_on_spaces(entry)
+    if pieces is not None:
+        read = [piece if _reads_as_written(piece) else _studio_entry(piece)[0] for piece in pieces]
+        return read, (f"has no comma between its keyframes: read as {', '.join(read)} "
+                      f"(Deforum itself stops with a syntax error at this keyframe's frame)")
+    return [entry], ""
+
+
+def _reads_as_written(entry: str) -> bool:
+    """True when the engine's grammar and whitelist accept the entry (variable names are checked later)."""
+    try:
+        keyframe = _parse_entry(1, entry)
+        if not _INTEGER.fullmatch(keyframe.key_text):
+            _compile(keyframe.key_text)
+        _compile_value(keyframe.value_text)
+    except _Problem:
+        return False
+    return True
+
+
+def _studio_entry(entry: str) -> tuple[str, str] | None:
+    """`key:(value)` by Deforum Studio's split on ':', and why it differs from the text; None if unreadable."""
+    parts = entry.split(":")
+    key, value = parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+    if not key or not value:
+        return None
+    bare = re.sub(r"[()\"']", "", value)
+    why = "it keeps the text between the first and second ':'" if len(parts) > 2 else ""
+    if _DEFORUM_NUMBER.fullmatch(bare):
+        value = bare
+        why = why or "it drops the parentheses and quotes around a number"
+    read = f"{key}:({value})"
+    return (read, why or "it reads a value without its parentheses") if _reads_as_written(read) else None
+
+
+def _split_on_spaces(entry: str) -> list[str] | None:
+    """`0: (1) 10: (2)` -> ["0: (1)", "10: (2)"] when each piece reads; None otherwise."""
+    cuts, depth = [], 0
+    for pos, char in enumerate(entry):
+        depth += (char == "(") - (char == ")")
+        if depth == 0 and char.isspace() and _NEXT_KEY.match(entry, pos + 1) and ":" in entry[:pos]:
+            cuts.append(pos + 1)
+    if not cuts:
+        return None
+    pieces = [entry[a:b].strip() for a, b in zip([0] + cuts, cuts + [len(entry)])]
+    pieces = [piece for piece in pieces if piece]
+    if all(_reads_as_written(piece) or _studio_entry(piece) is not None for piece in pieces):
+        return pieces
+    return None

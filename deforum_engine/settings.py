@@ -127,12 +127,15 @@ class Settings(BaseModel):
     tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
     # Soundtrack
     soundtrack_path: Path | None = None
-    add_soundtrack: bool = True
+    add_soundtrack: bool = True  # Deforum's "File" / "None" / "Init Video" are read too (see _soundtrack_choice)
     bpm: float | None = Field(None, gt=0)
     # Presets and Parseq
     motion_preset: str | None = None
     parseq_manifest: str | None = None
     parseq_use_deltas: bool = True
+    parseq_non_schedule_overrides: bool = True  # false: max_frames, fps and cadence stay the settings' own
+    # Deforum compatibility: fill NaN schedule frames from the finite frames around them (on for Deforum files)
+    deforum_nan_fill: bool = False
     # Output
     name: str | None = None
     crf: int = Field(17, ge=0, le=51)
@@ -152,6 +155,19 @@ class Settings(BaseModel):
                 f"{value} is not; use {low} or {high}"
             )
         return value
+
+    @field_validator("add_soundtrack", mode="before")
+    @classmethod
+    def _soundtrack_choice(cls, value: Any) -> Any:
+        """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing; "Init Video" (the engine has
+        no video input) adds nothing either, as when a Deforum file is imported."""
+        if not isinstance(value, str) or value.strip().lower() not in ("file", "none", "init video"):
+            return value
+        if value.strip().lower() == "init video":
+            warnings.warn("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
+                          "set soundtrack_path to an audio file and add_soundtrack to \"File\" to add one",
+                          IgnoredSettingsWarning, stacklevel=2)
+        return value.strip().lower() == "file"
 
     @field_validator("max_frames")
     @classmethod

@@ -1,16 +1,21 @@
 """Importers: Deforum settings files and Parseq manifests, on realistic files in tests/data/importers."""
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from deforum_engine.cli import main
 from deforum_engine.errors import SettingsError
 from deforum_engine.importers.deforum import import_deforum, looks_like_deforum
 from deforum_engine.importers.parseq import (
     extend_to, load_parseq_manifest, parseq_overrides, split_negative,
 )
+from deforum_engine.plan import build_plan
+from deforum_engine.schedules import ScheduleWarning
+from deforum_engine.settings import IgnoredSettingsWarning, load_settings, validate_settings
 
 DATA = Path(__file__).parent / "data" / "importers"
 A1111_FULL = DATA / "a1111_2d_full_settings.txt"
@@ -70,8 +75,7 @@ def test_full_extension_file_lists_what_it_ignores():
     raw = read(A1111_FULL)
     result = import_deforum(raw, str(A1111_FULL))
     ignored = set(result.ignored)
-    for key in ("translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm", "hybrid_motion",
-                "hybrid_comp_alpha_schedule", "cn_1_enabled", "cn_5_weight", "use_mask", "mask_file",
+    for key in ("hybrid_motion", "hybrid_comp_alpha_schedule", "cn_1_enabled", "cn_5_weight", "use_mask", "mask_file",
                 "r_upscale_video", "frame_interpolation_engine", "video_init_path", "use_looper", "init_images",
                 "enable_checkpoint_scheduling", "checkpoint_schedule", "noise_multiplier_schedule",
                 "subseed_schedule", "sd_model_name", "deforum_git_commit_id"):
@@ -79,7 +83,9 @@ def test_full_extension_file_lists_what_it_ignores():
     for key in ("W", "zoom", "prompts", "use_init", "init_image", "add_soundtrack", "soundtrack_path",
                 "color_coherence", "color_coherence_image_path", "batch_name", "steps_schedule",
                 "enable_steps_scheduling", "sampler_schedule", "animation_mode", "parseq_manifest",
-                "animation_prompts_positive", "animation_prompts_negative"):
+                "animation_prompts_positive", "animation_prompts_negative",
+                # the 3D camera is an engine feature now (animation_mode 3D)
+                "translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm"):
         assert key not in ignored, key
     assert result.ignored == [key for key in raw if key in ignored]  # file order, no repeats
     notes = " ".join(result.notes)
@@ -124,7 +130,12 @@ def test_scheduling_switches_on():
     assert s["init_image"] is None
     assert s["name"] == "777_512x512"
     notes = " ".join(result.notes)
-    assert "3D" in notes and "2D motion" in notes
+    # 3D is an engine mode now: the camera settings map (before, a note said they had no effect)
+    assert s["animation_mode"] == "3D" and "animation_mode" not in notes
+    assert s["translation_z"] == "0: (1.75), 60: (3.5)" and s["rotation_3d_y"] == "0: (0.4*sin(2*3.14*t/60))"
+    assert (s["fov_schedule"], s["near_schedule"], s["far_schedule"]) == ("0: (70)", "0: (200)", "0: (10000)")
+    assert (s["use_depth_warping"], s["depth_algorithm"], s["midas_weight"]) == (True, "Midas-3-Hybrid", 0.2)
+    assert (s["padding_mode"], s["sampling_mode"], s["save_depth_maps"]) == ("border", "bicubic", False)
     assert "Init Video" in notes and "enable_checkpoint_scheduling" in notes
     assert "checkpoint_schedule" in result.ignored and "clipskip_schedule" in result.ignored
 
@@ -209,7 +220,7 @@ def test_unusable_mapped_value_names_file_and_key(key, value, complaint):
 
 def test_ignored_keys_never_fail_loading():
     weird = {"cn_1_weight": 0.5, "hybrid_composite": True, "init_images": {"bad": [1, 2]}, "fill": None,
-             "depth_algorithm": 42, "future_feature_x": {"nested": True}, "mask_file": ""}
+             "hybrid_flow_method": 42, "future_feature_x": {"nested": True}, "mask_file": ""}
     result = import_deforum(minimal(**weird), "x.txt")
     assert set(weird) <= set(result.ignored)
     assert "hybrid video compositing (hybrid_composite)" in " ".join(result.notes)
@@ -485,3 +496,255 @@ def test_any_value_of_any_key_gives_settings_or_a_settings_error(weird):
             assert key not in ignored and f": {key}" in str(err), (key, err)
         else:
             assert isinstance(result.settings, dict)
+
+
+# ---------------------------------------------------------------- Deforum Studio presets and the 3D camera
+
+STUDIO_FLY = DATA / "studio_3d_fly_through_1024x576.txt"
+STUDIO_ORBIT = DATA / "studio_3d_orbit_768x768.txt"
+A1111_PARSEQ_KEEP = DATA / "a1111_parseq_keep_settings.txt"
+PARSEQ_3D = DATA / "parseq_3d_camera.json"
+
+
+def load_with_warnings(path: Path, **overrides):
+    """(settings, plan, warning messages): the file loaded and planned as `deforum-engine plan` does."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings(path, overrides)
+        plan = build_plan(settings, base_dir=path.parent)
+    return settings, plan, [str(w.message) for w in caught]
+
+
+def one(messages: list[str], *parts: str) -> str:
+    """The single message that contains every part."""
+    found = [m for m in messages if all(part in m for part in parts)]
+    assert len(found) == 1, (parts, messages)
+    return found[0]
+
+
+def test_studio_preset_at_1024x576_plans_with_deforum_studios_values():
+    settings, plan, messages = load_with_warnings(STUDIO_FLY)
+    assert (settings.W, settings.H, settings.fps, plan.frame_count) == (1024, 576, 12, 240)
+    assert settings.animation_mode == "3D" and settings.diffusion_cadence == 2
+    assert settings.sampler == "DPM++ 2M SDE Karras"          # sampler, agreeing with sampler_name + karras
+    assert settings.init_fit == "resize" and settings.deforum_nan_fill is True
+    v = plan.values
+    # 2D-only placeholders (zoom 0, transform centre 0) are never read in 3D mode
+    assert set(v["zoom"]) == {1.0} and set(v["angle"]) == {0.0} and set(v["transform_center_x"]) == {0.5}
+    np.testing.assert_allclose(v["translation_z"][[0, 12, 24, 239]], [1.5, 2.25, 3.0, 3.0])  # leading newlines
+    assert set(v["rotation_3d_x"]) == {0.0}                                    # "0:0: (...)" is 0:(0)
+    np.testing.assert_allclose(v["rotation_3d_y"][[0, 7, 8, 23, 31, 40, 47]],  # NaN frames filled
+                               [0.437539113907, 0.437539113907, 0.437539113907, 0.455311057478,
+                                0.458455638019, 0.461993291128, 0.611285110487])
+    np.testing.assert_allclose(v["rotation_3d_z"][[0, 12, 24, 100]], [0, 0.25, 0.5, 0.5])  # no comma
+    np.testing.assert_allclose(v["strength"][[0, 12, 24, 100, 219, 239]],
+                               [0.65, 0.6, 0.55, 0.452564102564, 0.3, 0.3])    # "219: (0).3" is 0.3
+    assert set(v["noise"]) == {0.04} and set(v["cfg_scale"]) == {6.0}          # "0: 0.04" without ( )
+    path = str(STUDIO_FLY)
+    one(messages, path, 'rotation_3d_x: keyframe 1 ("0:0: ((-0.15 * cos(t/5))**0.90 + 0.43)") read as 0:(0) '
+                        "as Deforum Studio does")
+    one(messages, path, 'strength_schedule: keyframe 3 ("219: (0).3") read as 219:(0.3) as Deforum Studio does')
+    one(messages, path, 'rotation_3d_z: keyframe 1 ("0: (0) 24: (0.5)") has no comma between its keyframes')
+    one(messages, 'rotation_3d_y: keyframe 1 ("0: ((-0.15 * cos(t/5))**0.90 + 0.43)") gives NaN from frame 0: '
+                  "118 of 240 frames filled by linear interpolation")
+    assert not [m for m in messages if "zoom" in m or "translation_z" in m or "noise_schedule" in m]
+
+
+def test_studio_preset_at_768x768_maps_comfyui_sampler_names():
+    settings, plan, messages = load_with_warnings(STUDIO_ORBIT)
+    assert (settings.W, settings.H, settings.fps, plan.frame_count) == (768, 768, 12, 36)
+    assert settings.sampler == "DPM++ 2M Karras"          # sampler_name dpmpp_2m + scheduler karras, alone
+    assert set(plan.strings["sampler"]) == {"DPM++ 2M Karras"}
+    v = plan.values
+    assert set(v["zoom"]) == {1.0} and set(v["translation_z"]) == {2.5}      # "0: 2.5"
+    np.testing.assert_allclose(v["translation_x"][[0, 9, 18, 35]], [0, 1, 2, 2])
+    np.testing.assert_allclose(v["strength"][[0, 9, 18, 35]], [0.6, 0.55, 0.5, 0.5])
+    np.testing.assert_allclose(v["fov"][[0, 9, 18, 35]], [60, 70, 80, 80])    # "\n\t0: (60),\n\t18: (80)\n"
+    np.testing.assert_allclose(v["rotation_3d_x"][[0, 6, 12, 13, 19, 25, 26, 35]],   # NaN on frames 13-25
+                               [0.0, 0.089106846847, 0.004741632406, 0.005040382606, 0.006832883804,
+                                0.008625385001, 0.008924135201, 0.044164897932])
+    one(messages, 'rotation_3d_x: keyframe 1 ("0: ((0.2 * sin(t/4))**1.5)") gives NaN from frame 13: 13 of 36')
+    one(messages, str(STUDIO_ORBIT), "translation_x: keyframe 1", "no comma")
+
+
+@pytest.mark.parametrize("path, size, frames", [(STUDIO_FLY, "1024x576", 240), (STUDIO_ORBIT, "768x768", 36)])
+def test_plan_command_prints_the_presets_size_and_frame_count(path, size, frames, capsys):
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{frames} frames, {size}, 12 fps" in out.splitlines()[0]
+    assert len(out.splitlines()) == frames + 2  # the heading, the column names, one row per frame
+
+
+def test_native_files_keep_the_strict_rules(tmp_path):
+    path = tmp_path / "native.json"
+    path.write_text(json.dumps({"animation_mode": "3D", "translation_z": "0: 1.5", "max_frames": 12, "seed": 1,
+                                "rotation_3d_y": "0: ((-0.15 * cos(t/5))**0.90 + 0.43)"}), encoding="utf-8")
+    settings = load_settings(path)  # not a Deforum file: engine settings only, read natively
+    assert (settings.init_fit, settings.deforum_nan_fill) == ("crop", False)
+    with pytest.raises(SettingsError, match=r"rotation_3d_y: keyframe 1 .*gives nan at frame 0.*deforum_nan_fill"):
+        build_plan(settings)
+    with pytest.warns(ScheduleWarning, match="8 of 12 frames filled"):
+        plan = build_plan(load_settings(path, {"deforum_nan_fill": True}))
+    np.testing.assert_allclose(plan.values["rotation_3d_y"][:9], 0.437539113907)  # frames 0-7 NaN: frame 8's
+    assert set(plan.values["translation_z"]) == {1.5}
+    path.write_text(json.dumps({"zoom": "0:0: (1)", "max_frames": 4}), encoding="utf-8")
+    with pytest.raises(SettingsError, match=r'zoom: keyframe 1 \("0:0: \(1\)"\) : unexpected character \':\''):
+        build_plan(load_settings(path))
+
+
+def test_a_deforum_file_that_sets_init_fit_or_nan_fill_keeps_them():
+    s = import_deforum(minimal(init_fit="pad", deforum_nan_fill=False), "x.txt").settings
+    assert (s["init_fit"], s["deforum_nan_fill"]) == ("pad", False)
+    s = import_deforum(minimal(), "x.txt").settings
+    assert (s["init_fit"], s["deforum_nan_fill"]) == ("resize", True)
+
+
+def test_placeholders_the_3d_mode_never_reads_never_fail(tmp_path):
+    raw = read(STUDIO_FLY)
+    raw.update(zoom="0: (0)", angle="0:0: (bad(", transform_center_x="nonsense", max_frames=12)
+    path = tmp_path / "preset.txt"
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    settings, plan, _ = load_with_warnings(path)
+    assert set(plan.values["zoom"]) == {1.0} and set(plan.values["angle"]) == {0.0}
+    with pytest.raises(SettingsError, match="angle"):  # in 2D mode the same placeholder is read, and fails
+        load_with_warnings(path, animation_mode="2D")
+
+
+@pytest.mark.parametrize("mode, expected, note", [
+    ("3D", "3D", None), ("2D", "2D", None), ("3d", "3D", None), ("None", "None", "still-image"),
+    ("Video Input", "2D", "no video input"), ("Interpolation", "2D", "2D animation"), ("Warp Drive", "2D", "unknown"),
+])
+def test_animation_modes(mode, expected, note):
+    result = import_deforum(minimal(animation_mode=mode), "x.txt")
+    assert result.settings["animation_mode"] == expected
+    notes = " ".join(result.notes)
+    assert (note in notes) if note else "animation_mode" not in notes
+
+
+@pytest.mark.parametrize("keys, sampler, note", [
+    ({"sampler_name": "dpmpp_2m_sde_gpu", "scheduler": "karras"}, "DPM++ 2M SDE Karras", None),
+    ({"sampler_name": "dpmpp_2m_sde_gpu", "scheduler": "normal"}, "DPM++ 2M SDE", None),
+    ({"sampler_name": "euler_ancestral", "scheduler": "normal"}, "Euler a", None),
+    ({"sampler_name": "euler", "scheduler": "karras"}, "Euler", None),           # no Karras variant: plain
+    ({"sampler_name": "dpmpp_2m", "scheduler": "exponential"}, "DPM++ 2M", "scheduler 'exponential'"),
+    ({"sampler_name": "dpmpp_3m_sde_gpu", "scheduler": "karras"}, "DPM++ 2M SDE Karras", "nearest"),
+    ({"sampler_name": "DPM++ 2M Karras"}, "DPM++ 2M Karras", None),             # Studio's own default
+    ({"sampler_name": "uni_pc"}, "UniPC", None),
+    ({"sampler_name": "dpmpp_2m_sde_gpu", "scheduler": "karras", "sampler": "DPM++ 2M SDE Karras"},
+     "DPM++ 2M SDE Karras", None),
+    ({"sampler_name": "dpmpp_2m", "scheduler": "karras", "sampler": "Euler a"}, "Euler a", "disagree: using sampler"),
+    ({"sampler": "euler_ancestral"}, "Euler a", None),
+])
+def test_samplers_deforums_name_wins_comfyui_names_map_when_alone(keys, sampler, note):
+    result = import_deforum(minimal(**keys), "x.txt")
+    assert result.settings["sampler"] == sampler
+    notes = " ".join(result.notes)
+    assert (note in notes) if note else "sampler" not in notes and "scheduler" not in notes
+    assert not {"sampler_name", "scheduler"} & set(result.ignored)
+
+
+def test_an_unknown_comfyui_sampler_keeps_the_default_with_a_note():
+    result = import_deforum(minimal(sampler_name="res_multistep", scheduler="beta"), "x.txt")
+    assert "sampler" not in result.settings
+    assert "sampler_name 'res_multistep' has no equivalent" in " ".join(result.notes)
+
+
+def test_width_and_height_win_over_stale_w_and_h():
+    result = import_deforum(minimal(width=1024, height=576), "x.txt")   # minimal() has W, H = 512
+    assert (result.settings["W"], result.settings["H"]) == (1024, 576)
+    assert "width 1024 and W 512 disagree: using width" in " ".join(result.notes)
+    result = import_deforum({"animation_mode": "3D", "width": 768, "height": 768}, "x.txt")
+    assert (result.settings["W"], result.settings["H"]) == (768, 768) and not result.notes
+
+
+def test_three_d_values_are_checked():
+    s = import_deforum(minimal(depth_algorithm="zoe", padding_mode="Reflection", sampling_mode="nearest",
+                               midas_weight="0.3", use_depth_warping="false", save_depth_maps=1,
+                               aspect_ratio_use_old_formula=True), "x.txt").settings
+    assert (s["depth_algorithm"], s["padding_mode"], s["sampling_mode"]) == ("Zoe", "reflection", "nearest")
+    assert (s["midas_weight"], s["use_depth_warping"], s["save_depth_maps"]) == (0.3, False, True)
+    for key, value, complaint in (("depth_algorithm", "Marigold", "Midas-3-Hybrid"),
+                                  ("padding_mode", "mirror", "border, reflection, zeros")):
+        with pytest.raises(SettingsError, match=rf"^x\.txt: {key} = .*{complaint}"):
+            import_deforum(minimal(**{key: value}), "x.txt")
+
+
+def test_engine_files_with_3d_settings_are_not_taken_for_deforum_files():
+    assert not looks_like_deforum({"animation_mode": "3D", "translation_z": "0:(2)", "use_depth_warping": True,
+                                   "rotation_3d_x": "0:(1)", "vae": "tiny"})
+    assert looks_like_deforum({"animation_mode": "3D", "width": 768})
+    assert looks_like_deforum({"sampler_name": "euler"})
+
+
+# ---------------------------------------------------------------- Parseq: 3D fields and parseq_non_schedule_overrides
+
+def test_parseq_3d_fields_as_deltas_and_absolute_values():
+    over = parseq_overrides(load_parseq_manifest(PARSEQ_3D))
+    np.testing.assert_allclose(over.values["translation_z"], [0] + [1.5] * 19)       # delta of 1.5 * f
+    np.testing.assert_allclose(over.values["rotation_3d_y"], [0] + [0.5] * 9 + [0] * 10)
+    np.testing.assert_allclose(over.values["fov"], [70 - f for f in range(20)])      # absolute
+    assert set(over.values["near"]) == {200} and set(over.values["far"]) == {10000}
+    absolute = parseq_overrides(load_parseq_manifest(PARSEQ_3D), use_deltas=False)
+    np.testing.assert_allclose(absolute.values["translation_z"], [1.5 * f for f in range(20)])
+
+
+def test_parseq_non_schedule_overrides_false_keeps_the_settings_frames_fps_and_cadence():
+    settings, plan, _ = load_with_warnings(A1111_PARSEQ_KEEP)
+    assert settings.parseq_non_schedule_overrides is False
+    assert (plan.frame_count, plan.settings.fps, plan.settings.diffusion_cadence) == (30, 20, 3)
+    v = plan.values
+    np.testing.assert_allclose(v["translation_z"], [0] + [1.5] * 29)      # Parseq's 20, the last one repeated
+    np.testing.assert_allclose(v["rotation_3d_y"], [0] + [0.5] * 9 + [0] * 20)
+    np.testing.assert_allclose(v["fov"], [70 - f for f in range(20)] + [51] * 10)
+    assert set(v["strength"]) == {0.6} and set(v["noise"]) == {0.065}    # noise is not Parseq's
+    assert plan.diffused_frames == tuple(range(0, 30, 3)) + (29,)
+    _, plan, _ = load_with_warnings(A1111_PARSEQ_KEEP, parseq_non_schedule_overrides=True)
+    assert (plan.frame_count, plan.settings.fps, plan.settings.diffusion_cadence) == (20, 24, 1)
+
+
+def test_the_parseq_overrides_switch_is_no_longer_only_a_note():
+    result = import_deforum(minimal(parseq_non_schedule_overrides=False), "x.txt")
+    assert result.settings["parseq_non_schedule_overrides"] is False
+    assert "parseq_non_schedule_overrides" not in " ".join(result.notes) + " ".join(result.ignored)
+
+
+# ---------------------------------------------------------------- Deforum's enums in native files
+
+@pytest.mark.parametrize("value, expected", [("File", True), ("None", False), ("none", False), (True, True),
+                                             (False, False), ("Init Video", False)])
+def test_add_soundtrack_takes_deforums_choices_in_native_files(value, expected, tmp_path):
+    toml, native_json = tmp_path / "native.toml", tmp_path / "native.json"
+    toml.write_text(f"add_soundtrack = {json.dumps(value)}\nmax_frames = 3\n", encoding="utf-8")
+    native_json.write_text(json.dumps({"add_soundtrack": value, "max_frames": 3}), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", IgnoredSettingsWarning)  # Init Video says why (the next test)
+        assert validate_settings({"add_soundtrack": value}).add_soundtrack is expected
+        assert load_settings(toml).add_soundtrack is expected
+        assert load_settings(native_json).add_soundtrack is expected
+
+
+def test_add_soundtrack_init_video_in_a_native_file_says_why_nothing_is_added():
+    with pytest.warns(IgnoredSettingsWarning, match="add_soundtrack 'Init Video': the engine has no video input"):
+        validate_settings({"add_soundtrack": "Init Video"})
+    with pytest.raises(SettingsError, match="add_soundtrack"):
+        validate_settings({"add_soundtrack": "Sometimes"})
+
+
+# ---------------------------------------------------------------- safety of the lenient reading
+
+def test_hostile_stray_text_in_a_deforum_file_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    create = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    for text in (f"0:0: ({create})", f"0: (1) 10: ({create})", f"219: ({create}).3", f"0: {create}",
+                 f"0: (1) + {create}"):
+        raw = read(STUDIO_ORBIT)
+        raw["rotation_3d_y"] = text
+        path = tmp_path / "preset.txt"
+        path.write_text(json.dumps(raw), encoding="utf-8")
+        try:
+            _, plan, _ = load_with_warnings(path)
+        except SettingsError as err:
+            assert "rotation_3d_y" in str(err)
+        else:
+            assert set(plan.values["rotation_3d_y"]) == {0.0}  # "0:0: (...)": the text after the 2nd ':' is dropped
+    assert not marker.exists()

@@ -16,10 +16,12 @@ from deforum_engine.schedules import (
     AUDIO_VARIABLES,
     FUNCTIONS,
     Keyframe,
+    ScheduleWarning,
     evaluate_frame_key,
     evaluate_schedule,
     evaluate_string_schedule,
     parse_schedule,
+    read_deforum_schedule,
     schedule_variables,
 )
 
@@ -377,7 +379,7 @@ def test_a_forgotten_parenthesis_is_found_before_the_next_keyframe():
     ("0:(1 +* 2)", "invalid expression"),
     ("0:(t.real)", "attribute access is not allowed at column 4"),
     ("0 (1)", "missing ':' after the frame key at column 3"),
-    ("0:1", "expected '(' after ':' at column 3"),
+    ("0:", "expected '(' after ':' at column 3"),
     ("0:(1) 5:(2)", "unexpected text after ')' at column 7: expected ',' between keyframes"),
     ("0:(1)), 5:(2)", "unbalanced parenthesis at column 6: ')' without a matching '('"),
     ("0:(1),,5:(2)", 'keyframe 2 ("") : empty keyframe'),
@@ -577,3 +579,200 @@ def test_trimming_never_changes_kept_frames(entries, short, long):
     short, long = sorted((short, long))
     text = ", ".join(as_text(key, value) for key, value in entries)
     np.testing.assert_array_equal(evaluate_schedule(text, short), evaluate_schedule(text, long)[:short])
+
+
+# --- Deforum's lenient forms: values without parentheses, NaN frames, stray text -------------------
+
+def test_values_without_parentheses_and_leading_newlines_are_read_natively():
+    assert values("0: 0.5", 3) == [0.5] * 3
+    assert values("0: 0, 4: 2", 5) == [0, 0.5, 1, 1.5, 2]
+    assert values("0:(1), 2: 1+t", 4) == [1, 2, 3, 4]  # an expression, live from its key
+    assert values("0: where(t<2, 1, 2)", 4) == [1, 1, 2, 2]  # its commas stay inside the call
+    assert values("\n    0: (1.5),\n    4: (3)\n", 5) == [1.5, 1.875, 2.25, 2.625, 3]
+    assert values("\n\t0: 60,\n\t2: 80", 3) == [60, 70, 80]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0:0: ((1))", "unexpected character ':' at column 4"),
+    ("219: (0).3", "unexpected text after ')' at column 9"),
+    ("0: (1) 10: (2)", "unexpected text after ')' at column 8: expected ',' between keyframes"),
+    ("0: (1) + t", "unexpected text after ')'"),
+])
+def test_stray_text_stays_an_error_in_native_files(text, message):
+    assert message in error(evaluate_schedule, text, 12, setting="zoom")
+
+
+def test_nan_frames_are_an_error_naming_the_setting_that_fills_them():
+    message = error(evaluate_schedule, "0:((-0.15 * cos(t/5))**0.90 + 0.43)", 48, setting="rotation_3d_y")
+    assert message.startswith('rotation_3d_y: keyframe 1 ("0:((-0.15 * cos(t/5))**0.90 + 0.43)") : '
+                              "the expression at column 4 gives nan at frame 0")
+    assert "set deforum_nan_fill = true" in message
+    assert "deforum_nan_fill" not in error(evaluate_schedule, "0:(1/(t-5))", 12)  # inf: nothing to fill
+
+
+def test_a_complex_constant_is_nan_not_its_real_part():
+    # numexpr folds (-1)**0.5 in Python, where it is 1j: it used to come out as 6e-17
+    assert "gives nan at frame 0" in error(evaluate_schedule, "0:((-1)**0.5)", 3)
+
+
+def nan_filled(text, frames, **kwargs):
+    with pytest.warns(ScheduleWarning) as caught:
+        result = evaluate_schedule(text, frames, nan_fill=True, **kwargs)
+    assert len(caught) == 1  # once per schedule
+    return result, str(caught[0].message)
+
+
+def test_nan_fill_is_linear_inside_and_the_nearest_value_at_the_ends():
+    # Deforum Studio's presets: a power of a negative base is NaN on frames 0-7 and 24-39 here.
+    result, message = nan_filled("0:((-0.15 * cos(t/5))**0.90 + 0.43)", 48, setting="rotation_3d_y")
+    np.testing.assert_allclose(result[[0, 7, 8]], 0.43753911390691275)       # before: frame 8's value
+    np.testing.assert_allclose(result[[23, 40]], [0.45531105747779727, 0.4619932911282275])  # as computed
+    np.testing.assert_allclose(result[31], 0.4584556380191762)               # 8/17 of the way from 23 to 40
+    np.testing.assert_allclose(result[47], (-0.15 * math.cos(47 / 5)) ** 0.9 + 0.43)
+    assert message == ('rotation_3d_y: keyframe 1 ("0:((-0.15 * cos(t/5))**0.90 + 0.43)") gives NaN from '
+                       "frame 0: 24 of 48 frames filled by linear interpolation from the finite frames around "
+                       "them, as Deforum does (deforum_nan_fill)")
+    assert not [w for w in _warnings_of(lambda: evaluate_schedule("0:(1)", 3, nan_fill=True))]
+
+
+def _warnings_of(call):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return caught
+
+
+def test_nan_fill_keeps_constant_keys_and_names_the_expression_key():
+    # Deforum: frame 0 is 1, frames 10-19 NaN, frame 20 is 3 -> one straight line from 1 to 3
+    result, message = nan_filled("0:(1), 10:(sqrt(t-30)), 20:(3)", 24)
+    np.testing.assert_allclose(result, [1 + 0.1 * f for f in range(21)] + [3, 3, 3])
+    assert 'keyframe 2 ("10:(sqrt(t-30))") gives NaN from frame 10: 19 of 24 frames' in message
+
+
+def test_nan_fill_leaves_inf_and_all_nan_schedules_errors():
+    with pytest.raises(SettingsError, match="gives inf at frame 5"):
+        evaluate_schedule("0:(1/(t-5))", 12, nan_fill=True)
+    with pytest.raises(SettingsError, match=r'keyframe 1 \("0:\(sqrt\(t-99\)\)"\) : the schedule gives NaN on every frame'):
+        evaluate_schedule("0:(sqrt(t-99))", 12, nan_fill=True)
+
+
+def deforum_reference(entries, frames):
+    """Deforum's get_inbetweens one frame at a time: constants at their frame, expressions live, NaN filled
+    linearly between the finite frames around it and with the nearest one at the ends; None if all NaN."""
+    latest = {key: value for key, value in entries if key < frames}
+    series, current = [math.nan] * frames, None
+    for frame in range(frames):
+        if frame in latest:
+            current = latest[frame]
+            if not isinstance(current, tuple):
+                series[frame] = float(current)
+        if isinstance(current, tuple):
+            scale, start = current
+            series[frame] = scale * math.sqrt(frame - start) if frame >= start else math.nan
+    finite = [frame for frame, value in enumerate(series) if not math.isnan(value)]
+    if not finite:
+        return None
+    out = []
+    for frame, value in enumerate(series):
+        before = [f for f in finite if f <= frame]
+        after = [f for f in finite if f >= frame]
+        if not before or not after:
+            out.append(series[(after or before)[0 if after else -1]])
+        elif before[-1] == after[0]:
+            out.append(value)
+        else:
+            a, b = before[-1], after[0]
+            out.append(series[a] + (series[b] - series[a]) * (frame - a) / (b - a))
+    return out
+
+
+NAN_VALUE = st.one_of(st.integers(-50, 50), st.tuples(st.integers(-3, 3).filter(bool), st.integers(0, 60)))
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), NAN_VALUE), min_size=1, max_size=12), st.integers(1, 45))
+@QUICK
+def test_nan_fill_matches_deforum_frame_by_frame(entries, frames):
+    entries = [(key, value) for key, value in entries if key < frames] or [(0, (1, 3))]
+    text = ", ".join(f"{key}:({v[0]}*sqrt(t-{v[1]}))" if isinstance(v, tuple) else f"{key}:({v})"
+                     for key, v in entries)
+    expected = deforum_reference(entries, frames)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        if expected is None:
+            with pytest.raises(SettingsError, match="NaN on every frame"):
+                evaluate_schedule(text, frames, nan_fill=True)
+            return
+        result = evaluate_schedule(text, frames, nan_fill=True)
+    np.testing.assert_allclose(result, expected, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("text, read, note", [
+    ("0:0: ((-0.15 * cos(t/5))**0.90 + 0.43), 10: (1)", "0:(0), 10: (1)",
+     'zoom: keyframe 1 ("0:0: ((-0.15 * cos(t/5))**0.90 + 0.43)") read as 0:(0) as Deforum Studio does '
+     "(it keeps the text between the first and second ':')"),
+    ("0: (0.65), 24: (0.55), 219: (0).3", "0: (0.65), 24: (0.55), 219:(0.3)",
+     'zoom: keyframe 3 ("219: (0).3") read as 219:(0.3) as Deforum Studio does '
+     "(it drops the parentheses and quotes around a number)"),
+    ("0: (0) 24: (0.5)", "0: (0), 24: (0.5)",
+     'zoom: keyframe 1 ("0: (0) 24: (0.5)") has no comma between its keyframes: read as 0: (0), 24: (0.5)'),
+    ("0: 0.5 10: 0.7, 20: (1)", "0: 0.5, 10: 0.7, 20: (1)", "has no comma between its keyframes"),
+    ("0: (1) + t", "0:((1) + t)", 'read as 0:((1) + t) as Deforum Studio does (it reads a value without'),
+    ("0:(1)(2)", "0:(12)", "read as 0:(12) as Deforum Studio does"),
+    ('"max_f-2":0: (3)', '"max_f-2":(0)', "read as \"max_f-2\":(0)"),
+])
+def test_stray_text_in_deforum_files_is_read_as_deforum_studio_reads_it(text, read, note):
+    reading = read_deforum_schedule(text, "zoom")
+    assert reading.text == read
+    assert len(reading.notes) == 1 and note in reading.notes[0]
+
+
+def test_deforum_readings_give_deforum_studios_numbers():
+    frames = 240
+    strength = evaluate_schedule(read_deforum_schedule("0: (0.65), 24: (0.55), 219: (0).3").text, frames)
+    np.testing.assert_allclose(strength[[0, 12, 24, 100, 219, 239]], [0.65, 0.6, 0.55, 0.452564102564, 0.3, 0.3])
+    assert values(read_deforum_schedule("0:0: ((-0.15 * cos(t/5))**0.90 + 0.43)").text, 4) == [0] * 4
+    assert values(read_deforum_schedule("0: (0) 24: (0.5)").text, 25)[12] == 0.25
+
+
+@pytest.mark.parametrize("text", [
+    "0:(1), 10:(2)", "\n  0: (1),\n  5: (sin(t))\n", "0: 0.5", '0:(s), 1:(-1), "max_f-2":(-1), "max_f-1":(s)',
+    "1.5", "", "   ", "0:(1", "0:(1)), 5:(2)", "0::(1)", "nonsense", "0: (1) 10: (bad(",
+])
+def test_readable_or_unreadable_text_is_left_as_written(text):
+    assert read_deforum_schedule(text, "zoom") == (text, ())
+
+
+LENIENT_FORMS = ["0:0: ({p})", "0: ({p}) 10: (1)", "0: (1) 10: ({p})", "219: ({p}).3", "0: {p}", "0: (1) + {p}",
+                 "0:(1) {p}: (2)", '0:(1) "{p}": (2)', "{p}:0: (1)", "0: ({p})({p})"]
+
+
+@pytest.mark.parametrize("payload", HOSTILE)
+def test_hostile_text_in_the_lenient_forms_is_refused_or_dropped(payload):
+    for form in LENIENT_FORMS:
+        text = form.replace("{p}", payload)
+        reading = read_deforum_schedule(text, "zoom")
+        assert isinstance(reading.text, str)
+        _finite_or_settings_error(reading.text)
+        if reading.text != text:  # a repair only ever writes text the whitelist accepts
+            assert re.fullmatch(r"[\w .()+\-*/%<>=!&|~,:\"]*", reading.text) and "__" not in reading.text
+
+
+@given(st.lists(st.sampled_from(FRAGMENTS + ["0:", " 10:", ": (", ").3", " "]), max_size=14))
+@FAST
+def test_lenient_reading_of_any_fragments_is_safe(parts):
+    reading = read_deforum_schedule("".join(parts), "zoom")
+    _finite_or_settings_error(reading.text)
+
+
+def test_lenient_payloads_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    create = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    for form in LENIENT_FORMS:
+        text = read_deforum_schedule(form.replace("{p}", create), "zoom").text
+        try:
+            evaluate_schedule(text, 12, nan_fill=True)
+        except SettingsError:
+            pass
+    assert not marker.exists()

@@ -1,10 +1,14 @@
-"""Deforum settings files: the flat JSON that the AUTOMATIC1111 extension and the notebook save as `.txt`.
+"""Deforum settings files: the flat JSON that the AUTOMATIC1111 extension, the notebook and Deforum
+Studio's preset library save as `.txt`.
 
 `import_deforum` turns one into a plain dict of the engine's setting names (the settings model
 validates it), lists the keys of features the engine does not have, and notes conversions worth
-telling the user. Deprecated names and values are read too. A key we ignore never makes loading
-fail; a value we map that cannot be used raises `SettingsError` naming the file and the key.
-Relative paths are kept as written (the caller resolves them against the file's folder).
+telling the user. Deprecated names and values are read too, and so are Studio's `width` / `height`
+and ComfyUI sampler names; schedules are read as Studio reads stray text in them
+(`schedules.read_deforum_schedule`), and NaN frames are filled as Deforum fills them
+(`deforum_nan_fill`). A key we ignore never makes loading fail; a value we map that cannot be used
+raises `SettingsError` naming the file and the key. Relative paths are kept as written (the caller
+resolves them against the file's folder).
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from typing import Any, Callable
 
 from deforum_engine.errors import SettingsError
 from deforum_engine.importers.parseq import is_url, load_parseq_manifest
+from deforum_engine.samplers import SAMPLER_NAMES
+from deforum_engine.schedules import read_deforum_schedule
+from deforum_engine.settings import DEPTH_ALGORITHMS, MOTION_3D_ONLY, SCHEDULE_FIELDS, SETTING_NAMES
 
 
 @dataclass
@@ -28,13 +35,16 @@ class DeforumImport:
     notes: list[str] = field(default_factory=list)    # conversions worth telling the user
 
 
-# Keys only Deforum files have; an engine settings file has none of them.
-_TELL_TALE_KEYS = frozenset({
+# Keys Deforum files have (the extension's, the notebook's, Deforum Studio's); those that are also engine
+# settings (animation_mode, the 3D camera ...) are dropped below, so an engine file never looks like Deforum's.
+_DEFORUM_KEYS = frozenset({
     "animation_mode", "use_init", "deforum_git_commit_id", "sd_model_name", "sd_model_hash",
     "animation_prompts", "animation_prompts_positive", "animation_prompts_negative", "batch_name",
     "strength_0_no_init", "flip_2d_perspective", "enable_steps_scheduling", "enable_sampler_scheduling",
-    "use_depth_warping", "translation_z", "rotation_3d_x",
+    "use_depth_warping", "translation_z", "rotation_3d_x", "width", "height", "sampler_name", "scheduler",
+    "hybrid_composite", "hybrid_motion", "diffusion_redo", "enable_noise_multiplier_scheduling",
 })
+_TELL_TALE_KEYS = _DEFORUM_KEYS - set(SETTING_NAMES)
 
 
 def looks_like_deforum(raw: dict) -> bool:
@@ -101,6 +111,14 @@ def _text(value: Any) -> str:
     return value
 
 
+def _depth_algorithm(value: Any) -> str:
+    by_key = {name.lower(): name for name in DEPTH_ALGORITHMS}
+    key = value.strip().lower() if isinstance(value, str) else None
+    if key not in by_key:
+        raise _Unusable(f"expected one of {', '.join(DEPTH_ALGORITHMS)}")
+    return by_key[key]
+
+
 def _choice(*allowed: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         text = value.strip().lower() if isinstance(value, str) else None
@@ -134,7 +152,17 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("perlin_octaves", "perlin_octaves", _whole),
     ("perlin_persistence", "perlin_persistence", _number),
     ("strength", "strength", _number),
+    # The 3D camera (animation_mode 3D)
+    *[(key, key, _schedule) for key in MOTION_3D_ONLY],
+    ("aspect_ratio_use_old_formula", "aspect_ratio_use_old_formula", _flag),
+    ("use_depth_warping", "use_depth_warping", _flag),
+    ("depth_algorithm", "depth_algorithm", _depth_algorithm),
+    ("midas_weight", "midas_weight", _number),
+    ("padding_mode", "padding_mode", _choice("border", "reflection", "zeros")),
+    ("sampling_mode", "sampling_mode", _choice("bicubic", "bilinear", "nearest")),
+    ("save_depth_maps", "save_depth_maps", _flag),
     ("parseq_use_deltas", "parseq_use_deltas", _flag),
+    ("parseq_non_schedule_overrides", "parseq_non_schedule_overrides", _flag),
     ("bpm", "bpm", _number),
     # Deprecated names (the notebook and old extension versions).
     ("flip_2d_perspective", "enable_perspective_flip", _flag),
@@ -146,8 +174,23 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
 # Engine settings that Deforum files do not have: taken as written when a file carries them.
 _ENGINE_ONLY_KEYS = (
     "color_coherence_image", "init_fit", "image_prompt", "image_prompt_influence", "prompt_style",
-    "model", "ip_adapter", "motion_preset", "name", "crf", "video_preset", "safety_checker",
+    "model", "ip_adapter", "motion_preset", "name", "crf", "video_preset", "safety_checker", "deforum_nan_fill",
 )
+# What a Deforum file means where the engine's own default differs: Deforum stretches a mismatched init
+# image, and fills NaN schedule frames from the frames around them. A file that sets these keeps its value.
+_DEFORUM_DEFAULTS = {"init_fit": "resize", "deforum_nan_fill": True}
+
+# ComfyUI's sampler names (Deforum Studio's sampler_name) -> the extension's names; "_gpu" only moves the
+# noise generator. Names marked approximate have no engine twin: the nearest one is used, with a note.
+_COMFY_SAMPLERS = {
+    "euler": "Euler", "euler_ancestral": "Euler a", "heun": "Heun", "lms": "LMS", "dpm_2": "DPM2",
+    "dpm_2_ancestral": "DPM2 a", "dpmpp_2s_ancestral": "DPM++ 2S a", "dpmpp_sde": "DPM++ SDE",
+    "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_sde": "DPM++ 2M SDE", "ddim": "DDIM", "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC", "deis": "DEIS", "lcm": "LCM", "dpm_fast": "DPM fast", "dpm_adaptive": "DPM adaptive",
+}
+_COMFY_APPROXIMATE = {"dpmpp_3m_sde": "DPM++ 2M SDE", "dpmpp_2m_sde_heun": "DPM++ 2M SDE", "heunpp2": "Heun",
+                      "euler_cfg_pp": "Euler", "euler_ancestral_cfg_pp": "Euler a", "ddpm": "DDIM"}
+_COMFY_PLAIN_SCHEDULERS = ("normal", "simple")
 
 # The notebook's k-diffusion sampler names -> the extension's names (the engine uses the latter).
 _NOTEBOOK_SAMPLERS = {
@@ -161,13 +204,13 @@ _COHERENCE = {"none": "None", "rgb": "RGB", "hsv": "HSV", "lab": "LAB", "image":
               "video input": "Video Input",
               "match frame 0 rgb": "RGB", "match frame 0 hsv": "HSV", "match frame 0 lab": "LAB"}
 
+_MODES = {"2d": "2D", "3d": "3D", "none": "None"}
 _MODE_NOTES = {
-    "3d": "animation_mode 3D: rendered with 2D motion (zoom, angle and translation_x/y as 2D values, "
-          "translation in pixels per frame); depth warping, translation_z and rotation_3d_* have no effect",
     "video input": "animation_mode 'Video Input': the engine has no video input; rendered as a 2D animation",
     "interpolation": "animation_mode 'Interpolation': rendered as a 2D animation (prompts switch at their "
                      "keyframes instead of blending)",
-    "none": "animation_mode 'None' (still images): rendered as a 2D animation",
+    "none": "animation_mode 'None' (Deforum's still images): the engine has no still-image mode and renders "
+            "an animation",
 }
 
 # Switches for features the engine does not have, and the values that mean "off".
@@ -240,7 +283,10 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     for deforum_key, engine_key, convert in _DIRECT:
         if reader.has(deforum_key):
             settings.setdefault(engine_key, reader.take(deforum_key, convert))
+    settings.update(_animation_mode(reader, notes))
+    settings.update(_size(reader, notes))
     settings.update(_steps_and_sampler(reader))
+    settings.update(_sampler(reader, notes))
     settings.update(_color_coherence(reader, notes))
     settings.update(_init_image(reader))
     settings.update(_soundtrack(reader, notes))
@@ -248,7 +294,9 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     settings.update(_render_name(reader, settings, notes))
     settings.update(_parseq_manifest(reader, notes))
     settings.update({key: reader.take(key) for key in _ENGINE_ONLY_KEYS if reader.has(key)})
-    notes += _mode_and_feature_notes(reader, settings)
+    settings.update({key: value for key, value in _DEFORUM_DEFAULTS.items() if key not in settings})
+    notes += _read_schedules(settings)
+    notes += _feature_notes(reader, settings)
     ignored = [key for key in raw if key not in reader.used]
     return DeforumImport(settings=settings, ignored=ignored, notes=notes)
 
@@ -258,9 +306,6 @@ def _steps_and_sampler(reader: _Reader) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if reader.has("steps"):
         out["steps"] = reader.take("steps", _whole)
-    if reader.has("sampler"):
-        name = reader.take("sampler", _text)
-        out["sampler"] = _NOTEBOOK_SAMPLERS.get(name, name)
     for name in ("steps", "sampler"):
         switch, schedule = f"enable_{name}_scheduling", f"{name}_schedule"
         if not (reader.has(switch) or reader.has(schedule)):
@@ -275,6 +320,79 @@ def _steps_and_sampler(reader: _Reader) -> dict[str, Any]:
             reader.first(schedule)  # read, but off: Deforum uses the plain value
             out[schedule] = None
     return out
+
+
+def _animation_mode(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """2D, 3D and None as they are; Video Input and Interpolation render as 2D (with a note)."""
+    mode = reader.take("animation_mode", lambda v: str(v).strip())
+    if mode is None:
+        return {}
+    key = mode.lower()
+    if key in _MODE_NOTES:
+        notes.append(_MODE_NOTES[key])
+    elif key not in _MODES:
+        notes.append(f"animation_mode {mode!r} is unknown: rendered as a 2D animation")
+    return {"animation_mode": _MODES.get(key, "2D")}
+
+
+def _size(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """Deforum Studio's width / height; they win over W / H, which Studio ignores (the extension never writes them)."""
+    out = {}
+    for studio_key, key in (("width", "W"), ("height", "H")):
+        if not reader.has(studio_key):
+            continue
+        out[key] = reader.take(studio_key, _whole)
+        if reader.has(key) and reader.take(key, _whole) != out[key]:
+            notes.append(f"{studio_key} {out[key]} and {key} {reader.raw[key]} disagree: using {studio_key} "
+                         f"(Deforum Studio renders with width / height and ignores W / H)")
+    return out
+
+
+def _sampler(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """sampler (Deforum's name) wins; Deforum Studio's sampler_name / scheduler (ComfyUI's names) map when alone."""
+    studio = _studio_sampler(reader, notes) if reader.first("sampler_name", "scheduler") else None
+    if not reader.has("sampler"):
+        return {} if studio is None else {"sampler": studio}
+    name = reader.take("sampler", _text)
+    name = _NOTEBOOK_SAMPLERS.get(name, name)
+    if studio is not None and studio.lower() != name.strip().lower():
+        notes.append(f"sampler {name!r} and sampler_name / scheduler ({reader.raw.get('sampler_name')!r}, "
+                     f"{reader.raw.get('scheduler')!r}, i.e. {studio!r}) disagree: using sampler")
+    return {"sampler": name}
+
+
+def _studio_sampler(reader: _Reader, notes: list[str]) -> str | None:
+    """The engine's name for a ComfyUI sampler_name + scheduler pair (or an extension name in sampler_name)."""
+    comfy = reader.take("sampler_name", lambda v: _text(v).strip())
+    scheduler = reader.take("scheduler", lambda v: _text(v).strip().lower(), default="normal")
+    if not comfy:
+        return None
+    canonical = {name.lower(): name for name in SAMPLER_NAMES}
+    if comfy.lower() in canonical:  # Studio also accepts the extension's names here
+        return canonical[comfy.lower()]
+    key = comfy.lower().removesuffix("_gpu")
+    base = _COMFY_SAMPLERS.get(key) or _COMFY_APPROXIMATE.get(key)
+    if base is None:
+        notes.append(f"sampler_name {comfy!r} has no equivalent in the engine: the default sampler is used; "
+                     f"set sampler to one of {', '.join(SAMPLER_NAMES)}")
+        return None
+    if key in _COMFY_APPROXIMATE:
+        notes.append(f"sampler_name {comfy!r} has no twin in the engine: using the nearest, {base!r}")
+    if scheduler == "karras" and f"{base} Karras" in SAMPLER_NAMES:
+        return f"{base} Karras"
+    if scheduler not in _COMFY_PLAIN_SCHEDULERS:
+        notes.append(f"scheduler {scheduler!r} is not available for {base!r}: using its default noise schedule")
+    return base
+
+
+def _read_schedules(settings: dict[str, Any]) -> list[str]:
+    """Every schedule read as Deforum Studio reads stray text in it (`0:0: (...)`, `(0).3`, no commas)."""
+    notes = []
+    for key in SCHEDULE_FIELDS:
+        if isinstance(settings.get(key), str):
+            settings[key], read_notes = read_deforum_schedule(settings[key], key)
+            notes += read_notes
+    return notes
 
 
 def _coherence_mode(value: Any) -> str:
@@ -440,9 +558,6 @@ def _render_name(reader: _Reader, settings: dict[str, Any], notes: list[str]) ->
 
 def _parseq_manifest(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     """parseq_manifest: None when empty; inline JSON is checked now so a broken one names this file."""
-    if reader.has("parseq_non_schedule_overrides") and not reader.take("parseq_non_schedule_overrides", _flag):
-        notes.append("parseq_non_schedule_overrides is off in the file, but a Parseq manifest always sets "
-                     "max_frames, fps and diffusion_cadence in the engine")
     if not reader.has("parseq_manifest"):
         return {}
     value = reader.take("parseq_manifest", lambda v: "" if v is None else _text(v)).strip()
@@ -455,12 +570,9 @@ def _parseq_manifest(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     return {"parseq_manifest": value}
 
 
-def _mode_and_feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[str]:
-    """Notes for a non-2D animation mode, the model the file was made with, and features it turns on."""
+def _feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[str]:
+    """Notes for the model the file was made with, and features it turns on."""
     notes = []
-    mode = reader.take("animation_mode", lambda v: str(v).strip())
-    if mode is not None and mode.lower() != "2d":
-        notes.append(_MODE_NOTES.get(mode.lower(), f"animation_mode {mode!r} is unknown: rendered as a 2D animation"))
     model_name = reader.raw.get("sd_model_name")
     if isinstance(model_name, str) and model_name and "model" not in settings:
         notes.append(f"made with the checkpoint {model_name!r}; set model to the diffusers model to render with")

@@ -4,12 +4,12 @@ Parseq (a keyframe sequencer) exports a JSON manifest whose ``rendered_frames`` 
 value of each field it manages. Deforum reads it through its ``parseq_manifest`` setting:
 
 - a field counts as managed only if frame 0 has it; everything else falls back to the settings;
-- motion fields (zoom, angle, translation, perspective-flip angles) take the ``<field>_delta``
-  values when ``parseq_use_deltas`` is on, because Deforum's motion is per frame while Parseq's
-  values are absolute;
+- motion fields (zoom, angle, translation_x/y/z, rotation_3d_x/y/z, perspective-flip angles) take
+  the ``<field>_delta`` values when ``parseq_use_deltas`` is on, because Deforum's motion is per frame
+  while Parseq's values are absolute; the 3D camera's fov, near and far are absolute values;
 - ``deforum_prompt`` is the prompt, with the negative part after ``--neg``;
 - ``options.output_fps``, ``options.cadence`` and the number of rendered frames override fps,
-  diffusion_cadence and max_frames;
+  diffusion_cadence and max_frames (unless ``parseq_non_schedule_overrides`` is off);
 - past Parseq's last frame, the last value repeats (``extend_to``).
 """
 from __future__ import annotations
@@ -31,6 +31,13 @@ PARSEQ_FIELDS: dict[str, str] = {
     "angle": "angle",
     "translation_x": "translation_x",
     "translation_y": "translation_y",
+    "translation_z": "translation_z",
+    "rotation_3d_x": "rotation_3d_x",
+    "rotation_3d_y": "rotation_3d_y",
+    "rotation_3d_z": "rotation_3d_z",
+    "fov": "fov",
+    "near": "near",
+    "far": "far",
     "transform_center_x": "transform_center_x",
     "transform_center_y": "transform_center_y",
     "perspective_flip_theta": "perspective_flip_theta",
@@ -51,8 +58,8 @@ PARSEQ_FIELDS: dict[str, str] = {
 
 # Fields that are per-frame motion in Deforum: Parseq's `_delta` values are used for them.
 DELTA_FIELDS = frozenset(
-    {"angle", "zoom", "translation_x", "translation_y",
-     "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma"}
+    {"angle", "zoom", "translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
+     "rotation_3d_z", "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma"}
 )
 
 _URL = re.compile(r"^[a-z][a-z0-9+.\-]*://", re.IGNORECASE)
