@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "evaluate_schedule": "schedules",
     "evaluate_string_schedule": "schedules",
-    "load_settings": "settings",
+    "load_settings": "settings_files",
     "Settings": "settings",
     "build_plan": "plan",
     "FramePlan": "plan",

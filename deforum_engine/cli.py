@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
-    from .settings import parse_override
+    from .settings_files import parse_override
 
     overrides = dict(parse_override(pair) for pair in pairs or [])
     if model:
@@ -31,7 +31,7 @@ def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
 
 
 def _load(args) -> "Settings":
-    from .settings import load_settings
+    from .settings_files import load_settings
 
     settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))
     if settings.name is None:

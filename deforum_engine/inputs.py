@@ -57,12 +57,12 @@ def _init_image(settings: Settings) -> np.ndarray | None:
 
 
 def _color_target(settings: Settings, init: np.ndarray | None) -> tuple[str | None, np.ndarray | None]:
-    """(colour space, reference picture): a given image (matched in LAB), else the init image,
-    else None for the first frame's own output."""
+    """(colour space, reference picture): a given image (matched in LAB); else the init image, unless
+    `color_coherence_source` asks for frame 0's output as Deforum does; None means frame 0's output."""
     mode = settings.color_coherence
     if mode == "None":
         return None, None
     if mode == "Image":
         check_image_file(settings.color_coherence_image, role="color_coherence_image")
         return "LAB", fit_image(load_image(settings.color_coherence_image), settings.W, settings.H, "crop")
-    return mode, init
+    return mode, init if settings.color_coherence_source == "init_image" else None

@@ -36,7 +36,7 @@ class JobResult:
 def validate_job(job: Job, model: str | None) -> dict[str, Any]:
     """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
     from .inputs import check_inputs
-    from .settings import load_settings
+    from .settings_files import load_settings
 
     overrides = {"name": job.name, **job.overrides}
     if model:

@@ -69,8 +69,11 @@ def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState |
         if "color_reference" in state.arrays:
             reference = ColorReference.from_array(state.arrays["color_mode"], state.arrays["color_reference"])
         return LoopStart(state.arrays["key_image"], reference, plan.diffused_frames.index(state.next_frame - 1) + 1)
-    first = backend.generate(frame_request(plan.frame(0), inputs.init, inputs.init_denoise))
+    frame = plan.frame(0)
+    first = backend.generate(frame_request(frame, inputs.init, inputs.init_denoise))
     reference = _reference(inputs, first)
+    if inputs.color_image is not None:  # a picture given up front: frame 0 is matched to it too, as Deforum does
+        first = run_steps(generation_steps(reference, backend.is_preview), first, frame)
     sink(0, first, resume_point(0, first, reference))
     return LoopStart(first, reference, next_key=1)
 

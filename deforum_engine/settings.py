@@ -1,14 +1,13 @@
 """The settings model: every knob of a render, validated once before any work starts.
 
 Field names follow Deforum's, so settings pasted from a Deforum file keep their meaning.
-`load_settings` reads JSON or TOML (our files, Deforum `.txt` files), applies a motion preset,
-resolves paths relative to the file and returns one validated `Settings`.
+`validate_settings` turns a dict of settings into one `Settings`, every problem a SettingsError
+naming the setting; settings_files.load_settings reads the files.
 """
 from __future__ import annotations
 
 import difflib
 import json
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +95,9 @@ class Settings(BaseModel):
     threshold_schedule: Schedule = "0:(0)"
     color_coherence: Literal["None", "RGB", "HSV", "LAB", "Image"] = "LAB"
     color_coherence_image: Path | None = None
+    # With an init image, whose colours the frames keep: the init image's (the engine's choice) or
+    # frame 0's output (Deforum's; files imported from Deforum get this).
+    color_coherence_source: Literal["init_image", "first_frame"] = "init_image"
     diffusion_cadence: int = Field(1, ge=1, le=50)
     noise_type: Literal["uniform", "perlin"] = "perlin"
     perlin_octaves: int = Field(4, ge=1, le=8)
@@ -275,101 +277,6 @@ def _describe(error: dict) -> str:
         message = message.replace("Input should be", "must be")
     where = f"`{location}`: " if location else ""
     return f"{where}{message} (got {error['input']!r})" if location and "got" not in message else f"{where}{message}"
-
-
-def read_settings_file(path: Path) -> dict[str, Any]:
-    """Read a JSON or TOML settings file into a dict (no validation yet)."""
-    if not path.is_file():
-        raise SettingsError(f"{path}: no such settings file")
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(text)
-        data = json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise SettingsError(f"{path}: not valid {kind}: {error}") from None
-    if not isinstance(data, dict):
-        raise SettingsError(f"{path}: a settings file holds one object of settings, got {type(data).__name__}")
-    return data
-
-
-def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Paths inside a settings file are relative to that file."""
-    resolved = dict(values)
-    for key in PATH_FIELDS:
-        if resolved.get(key):
-            resolved[key] = str((base / Path(resolved[key]).expanduser()).resolve())
-    for key in ("model", "ip_adapter", "tiny_vae_model", "parseq_manifest"):
-        value = resolved.get(key)
-        if isinstance(value, str) and value and not value.lstrip().startswith("{") and _looks_local(value, base):
-            resolved[key] = str((base / Path(value).expanduser()).resolve())
-    return resolved
-
-
-def _looks_local(value: str, base: Path) -> bool:
-    """A model/adapter/manifest given as a path (not a hub id or inline JSON)."""
-    if value.startswith((".", "/", "~")) or value.endswith((".safetensors", ".ckpt", ".json")):
-        return True
-    return (base / value).exists()
-
-
-def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
-    from .importers.deforum import import_deforum, looks_like_deforum
-
-    if not looks_like_deforum(data):
-        return data
-    imported = import_deforum(data, source)
-    if imported.ignored:
-        warnings.warn(
-            f"{source}: Deforum settings for features this engine does not have were ignored: "
-            + ", ".join(imported.ignored),
-            IgnoredSettingsWarning,
-            stacklevel=3,
-        )
-    for note in imported.notes:
-        warnings.warn(f"{source}: {note}", IgnoredSettingsWarning, stacklevel=3)
-    return imported.settings
-
-
-def load_settings(
-    path: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    preset_dirs: list[Path] | None = None,
-) -> Settings:
-    """Load a settings file (JSON, TOML or a Deforum .txt), apply its motion preset and overrides.
-
-    Precedence, lowest first: defaults, the motion preset, the file, `overrides` (e.g. `--set`).
-    """
-    from .presets import load_preset
-
-    data: dict[str, Any] = {}
-    source = "settings"
-    base = Path.cwd()
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        base = path.resolve().parent
-        data = _import_if_deforum(read_settings_file(path), source)
-    overrides = dict(overrides or {})
-    preset_name = overrides.get("motion_preset", data.get("motion_preset"))
-    preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
-    merged = {**preset_values, **_resolve_paths(data, base), **_resolve_paths(overrides, Path.cwd())}
-    return validate_settings(merged, source)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse one `KEY=VALUE` override; the value is read as JSON when it can be (numbers, true, null)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise SettingsError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_frames=60")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    return key, value
 
 
 def save_settings(settings: Settings, path: Path) -> None:

@@ -14,8 +14,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 LAYERS = [
     ("errors",),
     ("prompts", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
-    ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> plain settings dicts
-    ("settings",),
+    ("settings",),  # the settings model
+    ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
+    ("settings_files",),  # load_settings: files, presets, importers, overrides
     ("frame", "frame.motion", "frame.warp", "frame.cadence", "frame.color", "frame.adjust", "frame.noise", "audio",
      "images"),
     ("plan",),  # settings -> every per-frame value

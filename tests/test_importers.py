@@ -15,7 +15,8 @@ from deforum_engine.importers.parseq import (
 )
 from deforum_engine.plan import build_plan
 from deforum_engine.schedules import ScheduleWarning
-from deforum_engine.settings import IgnoredSettingsWarning, load_settings, validate_settings
+from deforum_engine.settings import IgnoredSettingsWarning, validate_settings
+from deforum_engine.settings_files import load_settings
 
 DATA = Path(__file__).parent / "data" / "importers"
 A1111_FULL = DATA / "a1111_2d_full_settings.txt"

@@ -248,3 +248,56 @@ def test_in_between_frames_never_fade_in_the_newer_frames_filled_border():
         assert np.abs(tweens[offset][inside].astype(int) - expected[inside]).max() <= 1
     # a zoom-out by 1.02 ** (4 - offset) covers 1.02 ** (-2 * (4 - offset)) of the frame
     assert covered == pytest.approx([1.02 ** -6, 1.02 ** -4, 1.02 ** -2], abs=0.01)
+
+
+class Tinting:
+    """A model stand-in that visibly changes colours: its frames are redder than what it is given."""
+
+    name, is_preview = "tinting", False
+
+    def begin(self, context) -> None:
+        self.size = (context.height, context.width)
+
+    def generate(self, request) -> np.ndarray:
+        import cv2
+
+        base = request.image if request.image is not None else np.full((*self.size, 3), 128, np.uint8)
+        return cv2.add(base, np.full_like(base, (60, 0, 0)))
+
+
+def test_colour_reference_is_the_init_image_or_as_in_deforum_frame_zero(tmp_path):
+    import cv2
+
+    from deforum_engine.frame.color import color_reference
+    from deforum_engine.output import RenderFolder, load_resume_state, read_frame
+
+    init = np.zeros((64, 64, 3), np.uint8)
+    init[:, :32] = (20, 120, 200)
+    cv2.imwrite(str(tmp_path / "init.png"), cv2.cvtColor(init, cv2.COLOR_RGB2BGR))
+    common = {"max_frames": 3, "init_image": str(tmp_path / "init.png"), "noise_schedule": "0:(0)"}
+    for source in ("init_image", "first_frame"):
+        out = tmp_path / source
+        render(settings(**common, color_coherence_source=source), out=out, backend=Tinting(), quiet=True)
+        saved = load_resume_state(RenderFolder(out)).arrays["color_reference"]
+        picture = init if source == "init_image" else read_frame(out / "frames" / "000000.png")
+        np.testing.assert_allclose(saved, color_reference(picture, "LAB").to_array())
+    # The engine's own files keep the init image's palette; files imported from Deforum follow Deforum.
+    assert settings().color_coherence_source == "init_image"
+
+
+def test_image_coherence_matches_frame_zero_too(tmp_path):
+    import cv2
+
+    palette = np.zeros((64, 64, 3), np.uint8)
+    palette[:32] = (10, 200, 60)
+    palette[32:] = (230, 230, 20)
+    cv2.imwrite(str(tmp_path / "palette.png"), cv2.cvtColor(palette, cv2.COLOR_RGB2BGR))
+    result = render(settings(max_frames=2, color_coherence="Image", color_coherence_image=str(tmp_path / "palette.png"),
+                             noise_schedule="0:(0)"), out=tmp_path / "r", backend=Tinting(), quiet=True)
+    from deforum_engine.output import read_frame
+
+    first = read_frame(result.folder / "frames" / "000000.png").astype(int)
+    # Unmatched, frame 0 would be the tinted grey (188, 128, 128); matched, a flat frame takes a colour
+    # of the palette (the matching is per channel in LAB, so within a few levels).
+    assert np.abs(first - (188, 128, 128)).max() > 50
+    assert min(np.abs(first - colour).max() for colour in ((10, 200, 60), (230, 230, 20))) < 8
