@@ -67,11 +67,14 @@ def cmd_plan(args) -> int:
 
 def _plan_table(plan) -> str:
     settings = plan.settings
-    head = (f"{settings.name}: {plan.frame_count} frames, {settings.W}x{settings.H}, {settings.fps:g} fps, "
-            f"seed {settings.seed}, cadence {settings.diffusion_cadence}, border {settings.border}, "
-            f"color coherence {settings.color_coherence}")
-    columns = ["zoom", "angle", "translation_x", "translation_y", "strength", "noise", "cfg_scale", "steps", "seed"]
-    short = {"translation_x": "tx", "translation_y": "ty", "cfg_scale": "cfg"}
+    head = (f"{settings.name}: {settings.animation_mode}, {plan.frame_count} frames, {settings.W}x{settings.H}, "
+            f"{settings.fps:g} fps, seed {settings.seed}, cadence {settings.diffusion_cadence}, "
+            f"border {settings.border}, color coherence {settings.color_coherence}")
+    motion = (["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z",
+               "fov"] if settings.animation_mode == "3D" else ["zoom", "angle", "translation_x", "translation_y"])
+    columns = [*motion, "strength", "noise", "cfg_scale", "steps", "seed"]
+    short = {"translation_x": "tx", "translation_y": "ty", "translation_z": "tz", "rotation_3d_x": "rx",
+             "rotation_3d_y": "ry", "rotation_3d_z": "rz", "cfg_scale": "cfg"}
     header = f"{'frame':>6} " + " ".join(f"{short.get(c, c):>10}" for c in columns) + "  sampler    prompt"
     rows = [head, header]
     for index in range(plan.frame_count):
