@@ -96,6 +96,52 @@ def test_perspective_tilt_and_pan_shrink_the_far_edge():
     assert edge_length(pan, (W - 1, 0), (W - 1, H - 1)) < edge_length(pan, (0, 0), (0, H - 1))
 
 
+def _edge_lengths(flip: PerspectiveFlip) -> dict[str, float]:
+    """Lengths of the frame's four edges (corners at +-W/2, +-H/2 about the centre) after the flip."""
+    cx, cy = CENTRE
+    corners = np.array([[(cx - W / 2, cy - H / 2), (cx + W / 2, cy - H / 2),
+                         (cx + W / 2, cy + H / 2), (cx - W / 2, cy + H / 2)]], np.float64)
+    tl, tr, br, bl = cv2.perspectiveTransform(corners, matrix(perspective=flip))[0]
+    length = lambda a, b: float(np.hypot(*(a - b)))  # noqa: E731
+    return {"top": length(tl, tr), "bottom": length(bl, br), "left": length(tl, bl), "right": length(tr, br)}
+
+
+# Deforum's get_flip_perspective_matrix at 160 x 120, fv 53, measured by running it (animation.py):
+# phi 20 maps the top edge to 136.17 px and the bottom edge to 161.31 px; gamma 20 maps the right edge
+# to 111.31 px and the left to 143.90 px. Deforum turns about an off-centre point (its matrix order),
+# the engine about the centre, so the ratios agree to about 0.01, not exactly.
+DEFORUM_TILT_TOP_OVER_BOTTOM = 136.17 / 161.31
+DEFORUM_PAN_RIGHT_OVER_LEFT = 111.31 / 143.90
+
+
+def test_perspective_tilt_sends_the_top_edge_away_like_deforum():
+    edges = _edge_lengths(PerspectiveFlip(phi=20))
+    assert edges["top"] / edges["bottom"] == pytest.approx(DEFORUM_TILT_TOP_OVER_BOTTOM, abs=0.02)
+    assert edges["left"] == pytest.approx(edges["right"])
+    flipped = _edge_lengths(PerspectiveFlip(phi=-20))
+    assert flipped["bottom"] / flipped["top"] == pytest.approx(DEFORUM_TILT_TOP_OVER_BOTTOM, abs=0.02)
+
+
+def test_perspective_pan_sends_the_right_edge_away_like_deforum():
+    edges = _edge_lengths(PerspectiveFlip(gamma=20))
+    assert edges["right"] / edges["left"] == pytest.approx(DEFORUM_PAN_RIGHT_OVER_LEFT, abs=0.02)
+    assert edges["top"] == pytest.approx(edges["bottom"])
+    flipped = _edge_lengths(PerspectiveFlip(gamma=-20))
+    assert flipped["left"] / flipped["right"] == pytest.approx(DEFORUM_PAN_RIGHT_OVER_LEFT, abs=0.02)
+
+
+def test_perspective_roll_turns_clockwise_like_deforum():
+    # Deforum, theta 10 at 160 x 120: the centre (80, 60) goes to (89.566, 55.525) and the point 40 px
+    # right of it to (128.783, 62.440), i.e. 6.915 px *below* the moved centre: a clockwise roll, scaled
+    # by Deforum's 0.99556 (its flip matrix at 0 is diag(0.99556, 0.99556, 1)).
+    deforum_offset = np.subtract((128.783, 62.440), (89.566, 55.525)) / 0.99556
+    cx, cy = CENTRE
+    x, y = cv2.perspectiveTransform(np.array([[(cx + 40, cy)]], np.float64),
+                                    matrix(perspective=PerspectiveFlip(theta=10)))[0, 0]
+    assert (x - cx, y - cy) == pytest.approx(tuple(deforum_offset), abs=0.01)
+    assert moved((cx + 30, cy), perspective=PerspectiveFlip(theta=90)) == pytest.approx((cx, cy + 30), abs=0.1)
+
+
 def test_perspective_flip_keeps_translation():
     flip = PerspectiveFlip(theta=3, phi=8, gamma=-5, fv=60)
     base = moved((70, 55), perspective=flip)
@@ -103,9 +149,9 @@ def test_perspective_flip_keeps_translation():
     assert np.subtract(shifted, base) == pytest.approx((9, -4), abs=0.1)
 
 
-def test_perspective_flip_uses_warp_perspective_and_rolls_like_angle():
+def test_perspective_flip_uses_warp_perspective_and_rolls_against_angle():
     rolled = matrix(perspective=PerspectiveFlip(theta=90))
-    np.testing.assert_allclose(rolled, matrix(angle=90), atol=1e-9)
+    np.testing.assert_allclose(rolled, matrix(angle=-90), atol=1e-9)  # Deforum: theta is clockwise, angle is not
     assert abs(matrix(perspective=PerspectiveFlip(phi=10))[2, 1]) > 1e-6
 
 
