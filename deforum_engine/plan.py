@@ -398,18 +398,23 @@ def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTr
 
 
 def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int, ...]) -> np.ndarray:
-    """Per-frame seeds under Deforum's seed behaviours; 'random' and -1 are reproducible from the seed."""
+    """Per-frame seeds under Deforum's seed behaviours; 'random' and -1 are reproducible from the seed.
+
+    Deforum's next_seed runs after every diffused frame; for `iter` it adds 1 when its counter (from 0)
+    is a multiple of seed_iter_N, so with N = 2 the diffused frames get s, s+1, s+1, s+2, s+2 ...
+    A seed_schedule value is truncated to a whole number, as Deforum's int() does.
+    """
     rng = np.random.default_rng(settings.seed)
     if settings.seed_behavior == "schedule":
         seeds = evaluate_schedule(settings.seed_schedule, frames, seed=settings.seed, fps=settings.fps,
                                   variables=variables, setting="seed_schedule")
-        seeds = np.rint(seeds).astype(np.int64)
+        seeds = np.trunc(seeds).astype(np.int64)
         random_seeds = rng.integers(0, SEED_LIMIT, size=frames)
         return np.where(seeds == -1, random_seeds, seeds) % SEED_LIMIT
     ordinal = np.arange(len(diffused))
-    base = settings.seed
+    base, every = settings.seed, settings.seed_iter_N
     behaviour = {
-        "iter": lambda k: base + k // settings.seed_iter_N,
+        "iter": lambda k: base + (k + every - 1) // every,  # +1 after diffused frames 0, N, 2N ...
         "fixed": lambda k: np.full_like(k, base),
         "random": lambda k: np.concatenate([[base], rng.integers(0, SEED_LIMIT, size=len(k) - 1)]),
         "ladder": lambda k: base + k // 2 + 2 * (k % 2),  # +2, -1, +2, -1 ...
