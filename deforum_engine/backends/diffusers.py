@@ -6,8 +6,9 @@ from frame to frame is computed once and cached: the pipelines (per process, mod
 prompt embeddings (per distinct prompt), the schedulers (per sampler name), the seeded generator
 and the image-prompt embedding (per render).
 
-Steps: a frame with `steps` and denoise d runs round(steps * d) denoising steps, Deforum's
-convention (see samplers.step_counts); a frame where that rounds to 0 is passed through unchanged.
+Steps: an img2img frame with `steps` n and denoise d runs AUTOMATIC1111's count, the last
+int(min(d, 0.999) * n) + 1 steps of an n-step schedule, never zero (samplers.step_counts; how close
+the starting timestep is to A1111's: `img2img_strength`).
 
 Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
 of the text cross-attention (0 = no influence, exactly; 1 = the image dominates). Which UNet blocks
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import sys
 import time
 from collections import OrderedDict
@@ -110,8 +112,6 @@ class DiffusersBackend:
         """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""
         context = self._require_context()
         pipe, kwargs = self._frame_call(request)
-        if pipe is None:
-            return request.image.copy()  # zero effective steps: the prepared frame is the frame
         # 1. Prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
         kwargs.update(self._prompt_embeddings(request))
         # 2. Scheduler for this frame's sampler (cached per name)
@@ -142,8 +142,6 @@ class DiffusersBackend:
         context = self._require_context()
         first = requests[0]
         pipe, kwargs = self._frame_call(first)
-        if pipe is None:
-            return [request.image.copy() for request in requests]
         if first.image is not None:
             kwargs["image"] = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
         embeddings = [self._prompt_embeddings(request) for request in requests]
@@ -170,7 +168,7 @@ class DiffusersBackend:
         return self._context
 
     def _frame_call(self, request: FrameRequest) -> tuple[Any, dict[str, Any]]:
-        """The pipeline for this frame and its step / guidance arguments; (None, {}) for a pass-through."""
+        """The pipeline for this frame and its step / guidance arguments."""
         pipes, context = self.pipelines, self._context
         common = {"guidance_scale": float(request.cfg_scale), "output_type": "np"}
         if request.image is None:
@@ -178,10 +176,8 @@ class DiffusersBackend:
             steps = max(int(request.steps), 1)
             return pipes.txt2img, {**common, "num_inference_steps": steps, "width": width, "height": height}
         num_inference_steps, effective = step_counts(request.steps, request.denoise)
-        if effective == 0:
-            return None, {}
         image = np.asarray(request.image, dtype=np.float32)[None] / 255.0
-        strength = min(max(float(request.denoise), 0.0), 1.0)
+        strength = img2img_strength(num_inference_steps, effective)
         return pipes.img2img, {
             **common, "image": image, "strength": strength, "num_inference_steps": num_inference_steps,
         }
@@ -262,6 +258,23 @@ class DiffusersBackend:
         if params is None:
             params = self._call_params[id(pipe)] = frozenset(inspect.signature(pipe.__call__).parameters)
         return {name: value for name, value in kwargs.items() if name in params}
+
+
+def img2img_strength(num_inference_steps: int, effective: int) -> float:
+    """The diffusers img2img `strength` that runs exactly the last `effective` of `num_inference_steps` steps.
+
+    diffusers runs int(num_inference_steps * strength) steps from the end of its schedule, so the
+    fraction effective / num_inference_steps (nudged past float rounding: 1 / 49 * 49 < 1) starts
+    where A1111 starts, at index steps - t_enc - 1 of a schedule as long as A1111's. The timestep
+    there is A1111's (999 * t_enc / (steps - 1): k-diffusion's linspace(999, 0, steps)) exactly for
+    schedulers with timestep_spacing "linspace", and within 1000 / steps of it for "leading" (the SD 1.x
+    configs: t_enc * (1000 // steps) + 1, 321 instead of 333 at 25 steps and denoise 0.35) and
+    "trailing" (SD-turbo, SDXL: 359 there).
+    """
+    strength = effective / num_inference_steps
+    while int(num_inference_steps * strength) < effective:  # the expression diffusers evaluates
+        strength = math.nextafter(strength, 2.0)
+    return min(strength, 1.0)
 
 
 def image_prompt_scales(unet: Any, mode: str, scale: float) -> float | dict:
