@@ -162,6 +162,53 @@ def test_img2img_runs_a1111s_steps_from_a1111s_place_in_the_schedule(backend, st
     assert seen[0] == 321 and seen[-1] == 1
 
 
+@contextmanager
+def unet_inputs(backend):
+    """The latent of every UNet call made inside the block (guidance halves are equal copies)."""
+    seen = []
+    hook = backend.pipelines.img2img.unet.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0][:1].clone()))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def test_noise_multiplier_scales_the_starting_noise(backend, start_image):
+    """A1111's initial_noise_multiplier: img2img starts from x0 + m * sigma * noise (Deforum's default m 1.05)."""
+    begin(backend)
+    starts, frames = {}, {}
+    for multiplier in (0.0, 1.0, 1.05):
+        with unet_inputs(backend) as seen:
+            frames[multiplier] = backend.generate(frame(image=start_image, steps=4, noise_multiplier=multiplier))
+        starts[multiplier] = seen[0]
+    plain, scaled = starts[1.0] - starts[0.0], starts[1.05] - starts[0.0]  # the noise, as the UNet sees it
+    torch.testing.assert_close(scaled, 1.05 * plain, rtol=1e-4, atol=1e-5)
+    assert not np.array_equal(frames[1.05], frames[1.0])
+    # The multiplier is set on every frame: a plain frame after a scaled one is the plain frame again.
+    assert np.array_equal(backend.generate(frame(image=start_image, steps=4)), frames[1.0])
+
+
+def test_noise_multiplier_one_is_the_plain_img2img_frame(backend, start_image):
+    """Frames at multiplier 1.0 are exactly what diffusers' own pipeline and scheduler make (as before)."""
+    begin(backend)
+    ours = backend.generate(frame(image=start_image, steps=4, denoise=0.5, sampler="DPM++ 2M"))
+    pipe = backend.pipelines.img2img
+    pipe.scheduler = make_scheduler("DPM++ 2M", backend.pipelines.scheduler_config)
+    image = pipe(prompt="a red fox", negative_prompt="blurry", image=start_image[None].astype(np.float32) / 255.0,
+                 strength=img2img_strength(4, 3), num_inference_steps=4, guidance_scale=7.0, output_type="np",
+                 generator=torch.Generator("cpu").manual_seed(7)).images[0]
+    assert np.array_equal(ours, (np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+
+
+def test_lockstep_batches_only_frames_with_the_same_noise_multiplier(start_image):
+    from deforum_engine.backends.lockstep import batch_key
+
+    request = frame(image=start_image)
+    assert batch_key(request) == batch_key(frame(image=start_image, seed=99))
+    assert batch_key(request) != batch_key(frame(image=start_image, noise_multiplier=1.05))
+
+
 def test_nan_frames_are_retried_with_next_seeds_then_fail(backend, start_image, monkeypatch):
     begin(backend)
     vae = backend.pipelines.img2img.vae

@@ -11,6 +11,8 @@ from deforum_engine.importers.deforum import import_deforum, looks_like_deforum
 from deforum_engine.importers.parseq import (
     extend_to, load_parseq_manifest, parseq_overrides, split_negative,
 )
+from deforum_engine.plan import build_plan
+from deforum_engine.settings import validate_settings
 
 DATA = Path(__file__).parent / "data" / "importers"
 A1111_FULL = DATA / "a1111_2d_full_settings.txt"
@@ -73,18 +75,27 @@ def test_full_extension_file_lists_what_it_ignores():
     for key in ("translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm", "hybrid_motion",
                 "hybrid_comp_alpha_schedule", "cn_1_enabled", "cn_5_weight", "use_mask", "mask_file",
                 "r_upscale_video", "frame_interpolation_engine", "video_init_path", "use_looper", "init_images",
-                "enable_checkpoint_scheduling", "checkpoint_schedule", "noise_multiplier_schedule",
+                "enable_checkpoint_scheduling", "checkpoint_schedule",
                 "subseed_schedule", "sd_model_name", "deforum_git_commit_id"):
         assert key in ignored, key
     for key in ("W", "zoom", "prompts", "use_init", "init_image", "add_soundtrack", "soundtrack_path",
                 "color_coherence", "color_coherence_image_path", "batch_name", "steps_schedule",
                 "enable_steps_scheduling", "sampler_schedule", "animation_mode", "parseq_manifest",
-                "animation_prompts_positive", "animation_prompts_negative"):
+                "animation_prompts_positive", "animation_prompts_negative",
+                "enable_noise_multiplier_scheduling", "noise_multiplier_schedule"):
         assert key not in ignored, key
     assert result.ignored == [key for key in raw if key in ignored]  # file order, no repeats
     notes = " ".join(result.notes)
     assert "hybrid_motion" in notes and "cn_1_enabled" in notes
     assert "v1-5-pruned-emaonly.safetensors" in notes
+
+
+def test_noise_multiplier_schedule_is_imported():
+    s = imported(A1111_FULL).settings  # the extension's defaults: switched on, 1.05
+    assert s["enable_noise_multiplier_scheduling"] is True and s["noise_multiplier_schedule"] == "0: (1.05)"
+    keys = ("enable_noise_multiplier_scheduling", "noise_multiplier_schedule")
+    plan = build_plan(validate_settings({key: s[key] for key in keys} | {"max_frames": 3}))
+    assert list(plan.values["noise_multiplier"]) == [1.05] * 3
 
 
 def test_notebook_file_with_deprecated_names_and_values():

@@ -230,6 +230,21 @@ def test_seed_schedule_values_are_truncated_like_deforum():
     assert len(set(seeds[:2])) == 2 and seeds[2:] == [0, 0]
 
 
+def test_noise_multiplier_is_one_unless_switched_on():
+    schedule = {"noise_multiplier_schedule": "0:(1.0), 4:(1.2)", "max_frames": 5}
+    off = build_plan(validate_settings(schedule))
+    assert list(off.values["noise_multiplier"]) == [1.0] * 5 and off.frame(2).noise_multiplier == 1.0
+    on = build_plan(validate_settings(schedule | {"enable_noise_multiplier_scheduling": True}))
+    assert np.allclose(on.values["noise_multiplier"], [1.0, 1.05, 1.1, 1.15, 1.2])
+    assert on.frame(4).noise_multiplier == pytest.approx(1.2)
+    default = build_plan(validate_settings({"max_frames": 2, "enable_noise_multiplier_scheduling": True}))
+    assert list(default.values["noise_multiplier"]) == [1.05, 1.05]  # Deforum's value, once switched on
+    assert validate_settings({"noise_multiplier_schedule": 1.1}).noise_multiplier_schedule == "0:(1.1)"
+    with pytest.raises(SettingsError, match=r"noise_multiplier_schedule: frame 0 has value -0.5"):
+        build_plan(validate_settings({"max_frames": 2, "enable_noise_multiplier_scheduling": True,
+                                      "noise_multiplier_schedule": "0:(-0.5)"}))
+
+
 def test_seed_minus_one_is_picked_and_recorded():
     plan = build_plan(validate_settings({"max_frames": 2, "seed": -1}))
     assert plan.settings.seed >= 0

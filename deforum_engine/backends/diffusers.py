@@ -10,12 +10,18 @@ Steps: an img2img frame with `steps` n and denoise d runs AUTOMATIC1111's count,
 int(min(d, 0.999) * n) + 1 steps of an n-step schedule, never zero (samplers.step_counts; how close
 the starting timestep is to A1111's: `img2img_strength`).
 
+Noise multiplier: `FrameRequest.noise_multiplier` scales the noise an img2img frame starts from, as
+AUTOMATIC1111's initial_noise_multiplier does (x0 + m * sigma * noise; Deforum's
+noise_multiplier_schedule). Each sampler's scheduler is a subclass whose add_noise (called once per
+frame, by img2img's prepare_latents only) applies the multiplier it is given before every frame.
+
 Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
 of the text cross-attention (0 = no influence, exactly; 1 = the image dominates). Which UNet blocks
 receive it depends on `RenderContext.image_prompt_mode` (see `image_prompt_scales`).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import math
@@ -76,6 +82,7 @@ class DiffusersBackend:
         self._compile_pending = compile_unet  # the first pipeline call compiles: report how long it took
         self._pipes: models.Pipelines | None = None
         self._schedulers: SchedulerCache | None = None
+        self._noise_scaled: dict[str, Any] = {}  # sampler name -> its scheduler with a noise multiplier
         self._generator = torch.Generator("cpu")
         self._prompts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._context: RenderContext | None = None
@@ -115,7 +122,7 @@ class DiffusersBackend:
         # 1. Prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
         kwargs.update(self._prompt_embeddings(request))
         # 2. Scheduler for this frame's sampler (cached per name)
-        self._use_sampler(pipe, request.sampler)
+        self._use_sampler(pipe, request)
         # 3. Image prompt: the render's embedding at this frame's scale
         kwargs.update(self._image_prompt_kwargs(request, pipe))
         # 4. Denoise, retrying NaN / black frames with the next seeds
@@ -146,7 +153,7 @@ class DiffusersBackend:
             kwargs["image"] = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
         embeddings = [self._prompt_embeddings(request) for request in requests]
         kwargs.update({name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]})
-        self._use_sampler(pipe, first.sampler)
+        self._use_sampler(pipe, first)  # batch_key: the batch shares the sampler and noise multiplier
         generators = [torch.Generator("cpu").manual_seed(r.seed % 2**64) for r in requests]
         output = pipe(**self._supported(pipe, kwargs), generator=generators)
         flags = getattr(output, "nsfw_content_detected", None) or [None] * len(requests)
@@ -155,10 +162,18 @@ class DiffusersBackend:
             for request, image, flag in zip(requests, output.images, flags)
         ]
 
-    def _use_sampler(self, pipe: Any, sampler: str) -> None:
-        """Put the sampler's scheduler (cached per name) in the pipeline; assigning re-registers the
-        pipeline's config, so it is skipped when the scheduler is already there."""
-        scheduler = self._schedulers.get(sampler)
+    def _use_sampler(self, pipe: Any, request: FrameRequest) -> None:
+        """Put the frame's sampler in the pipeline, set to scale its img2img noise by the frame's multiplier.
+
+        One scheduler per sampler name; assigning re-registers the pipeline's config, so it is skipped
+        when the scheduler is already there. The multiplier is set every frame: nothing carries over.
+        """
+        scheduler = self._noise_scaled.get(request.sampler)
+        if scheduler is None:
+            plain = self._schedulers.get(request.sampler)
+            scheduler = _noise_scaling(type(plain)).from_config(plain.config)
+            self._noise_scaled[request.sampler] = scheduler
+        scheduler.noise_multiplier = float(request.noise_multiplier)
         if pipe.scheduler is not scheduler:
             pipe.scheduler = scheduler
 
@@ -258,6 +273,27 @@ class DiffusersBackend:
         if params is None:
             params = self._call_params[id(pipe)] = frozenset(inspect.signature(pipe.__call__).parameters)
         return {name: value for name, value in kwargs.items() if name in params}
+
+
+@functools.cache
+def _noise_scaling(scheduler_class: type) -> type:
+    """`scheduler_class` with its add_noise scaling the noise by the instance's noise_multiplier.
+
+    diffusers' img2img pipelines noise the encoded frame with scheduler.add_noise(latents, noise, t)
+    and nothing else calls it, so this is exactly A1111's initial_noise_multiplier. A multiplier of
+    1.0 leaves the noise untouched (bit for bit the plain scheduler's frame).
+    """
+
+    class NoiseScaled(scheduler_class):
+        noise_multiplier = 1.0
+
+        def add_noise(self, original_samples, noise, timesteps):
+            if self.noise_multiplier != 1.0:
+                noise = noise * self.noise_multiplier
+            return super().add_noise(original_samples, noise, timesteps)
+
+    NoiseScaled.__name__ = NoiseScaled.__qualname__ = scheduler_class.__name__  # what pipeline configs record
+    return NoiseScaled
 
 
 def img2img_strength(num_inference_steps: int, effective: int) -> float:
