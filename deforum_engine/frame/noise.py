@@ -107,8 +107,7 @@ def add_noise(
     limit = np.float32(abs(amount) * GRAIN_LEVELS_PER_AMOUNT)
     noise = cv2.LUT(picks, (CLIPPED_LEVELS if field is None else NORMAL_LEVELS) * limit)
     if field is not None:
-        field3 = cv2.merge([field] * 3)
-        strength = cv2.resize(field3, (width, height), interpolation=cv2.INTER_LINEAR)
-        np.multiply(noise, strength, out=noise)
+        strength = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+        np.multiply(noise, cv2.merge([strength] * 3), out=noise)
         np.clip(noise, -limit, limit, out=noise)  # Deforum's noise image clips z * field at +-1
     return cv2.add(image, noise, dtype=cv2.CV_8U)
