@@ -303,9 +303,9 @@ def img2img_strength(num_inference_steps: int, effective: int) -> float:
     fraction effective / num_inference_steps (nudged past float rounding: 1 / 49 * 49 < 1) starts
     where A1111 starts, at index steps - t_enc - 1 of a schedule as long as A1111's. The timestep
     there is A1111's (999 * t_enc / (steps - 1): k-diffusion's linspace(999, 0, steps)) exactly for
-    schedulers with timestep_spacing "linspace", and within 1000 / steps of it for "leading" (the SD 1.x
-    configs: t_enc * (1000 // steps) + 1, 321 instead of 333 at 25 steps and denoise 0.35) and
-    "trailing" (SD-turbo, SDXL: 359 there).
+    schedulers with timestep_spacing "linspace", and about one schedule step (1000 / steps) from it
+    for "leading" (SD 1.x, 2.x and SDXL base configs: t_enc * (1000 // steps) + 1, 321 instead of 333
+    at 25 steps and denoise 0.35) and "trailing" (the turbo models' configs: 359 there).
     """
     strength = effective / num_inference_steps
     while int(num_inference_steps * strength) < effective:  # the expression diffusers evaluates
