@@ -50,7 +50,8 @@ NUMERIC_SCHEDULES = {
     "threshold": "threshold_schedule",
 }
 # The setting each per-frame value comes from, for error messages.
-SOURCE_SETTING = {**NUMERIC_SCHEDULES, "steps": "steps_schedule", "image_prompt_scale": "image_prompt_influence"}
+SOURCE_SETTING = {**NUMERIC_SCHEDULES, "steps": "steps_schedule", "image_prompt_scale": "image_prompt_influence",
+                  "noise_multiplier": "noise_multiplier_schedule"}
 # Allowed ranges per frame: (low, high, inclusive-low). None means unbounded.
 RANGES = {
     "zoom": (0.0, None, False),
@@ -60,6 +61,7 @@ RANGES = {
     "far": (0.0, None, False),
     "aspect_ratio": (0.0, None, False),
     "noise": (0.0, 10.0, True),
+    "noise_multiplier": (0.0, 10.0, True),
     "strength": (0.0, 1.0, True),
     "contrast": (0.0, None, True),
     "cfg_scale": (0.0, 100.0, True),
@@ -136,6 +138,7 @@ class FrameValues:
     far: float
     aspect_ratio: float
     noise: float
+    noise_multiplier: float  # img2img starting noise scale; 1.0 unless enable_noise_multiplier_scheduling
     strength: float
     contrast: float
     cfg_scale: float
@@ -229,6 +232,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         for name, field_name in NUMERIC_SCHEDULES.items()
     }
     values["steps"] = _steps(settings, frames, variables)
+    values["noise_multiplier"] = _noise_multiplier(settings, frames, variables)
     values["image_prompt_scale"] = _image_prompt_scale(settings, frames, variables)
     strings = {"sampler": _samplers(settings, frames, variables)}
     strings.update(_prompts(settings, frames, variables))
@@ -303,6 +307,7 @@ def _uses(settings: Settings, pattern: re.Pattern) -> bool:
     unused = _unused_by_mode(settings)
     texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values() if name not in unused]
     texts += [settings.steps_schedule or "", settings.seed_schedule, str(settings.image_prompt_influence)]
+    texts += [settings.noise_multiplier_schedule if settings.enable_noise_multiplier_scheduling else ""]
     return any(isinstance(text, str) and pattern.search(text) for text in texts)
 
 
@@ -325,6 +330,14 @@ def _steps(settings: Settings, frames: int, variables: dict) -> np.ndarray:
     steps = evaluate_schedule(settings.steps_schedule, frames, seed=settings.seed, fps=settings.fps,
                               variables=variables, setting="steps_schedule", nan_fill=settings.deforum_nan_fill)
     return np.rint(steps)
+
+
+def _noise_multiplier(settings: Settings, frames: int, variables: dict) -> np.ndarray:
+    """img2img starting-noise multiplier per frame (A1111's initial_noise_multiplier); 1.0 unless switched on."""
+    if not settings.enable_noise_multiplier_scheduling:
+        return np.ones(frames)
+    return evaluate_schedule(settings.noise_multiplier_schedule, frames, seed=settings.seed, fps=settings.fps,
+                             variables=variables, setting="noise_multiplier_schedule")
 
 
 def _image_prompt_scale(settings: Settings, frames: int, variables: dict) -> np.ndarray:
@@ -398,18 +411,23 @@ def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTr
 
 
 def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int, ...]) -> np.ndarray:
-    """Per-frame seeds under Deforum's seed behaviours; 'random' and -1 are reproducible from the seed."""
+    """Per-frame seeds under Deforum's seed behaviours; 'random' and -1 are reproducible from the seed.
+
+    Deforum's next_seed runs after every diffused frame; for `iter` it adds 1 when its counter (from 0)
+    is a multiple of seed_iter_N, so with N = 2 the diffused frames get s, s+1, s+1, s+2, s+2 ...
+    A seed_schedule value is truncated to a whole number, as Deforum's int() does.
+    """
     rng = np.random.default_rng(settings.seed)
     if settings.seed_behavior == "schedule":
         seeds = evaluate_schedule(settings.seed_schedule, frames, seed=settings.seed, fps=settings.fps,
                                   variables=variables, setting="seed_schedule", nan_fill=settings.deforum_nan_fill)
-        seeds = np.rint(seeds).astype(np.int64)
+        seeds = np.trunc(seeds).astype(np.int64)  # Deforum's int()
         random_seeds = rng.integers(0, SEED_LIMIT, size=frames)
         return np.where(seeds == -1, random_seeds, seeds) % SEED_LIMIT
     ordinal = np.arange(len(diffused))
-    base = settings.seed
+    base, every = settings.seed, settings.seed_iter_N
     behaviour = {
-        "iter": lambda k: base + k // settings.seed_iter_N,
+        "iter": lambda k: base + (k + every - 1) // every,  # +1 after diffused frames 0, N, 2N ...
         "fixed": lambda k: np.full_like(k, base),
         "random": lambda k: np.concatenate([[base], rng.integers(0, SEED_LIMIT, size=len(k) - 1)]),
         "ladder": lambda k: base + k // 2 + 2 * (k % 2),  # +2, -1, +2, -1 ...

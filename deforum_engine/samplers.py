@@ -126,19 +126,13 @@ class SchedulerCache:
 
 
 def step_counts(steps: int, denoise: float) -> tuple[int, int]:
-    """(num_inference_steps to ask diffusers for, denoising steps it will actually run).
+    """(length of the noise schedule, denoising steps that really run) for an img2img frame.
 
-    Deforum's convention: a frame with `steps` and denoise d runs about steps * d steps (with the
-    default strength 0.65, 25 steps run 9 times). diffusers' img2img runs int(n * d) of a
-    schedule of n steps, so n is the smallest value >= `steps` for which int(n * d) equals
-    round(steps * d). A frame whose step count rounds to 0 is (0, 0): pass it through unchanged.
+    AUTOMATIC1111's count, which Deforum renders with (img2img_fix_steps off): a schedule of `steps`
+    steps of which the last t_enc + 1 run, t_enc = int(min(denoise, 0.999) * steps). Never zero: at
+    denoise 0 the last, least noisy step still runs. The default strength 0.65 (denoise 0.35) runs
+    int(8.75) + 1 = 9 of 25 steps.
     """
-    denoise = min(max(float(denoise), 0.0), 1.0)
-    steps = max(int(steps), 0)
-    target = int(steps * denoise + 0.5)
-    if target == 0:
-        return 0, 0
-    num_inference_steps = steps
-    while int(num_inference_steps * denoise) < target:  # the same float expression diffusers evaluates
-        num_inference_steps += 1
-    return num_inference_steps, target
+    steps = max(int(steps), 1)
+    t_enc = max(int(min(float(denoise), 0.999) * steps), 0)
+    return steps, t_enc + 1

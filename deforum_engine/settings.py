@@ -87,6 +87,8 @@ class Settings(BaseModel):
     cfg_scale_schedule: Schedule = "0:(7)"
     steps: int = Field(25, ge=1, le=1000)
     steps_schedule: Schedule | None = None
+    enable_noise_multiplier_scheduling: bool = False  # Deforum's own default is on, at 1.05 (README)
+    noise_multiplier_schedule: Schedule = "0:(1.05)"  # img2img starting noise x this, where switched on
     sampler: str = "Euler a"
     sampler_schedule: Schedule | None = None
     kernel_schedule: Schedule = "0:(5)"
@@ -234,6 +236,7 @@ MOTION_SCHEDULES = (
 SCHEDULE_FIELDS = MOTION_SCHEDULES + (
     "noise_schedule", "strength_schedule", "contrast_schedule", "cfg_scale_schedule", "steps_schedule",
     "seed_schedule", "kernel_schedule", "sigma_schedule", "amount_schedule", "threshold_schedule",
+    "noise_multiplier_schedule",
 )
 PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
 

@@ -3,6 +3,7 @@
 Frames are 32 x 32 with 1-4 denoising steps: a frame costs a fraction of a second on a CPU.
 """
 import socket
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,7 +15,7 @@ pytest.importorskip("diffusers")
 
 from deforum_engine import models  # noqa: E402
 from deforum_engine.backends.base import FrameRequest, RenderContext  # noqa: E402
-from deforum_engine.backends.diffusers import DiffusersBackend, image_prompt_scales  # noqa: E402
+from deforum_engine.backends.diffusers import DiffusersBackend, image_prompt_scales, img2img_strength  # noqa: E402
 from deforum_engine.errors import RenderError, SettingsError  # noqa: E402
 from deforum_engine.samplers import SAMPLER_NAMES, SAMPLERS, check_sampler, make_scheduler, step_counts  # noqa: E402
 
@@ -103,23 +104,109 @@ def test_prompt_blending_lies_between_the_two_prompts(backend, start_image):
     assert np.array_equal(start, ends["a forest"])
 
 
-def test_zero_denoise_or_zero_steps_pass_the_frame_through(backend, start_image, monkeypatch):
-    begin(backend)
-    monkeypatch.setattr(type(backend.pipelines.img2img), "__call__", lambda *a, **k: pytest.fail("pipeline ran"))
-    for request in (frame(image=start_image, denoise=0.0), frame(image=start_image, steps=4, denoise=0.1)):
-        out = backend.generate(request)
-        assert np.array_equal(out, start_image) and out is not start_image
+def a1111_steps(steps: int, denoise: float) -> int:
+    """Sampler steps AUTOMATIC1111 runs for an img2img frame with img2img_fix_steps off (Deforum's path):
+    t_enc = int(min(denoise, 0.999) * steps), sampling from sigma index steps - t_enc - 1: t_enc + 1 steps."""
+    return int(min(denoise, 0.999) * steps) + 1
 
 
-def test_step_counts_follow_deforum():
-    assert step_counts(25, 0.35) == (26, 9)  # round(25 * 0.35) = 9 real steps
-    assert step_counts(25, 1.0) == (25, 25)
-    assert step_counts(4, 0.1) == (0, 0)  # rounds to zero: pass-through
-    for steps in (1, 4, 7, 25, 50):
-        for denoise in np.linspace(0.05, 1.0, 20):
+def test_step_counts_follow_a1111():
+    assert step_counts(25, 0.35) == (25, 9)  # int(8.75) + 1
+    assert step_counts(10, 0.5) == (10, 6)  # int(5.0) + 1: one more than 10 x 0.5
+    assert step_counts(25, 1.0) == (25, 25)  # min(1, 0.999) * 25 = 24.975
+    assert step_counts(1, 0.35) == (1, 1)  # the extension's test settings: steps 1, strength 0.65
+    assert step_counts(4, 0.1) == (4, 1) and step_counts(25, 0.0) == (25, 1)  # never zero
+    for steps in (1, 2, 4, 7, 25, 49, 50):
+        for denoise in np.linspace(0.0, 1.0, 41):
             num, effective = step_counts(steps, denoise)
-            assert effective == round(steps * denoise + 1e-9) or effective == int(steps * denoise + 0.5)
-            assert num == 0 or int(num * denoise) == effective  # what diffusers will run
+            assert (num, effective) == (steps, a1111_steps(steps, denoise))
+            assert int(num * img2img_strength(num, effective)) == effective  # what diffusers will run
+
+
+@contextmanager
+def unet_timesteps(backend):
+    """The timestep of every UNet call made inside the block (a forward pre-hook counts them)."""
+    seen = []
+
+    def record(module, args, kwargs):
+        timestep = args[1] if len(args) > 1 else kwargs["timestep"]
+        seen.append(float(torch.as_tensor(timestep).flatten()[0]))
+
+    hook = backend.pipelines.img2img.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def test_one_step_strength_065_frames_are_redenoised(backend, start_image):
+    """steps 1 at strength 0.65 used to run 0 steps (round(0.35)) and pass the frame through unchanged."""
+    begin(backend)
+    with unet_timesteps(backend) as seen:
+        out = backend.generate(frame(image=start_image, steps=1, denoise=0.35))
+    assert len(seen) == 1  # one sampler step: one UNet call (both guidance halves in one batch)
+    assert np.abs(out.astype(int) - start_image.astype(int)).mean() > 5  # re-denoised, not passed through
+    with unet_timesteps(backend) as seen:
+        backend.generate(frame(image=start_image, steps=4, denoise=0.0))
+    assert len(seen) == 1  # denoise 0 still runs A1111's last step
+
+
+def test_img2img_runs_a1111s_steps_from_a1111s_place_in_the_schedule(backend, start_image):
+    begin(backend)
+    with unet_timesteps(backend) as seen:
+        backend.generate(frame(image=start_image, steps=25, denoise=0.35))
+    assert len(seen) == 9  # int(0.35 * 25) + 1
+    # A1111 starts at index 25 - 8 - 1 = 16 of a 25-step schedule: t = 999 * 8 / 24 = 333 on its
+    # linspace(999, 0, 25). The same index of diffusers' 25-step schedule with SD 1.5's "leading"
+    # spacing (40 apart, offset 1) is 8 * 40 + 1 = 321; the steps then run down to its last, t = 1.
+    assert seen[0] == 321 and seen[-1] == 1
+
+
+@contextmanager
+def unet_inputs(backend):
+    """The latent of every UNet call made inside the block (guidance halves are equal copies)."""
+    seen = []
+    hook = backend.pipelines.img2img.unet.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0][:1].clone()))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
+def test_noise_multiplier_scales_the_starting_noise(backend, start_image):
+    """A1111's initial_noise_multiplier: img2img starts from x0 + m * sigma * noise (Deforum's default m 1.05)."""
+    begin(backend)
+    starts, frames = {}, {}
+    for multiplier in (0.0, 1.0, 1.05):
+        with unet_inputs(backend) as seen:
+            frames[multiplier] = backend.generate(frame(image=start_image, steps=4, noise_multiplier=multiplier))
+        starts[multiplier] = seen[0]
+    plain, scaled = starts[1.0] - starts[0.0], starts[1.05] - starts[0.0]  # the noise, as the UNet sees it
+    torch.testing.assert_close(scaled, 1.05 * plain, rtol=1e-4, atol=1e-5)
+    assert not np.array_equal(frames[1.05], frames[1.0])
+    # The multiplier is set on every frame: a plain frame after a scaled one is the plain frame again.
+    assert np.array_equal(backend.generate(frame(image=start_image, steps=4)), frames[1.0])
+
+
+def test_noise_multiplier_one_is_the_plain_img2img_frame(backend, start_image):
+    """Frames at multiplier 1.0 are exactly what diffusers' own pipeline and scheduler make (as before)."""
+    begin(backend)
+    ours = backend.generate(frame(image=start_image, steps=4, denoise=0.5, sampler="DPM++ 2M"))
+    pipe = backend.pipelines.img2img
+    pipe.scheduler = make_scheduler("DPM++ 2M", backend.pipelines.scheduler_config)
+    image = pipe(prompt="a red fox", negative_prompt="blurry", image=start_image[None].astype(np.float32) / 255.0,
+                 strength=img2img_strength(4, 3), num_inference_steps=4, guidance_scale=7.0, output_type="np",
+                 generator=torch.Generator("cpu").manual_seed(7)).images[0]
+    assert np.array_equal(ours, (np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+
+
+def test_lockstep_batches_only_frames_with_the_same_noise_multiplier(start_image):
+    from deforum_engine.backends.lockstep import batch_key
+
+    request = frame(image=start_image)
+    assert batch_key(request) == batch_key(frame(image=start_image, seed=99))
+    assert batch_key(request) != batch_key(frame(image=start_image, noise_multiplier=1.05))
 
 
 def test_nan_frames_are_retried_with_next_seeds_then_fail(backend, start_image, monkeypatch):

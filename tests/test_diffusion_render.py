@@ -55,7 +55,8 @@ def test_cli_render_with_text_keyframes(tiny_sd_dir, tmp_path):
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr
-    assert "keeps 50% of the previous one" in result.stderr and "2 of 4 steps" in result.stderr
+    # A1111's count: int(0.5 * 4) + 1 = 3 (the engine used to say and run round(0.5 * 4) = 2)
+    assert "keeps 50% of the previous one" in result.stderr and "3 of 4 steps" in result.stderr
     assert "MOTION PREVIEW" not in result.stderr
     video = probe_video(tmp_path / "r" / "r.mp4")
     assert (video["frames"], video["width"], video["height"]) == (6, 64, 64)

@@ -78,7 +78,7 @@ def test_full_extension_file_lists_what_it_ignores():
     ignored = set(result.ignored)
     for key in ("hybrid_motion", "hybrid_comp_alpha_schedule", "cn_1_enabled", "cn_5_weight", "use_mask", "mask_file",
                 "r_upscale_video", "frame_interpolation_engine", "video_init_path", "use_looper", "init_images",
-                "enable_checkpoint_scheduling", "checkpoint_schedule", "noise_multiplier_schedule",
+                "enable_checkpoint_scheduling", "checkpoint_schedule",
                 "subseed_schedule", "sd_model_name", "deforum_git_commit_id"):
         assert key in ignored, key
     for key in ("W", "zoom", "prompts", "use_init", "init_image", "add_soundtrack", "soundtrack_path",
@@ -86,12 +86,21 @@ def test_full_extension_file_lists_what_it_ignores():
                 "enable_steps_scheduling", "sampler_schedule", "animation_mode", "parseq_manifest",
                 "animation_prompts_positive", "animation_prompts_negative",
                 # the 3D camera is an engine feature now (animation_mode 3D)
-                "translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm"):
+                "translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm",
+                "enable_noise_multiplier_scheduling", "noise_multiplier_schedule"):
         assert key not in ignored, key
     assert result.ignored == [key for key in raw if key in ignored]  # file order, no repeats
     notes = " ".join(result.notes)
     assert "hybrid_motion" in notes and "cn_1_enabled" in notes
     assert "v1-5-pruned-emaonly.safetensors" in notes
+
+
+def test_noise_multiplier_schedule_is_imported():
+    s = imported(A1111_FULL).settings  # the extension's defaults: switched on, 1.05
+    assert s["enable_noise_multiplier_scheduling"] is True and s["noise_multiplier_schedule"] == "0: (1.05)"
+    keys = ("enable_noise_multiplier_scheduling", "noise_multiplier_schedule")
+    plan = build_plan(validate_settings({key: s[key] for key in keys} | {"max_frames": 3}))
+    assert list(plan.values["noise_multiplier"]) == [1.05] * 3
 
 
 def test_notebook_file_with_deprecated_names_and_values():

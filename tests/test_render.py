@@ -301,3 +301,22 @@ def test_image_coherence_matches_frame_zero_too(tmp_path):
     # of the palette (the matching is per channel in LAB, so within a few levels).
     assert np.abs(first - (188, 128, 128)).max() > 50
     assert min(np.abs(first - colour).max() for colour in ((10, 200, 60), (230, 230, 20))) < 8
+
+
+def test_frame_requests_carry_the_planned_noise_multiplier(tmp_path):
+    from deforum_engine.backends.preview import PreviewBackend
+
+    class Recording(PreviewBackend):
+        def __init__(self):
+            super().__init__()
+            self.requests = []
+
+        def generate(self, request):
+            self.requests.append(request)
+            return super().generate(request)
+
+    backend = Recording()
+    render(settings(max_frames=5, enable_noise_multiplier_scheduling=True, noise_multiplier_schedule="0:(1), 4:(1.2)"),
+           out=tmp_path / "r", backend=backend, quiet=True)
+    got = {r.index: r.noise_multiplier for r in backend.requests}
+    assert got == pytest.approx({0: 1.0, 1: 1.05, 2: 1.1, 3: 1.15, 4: 1.2})

@@ -177,7 +177,7 @@ def test_seed_behaviours(behavior, expected):
 
 def test_seed_iter_n_random_and_schedule_are_reproducible():
     plan = build_plan(validate_settings({"max_frames": 6, "seed": 10, "seed_iter_N": 2}))
-    assert list(plan.values["seed"]) == [10, 10, 11, 11, 12, 12]
+    assert list(plan.values["seed"]) == [10, 11, 11, 12, 12, 13]  # Deforum's next_seed (was 10, 10, 11, 11, ...)
     first = build_plan(validate_settings({"max_frames": 6, "seed": 10, "seed_behavior": "random"}))
     again = build_plan(validate_settings({"max_frames": 6, "seed": 10, "seed_behavior": "random"}))
     assert first.values["seed"][0] == 10 and list(first.values["seed"]) == list(again.values["seed"])
@@ -185,6 +185,64 @@ def test_seed_iter_n_random_and_schedule_are_reproducible():
     plan = build_plan(validate_settings({"max_frames": 6, "seed": 42, "seed_behavior": "schedule"}))
     seeds = list(plan.values["seed"])
     assert seeds[0] == 42 and seeds[-1] == 42 and seeds[1] != 42
+
+
+def deforum_seeds(seed: int, behaviour: str, every: int, diffused: int) -> list[int]:
+    """The seeds Deforum's render loop gives its diffused frames: seed.py's next_seed after each one,
+    with its counter (root.seed_internal) starting at 0."""
+    seeds, counter = [], 0
+    for _ in range(diffused):
+        seeds.append(seed)
+        if behaviour == "iter":
+            seed += 1 if counter % every == 0 else 0
+            counter += 1
+        elif behaviour in ("ladder", "alternate"):
+            seed += (2 if behaviour == "ladder" else 1) if counter == 0 else -1
+            counter = 1 if counter == 0 else 0
+    return seeds
+
+
+@pytest.mark.parametrize("behaviour, every", [("iter", 1), ("iter", 2), ("iter", 3), ("ladder", 1),
+                                              ("alternate", 1), ("fixed", 1)])
+@pytest.mark.parametrize("cadence", [1, 3])
+def test_seeds_of_diffused_frames_follow_deforums_next_seed(behaviour, every, cadence):
+    plan = build_plan(validate_settings({"max_frames": 19, "seed": 42, "seed_behavior": behaviour,
+                                         "seed_iter_N": every, "diffusion_cadence": cadence}))
+    diffused = [f for f in plan.diffused_frames if f % cadence == 0]  # Deforum's keys; the engine adds the last
+    assert [int(plan.values["seed"][f]) for f in diffused] == deforum_seeds(42, behaviour, every, len(diffused))
+
+
+def test_seed_iter_n_2_gives_deforums_sequence():
+    plan = build_plan(validate_settings({"max_frames": 7, "seed": 42, "seed_iter_N": 2}))
+    assert list(plan.values["seed"]) == [42, 43, 43, 44, 44, 45, 45]
+
+
+def test_seed_schedule_values_are_truncated_like_deforum():
+    # Deforum: args.seed = int(seed_schedule_series[frame]). 0:(10), 4:(12), 8:(15) interpolates to
+    # 11.5, 12.75 and 14.25 at frames 3, 5 and 7: int() gives 11, 12, 14 (rounding gave 12, 13, 14).
+    plan = build_plan(validate_settings({"max_frames": 10, "seed": 1, "seed_behavior": "schedule",
+                                         "seed_schedule": "0:(10), 4:(12), 8:(15)"}))
+    assert [int(plan.values["seed"][f]) for f in (3, 5, 7)] == [11, 12, 14]
+    # int(-1.5) is -1, Deforum's "random seed"; int(-0.5) is 0.
+    plan = build_plan(validate_settings({"max_frames": 4, "seed": 1, "seed_behavior": "schedule",
+                                         "seed_schedule": "0:(-1.5), 2:(-0.5)"}))
+    seeds = list(plan.values["seed"])
+    assert len(set(seeds[:2])) == 2 and seeds[2:] == [0, 0]
+
+
+def test_noise_multiplier_is_one_unless_switched_on():
+    schedule = {"noise_multiplier_schedule": "0:(1.0), 4:(1.2)", "max_frames": 5}
+    off = build_plan(validate_settings(schedule))
+    assert list(off.values["noise_multiplier"]) == [1.0] * 5 and off.frame(2).noise_multiplier == 1.0
+    on = build_plan(validate_settings(schedule | {"enable_noise_multiplier_scheduling": True}))
+    assert np.allclose(on.values["noise_multiplier"], [1.0, 1.05, 1.1, 1.15, 1.2])
+    assert on.frame(4).noise_multiplier == pytest.approx(1.2)
+    default = build_plan(validate_settings({"max_frames": 2, "enable_noise_multiplier_scheduling": True}))
+    assert list(default.values["noise_multiplier"]) == [1.05, 1.05]  # Deforum's value, once switched on
+    assert validate_settings({"noise_multiplier_schedule": 1.1}).noise_multiplier_schedule == "0:(1.1)"
+    with pytest.raises(SettingsError, match=r"noise_multiplier_schedule: frame 0 has value -0.5"):
+        build_plan(validate_settings({"max_frames": 2, "enable_noise_multiplier_scheduling": True,
+                                      "noise_multiplier_schedule": "0:(-0.5)"}))
 
 
 def test_seed_minus_one_is_picked_and_recorded():

@@ -26,6 +26,7 @@ class FrameRequest:
     denoise: float  # img2img denoising strength = 1 - Deforum strength; 1.0 for text-to-image
     sampler: str
     image_prompt_scale: float = 0.0  # IP-Adapter scale for this frame (0 = no image influence)
+    noise_multiplier: float = 1.0  # scales img2img's starting noise (A1111's initial_noise_multiplier)
     # Prompt blending: the prompt this frame is travelling towards, and how far (0 = `prompt` only).
     blend_prompt: str | None = None
     blend_negative_prompt: str | None = None

@@ -6,8 +6,14 @@ from frame to frame is computed once and cached: the pipelines (per process, mod
 prompt embeddings (per distinct prompt), the schedulers (per sampler name), the seeded generator
 and the image-prompt embedding (per render).
 
-Steps: a frame with `steps` and denoise d runs round(steps * d) denoising steps, Deforum's
-convention (see samplers.step_counts); a frame where that rounds to 0 is passed through unchanged.
+Steps: an img2img frame with `steps` n and denoise d runs AUTOMATIC1111's count, the last
+int(min(d, 0.999) * n) + 1 steps of an n-step schedule, never zero (samplers.step_counts; how close
+the starting timestep is to A1111's: `img2img_strength`).
+
+Noise multiplier: `FrameRequest.noise_multiplier` scales the noise an img2img frame starts from, as
+AUTOMATIC1111's initial_noise_multiplier does (x0 + m * sigma * noise; Deforum's
+noise_multiplier_schedule). Each sampler's scheduler is a subclass whose add_noise (called once per
+frame, by img2img's prepare_latents only) applies the multiplier it is given before every frame.
 
 Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
 of the text cross-attention (0 = no influence, exactly; 1 = the image dominates). Which UNet blocks
@@ -15,8 +21,10 @@ receive it depends on `RenderContext.image_prompt_mode` (see `image_prompt_scale
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
+import math
 import sys
 import time
 from collections import OrderedDict
@@ -74,6 +82,7 @@ class DiffusersBackend:
         self._compile_pending = compile_unet  # the first pipeline call compiles: report how long it took
         self._pipes: models.Pipelines | None = None
         self._schedulers: SchedulerCache | None = None
+        self._noise_scaled: dict[str, Any] = {}  # sampler name -> its scheduler with a noise multiplier
         self._generator = torch.Generator("cpu")
         self._prompts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._context: RenderContext | None = None
@@ -110,12 +119,10 @@ class DiffusersBackend:
         """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""
         context = self._require_context()
         pipe, kwargs = self._frame_call(request)
-        if pipe is None:
-            return request.image.copy()  # zero effective steps: the prepared frame is the frame
         # 1. Prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
         kwargs.update(self._prompt_embeddings(request))
         # 2. Scheduler for this frame's sampler (cached per name)
-        self._use_sampler(pipe, request.sampler)
+        self._use_sampler(pipe, request)
         # 3. Image prompt: the render's embedding at this frame's scale
         kwargs.update(self._image_prompt_kwargs(request, pipe))
         # 4. Denoise, retrying NaN / black frames with the next seeds
@@ -142,13 +149,11 @@ class DiffusersBackend:
         context = self._require_context()
         first = requests[0]
         pipe, kwargs = self._frame_call(first)
-        if pipe is None:
-            return [request.image.copy() for request in requests]
         if first.image is not None:
             kwargs["image"] = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
         embeddings = [self._prompt_embeddings(request) for request in requests]
         kwargs.update({name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]})
-        self._use_sampler(pipe, first.sampler)
+        self._use_sampler(pipe, first)  # batch_key: the batch shares the sampler and noise multiplier
         generators = [torch.Generator("cpu").manual_seed(r.seed % 2**64) for r in requests]
         output = pipe(**self._supported(pipe, kwargs), generator=generators)
         flags = getattr(output, "nsfw_content_detected", None) or [None] * len(requests)
@@ -157,10 +162,18 @@ class DiffusersBackend:
             for request, image, flag in zip(requests, output.images, flags)
         ]
 
-    def _use_sampler(self, pipe: Any, sampler: str) -> None:
-        """Put the sampler's scheduler (cached per name) in the pipeline; assigning re-registers the
-        pipeline's config, so it is skipped when the scheduler is already there."""
-        scheduler = self._schedulers.get(sampler)
+    def _use_sampler(self, pipe: Any, request: FrameRequest) -> None:
+        """Put the frame's sampler in the pipeline, set to scale its img2img noise by the frame's multiplier.
+
+        One scheduler per sampler name; assigning re-registers the pipeline's config, so it is skipped
+        when the scheduler is already there. The multiplier is set every frame: nothing carries over.
+        """
+        scheduler = self._noise_scaled.get(request.sampler)
+        if scheduler is None:
+            plain = self._schedulers.get(request.sampler)
+            scheduler = _noise_scaling(type(plain)).from_config(plain.config)
+            self._noise_scaled[request.sampler] = scheduler
+        scheduler.noise_multiplier = float(request.noise_multiplier)
         if pipe.scheduler is not scheduler:
             pipe.scheduler = scheduler
 
@@ -170,7 +183,7 @@ class DiffusersBackend:
         return self._context
 
     def _frame_call(self, request: FrameRequest) -> tuple[Any, dict[str, Any]]:
-        """The pipeline for this frame and its step / guidance arguments; (None, {}) for a pass-through."""
+        """The pipeline for this frame and its step / guidance arguments."""
         pipes, context = self.pipelines, self._context
         common = {"guidance_scale": float(request.cfg_scale), "output_type": "np"}
         if request.image is None:
@@ -178,10 +191,8 @@ class DiffusersBackend:
             steps = max(int(request.steps), 1)
             return pipes.txt2img, {**common, "num_inference_steps": steps, "width": width, "height": height}
         num_inference_steps, effective = step_counts(request.steps, request.denoise)
-        if effective == 0:
-            return None, {}
         image = np.asarray(request.image, dtype=np.float32)[None] / 255.0
-        strength = min(max(float(request.denoise), 0.0), 1.0)
+        strength = img2img_strength(num_inference_steps, effective)
         return pipes.img2img, {
             **common, "image": image, "strength": strength, "num_inference_steps": num_inference_steps,
         }
@@ -262,6 +273,44 @@ class DiffusersBackend:
         if params is None:
             params = self._call_params[id(pipe)] = frozenset(inspect.signature(pipe.__call__).parameters)
         return {name: value for name, value in kwargs.items() if name in params}
+
+
+@functools.cache
+def _noise_scaling(scheduler_class: type) -> type:
+    """`scheduler_class` with its add_noise scaling the noise by the instance's noise_multiplier.
+
+    diffusers' img2img pipelines noise the encoded frame with scheduler.add_noise(latents, noise, t)
+    and nothing else calls it, so this is exactly A1111's initial_noise_multiplier. A multiplier of
+    1.0 leaves the noise untouched (bit for bit the plain scheduler's frame).
+    """
+
+    class NoiseScaled(scheduler_class):
+        noise_multiplier = 1.0
+
+        def add_noise(self, original_samples, noise, timesteps):
+            if self.noise_multiplier != 1.0:
+                noise = noise * self.noise_multiplier
+            return super().add_noise(original_samples, noise, timesteps)
+
+    NoiseScaled.__name__ = NoiseScaled.__qualname__ = scheduler_class.__name__  # what pipeline configs record
+    return NoiseScaled
+
+
+def img2img_strength(num_inference_steps: int, effective: int) -> float:
+    """The diffusers img2img `strength` that runs exactly the last `effective` of `num_inference_steps` steps.
+
+    diffusers runs int(num_inference_steps * strength) steps from the end of its schedule, so the
+    fraction effective / num_inference_steps (nudged past float rounding: 1 / 49 * 49 < 1) starts
+    where A1111 starts, at index steps - t_enc - 1 of a schedule as long as A1111's. The timestep
+    there is A1111's (999 * t_enc / (steps - 1): k-diffusion's linspace(999, 0, steps)) exactly for
+    schedulers with timestep_spacing "linspace", and about one schedule step (1000 / steps) from it
+    for "leading" (SD 1.x, 2.x and SDXL base configs: t_enc * (1000 // steps) + 1, 321 instead of 333
+    at 25 steps and denoise 0.35) and "trailing" (the turbo models' configs: 359 there).
+    """
+    strength = effective / num_inference_steps
+    while int(num_inference_steps * strength) < effective:  # the expression diffusers evaluates
+        strength = math.nextafter(strength, 2.0)
+    return min(strength, 1.0)
 
 
 def image_prompt_scales(unet: Any, mode: str, scale: float) -> float | dict:

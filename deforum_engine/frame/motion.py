@@ -17,10 +17,10 @@ import numpy as np
 class PerspectiveFlip:
     """Deforum's perspective flip: the image plane turned in 3D, in degrees.
 
-    theta rolls it in the screen plane (counter-clockwise, like `angle`), phi tilts it
-    (positive sends the top edge away from the viewer), gamma pans it (positive sends the right
-    edge away). fv is the field of view across the image diagonal: small values flatten the
-    effect, large values exaggerate it (typical 30-160).
+    The directions are Deforum's: theta rolls it in the screen plane, clockwise for positive values
+    (the opposite of `angle`), phi tilts it (positive sends the top edge away from the viewer),
+    gamma pans it (positive sends the right edge away). fv is the field of view across the image
+    diagonal: small values flatten the effect, large values exaggerate it (typical 30-160).
     """
 
     theta: float = 0.0
@@ -46,9 +46,13 @@ def _about(matrix: np.ndarray, cx: float, cy: float) -> np.ndarray:
 
 
 def _rotations(theta, phi, gamma) -> np.ndarray:
-    """3D rotation (y down, z away from the viewer): roll theta, then pan gamma, then tilt phi."""
+    """3D rotation (y down, z away from the viewer): roll theta, then pan gamma, then tilt phi.
+
+    Deforum's rotation matrices (animation.getRotationMatrixManual) in these axes: its z points
+    toward the viewer, so its tilt and pan change sign here, its roll does not (clockwise on screen).
+    """
     t, p, g = (np.deg2rad(np.asarray(angle, dtype=np.float64)) for angle in (theta, phi, gamma))
-    roll = _matrices([[np.cos(t), np.sin(t), 0.0], [-np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
+    roll = _matrices([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
     pan = _matrices([[np.cos(g), 0.0, -np.sin(g)], [0.0, 1.0, 0.0], [np.sin(g), 0.0, np.cos(g)]])
     tilt = _matrices([[1.0, 0.0, 0.0], [0.0, np.cos(p), np.sin(p)], [0.0, -np.sin(p), np.cos(p)]])
     return tilt @ pan @ roll
@@ -57,8 +61,10 @@ def _rotations(theta, phi, gamma) -> np.ndarray:
 def perspective_matrix(width: int, height: int, flip: PerspectiveFlip) -> np.ndarray:
     """Homography of the image plane turned in 3D about the image centre and seen through a pinhole.
 
-    The camera sits at the distance where the image diagonal spans `fv` degrees, so with no
-    rotation the result is the identity. The flip's fields may be per-frame arrays: then one
+    The camera sits at the distance where the image diagonal spans `fv` degrees (Deforum's camera
+    distance), so with no rotation the result is the identity. Deforum turns the plane about an
+    off-centre point and shrinks it by about 0.5 % (its flip matrix is not the identity at 0);
+    here it turns about the centre. The flip's fields may be per-frame arrays: then one
     homography per frame, (n, 3, 3).
     """
     fv = np.asarray(flip.fv, dtype=np.float64)

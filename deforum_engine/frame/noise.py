@@ -1,19 +1,20 @@
-"""Seeded per-frame noise: zero-mean Gaussian noise added to the frame, optionally perlin-modulated.
+"""Seeded per-frame noise with Deforum's strength, without Deforum's pull toward grey.
 
-Strength: noise of `amount` has a standard deviation of `amount * 0.5` in [0, 1] units
-(`amount * 127.5` levels), times the perlin field for noise_type "perlin". That is the spread of
-Deforum's noise image (`randn * 0.5 + 0.5`, times the same perlin field) before Deforum blends it
-in with weight `amount`; with Deforum's default perlin noise that image is hardly clipped, so the
-noise strength matches it (its "uniform" type clips its noise at 2 sigma, about 0.36 instead of
-0.5). Unlike Deforum the frame is not pulled toward grey, so brightness does not drift. Negative
-amounts (Deforum's "low-key" presets) add noise of the same strength.
+Deforum blends a noise image into the frame, frame * (1 - amount) + N * amount, where
+N = 255 * clip(0.5 + 0.5 * z, 0, 1) for standard normal z (times Deforum's perlin field p for
+noise_type "perlin": z * p). The change that makes is amount * (N - 127.5), the grain, plus
+amount * (127.5 - frame), a pull toward mid-grey. The engine adds only the grain:
+amount * 127.5 * clip(z * p, -1, 1), with p = 1 for "uniform" and Deforum's field for "perlin".
+So the grain has Deforum's strength and distribution (uniform: std 0.36 * 255 * amount, 5.9
+levels at 0.065), and brightness does not drift. Negative amounts (Deforum's "low-key" presets)
+add grain of the same strength.
 """
 import math
 
 import cv2
 import numpy as np
 
-NOISE_STD_PER_AMOUNT = 0.5
+GRAIN_LEVELS_PER_AMOUNT = 127.5  # amount 1 spans Deforum's whole noise image: 0.5 +- 0.5, in levels
 PERLIN_CELLS = 8  # Deforum's perlin_w / perlin_h: the coarsest octave has 8 x 8 cells.
 NOISE_TYPES = ("perlin", "uniform")
 
@@ -28,10 +29,13 @@ def _normal_levels(n: int) -> np.ndarray:
     return (x / x.std()).astype(np.float32)
 
 
-# Random bytes index this table: Gaussian samples ~10x faster than rng.standard_normal, and the
-# 256-level quantisation is far below the 1-level rounding of the result.
+# Random bytes index these tables: Gaussian samples ~10x faster than rng.standard_normal, and the
+# 256-level quantisation is far below the 1-level rounding of the result. Uniform grain is clipped
+# at +-1 sigma here, as Deforum's noise image clips it; perlin grain is clipped after modulation.
 NORMAL_LEVELS = _normal_levels(256)
+CLIPPED_LEVELS = np.clip(NORMAL_LEVELS, -1.0, 1.0)
 NORMAL_LEVELS.setflags(write=False)
+CLIPPED_LEVELS.setflags(write=False)
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -64,10 +68,12 @@ def _perlin_octave(rng: np.random.Generator, cells: int, size: int) -> np.ndarra
 
 
 def perlin_field(rng: np.random.Generator, octaves: int, persistence: float) -> np.ndarray:
-    """Square multi-octave perlin field mapped to [0, 1] (0.5 on average), at least 256 px wide.
+    """Square multi-octave perlin field on Deforum's scale, at least 256 px wide.
 
-    Octave k has an (8 * 2**k)-cell lattice and weight persistence**k, as in Deforum. Sizes are
-    powers of two, so every octave has a whole number of samples per cell.
+    As in Deforum: octave k has an (8 * 2**k)-cell lattice and weight persistence**k, each octave
+    is scaled by sqrt(2) (so one octave spans about -1..1), and the sum s becomes (s + 1) / 2,
+    0.5 on average, not clipped. Sizes are powers of two, so every octave has a whole number of
+    samples per cell.
     """
     if not 1 <= octaves <= 8:
         raise ValueError(f"perlin_octaves must be between 1 and 8, got {octaves}")
@@ -75,8 +81,8 @@ def perlin_field(rng: np.random.Generator, octaves: int, persistence: float) -> 
     size = max(256, PERLIN_CELLS * 2 ** (octaves - 1))
     total = np.zeros((size, size), np.float32)
     for k in range(octaves):
-        total += np.float32(persistence**k) * _perlin_octave(rng, PERLIN_CELLS * 2**k, size)
-    return np.clip((total + 1.0) * 0.5, 0.0, 1.0)
+        total += np.float32(math.sqrt(2.0) * persistence**k) * _perlin_octave(rng, PERLIN_CELLS * 2**k, size)
+    return (total + 1.0) * np.float32(0.5)
 
 
 def add_noise(
@@ -87,7 +93,7 @@ def add_noise(
     octaves: int = 4,
     persistence: float = 0.5,
 ) -> np.ndarray:
-    """Add seeded zero-mean Gaussian noise (std amount * 127.5 levels, perlin-modulated or not)."""
+    """Add seeded zero-mean grain of Deforum's strength: amount * 127.5 * clip(z * field, -1, 1) levels."""
     if noise_type not in NOISE_TYPES:
         raise ValueError(f"noise_type must be one of {list(NOISE_TYPES)}, got {noise_type!r}")
     if amount == 0:
@@ -98,9 +104,10 @@ def add_noise(
     # Raw 64-bit draws viewed as bytes: the cheapest uniform bytes numpy's generator offers.
     raw = rng.bit_generator.random_raw(-(-image.size // 8)).view(np.uint8)
     picks = raw[: image.size].reshape(image.shape)
-    noise = cv2.LUT(picks, NORMAL_LEVELS * np.float32(amount * NOISE_STD_PER_AMOUNT * 255.0))
+    limit = np.float32(abs(amount) * GRAIN_LEVELS_PER_AMOUNT)
+    noise = cv2.LUT(picks, (CLIPPED_LEVELS if field is None else NORMAL_LEVELS) * limit)
     if field is not None:
-        field3 = cv2.merge([field] * 3)
-        strength = cv2.resize(field3, (width, height), interpolation=cv2.INTER_LINEAR)
-        np.multiply(noise, strength, out=noise)
+        strength = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
+        np.multiply(noise, cv2.merge([strength] * 3), out=noise)
+        np.clip(noise, -limit, limit, out=noise)  # Deforum's noise image clips z * field at +-1
     return cv2.add(image, noise, dtype=cv2.CV_8U)

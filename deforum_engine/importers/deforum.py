@@ -146,6 +146,8 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
         "kernel_schedule", "sigma_schedule", "amount_schedule", "threshold_schedule",
     )],
     ("enable_perspective_flip", "enable_perspective_flip", _flag),
+    ("enable_noise_multiplier_scheduling", "enable_noise_multiplier_scheduling", _flag),
+    ("noise_multiplier_schedule", "noise_multiplier_schedule", _schedule),
     ("border", "border", _choice("replicate", "wrap", "reflect")),
     ("diffusion_cadence", "diffusion_cadence", _whole),
     ("noise_type", "noise_type", _choice("uniform", "perlin")),
