@@ -329,7 +329,7 @@ def _steps(settings: Settings, frames: int, variables: dict) -> np.ndarray:
         return np.full(frames, float(settings.steps))
     steps = evaluate_schedule(settings.steps_schedule, frames, seed=settings.seed, fps=settings.fps,
                               variables=variables, setting="steps_schedule", nan_fill=settings.deforum_nan_fill)
-    return np.rint(steps)
+    return np.trunc(steps)  # Deforum's int()
 
 
 def _noise_multiplier(settings: Settings, frames: int, variables: dict) -> np.ndarray:
@@ -485,7 +485,7 @@ def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> N
     for name, array in parseq.values.items():
         if name in values:
             extended = np.asarray(extend_to(np.asarray(array, dtype=np.float64), frames))
-            values[name] = np.rint(extended) if name in INTEGER_VALUES else extended
+            values[name] = np.trunc(extended) if name in INTEGER_VALUES else extended  # Deforum's int()
     for name, items in parseq.strings.items():
         if name in strings:
             strings[name] = TextTrack.from_list(extend_to(list(items), frames))

@@ -758,3 +758,15 @@ def test_hostile_stray_text_in_a_deforum_file_never_runs(tmp_path):
         else:
             assert set(plan.values["rotation_3d_y"]) == {0.0}  # "0:0: (...)": the text after the 2nd ':' is dropped
     assert not marker.exists()
+
+
+def test_deforum_files_without_newer_keys_get_deforums_defaults():
+    """A file saved before the noise multiplier existed renders as the extension renders it today: 1.05."""
+    imported = import_deforum({"animation_mode": "2D", "max_frames": 3, "W": 64, "H": 64, "seed": 1,
+                               "steps_schedule": "0: (9.9)", "enable_steps_scheduling": True}, "old.txt")
+    plan = build_plan(validate_settings(imported.settings))
+    assert list(plan.values["noise_multiplier"]) == [1.05] * 3
+    assert list(plan.values["steps"]) == [9] * 3  # Deforum's int(), not rounding
+    assert plan.settings.color_coherence_source == "first_frame" and plan.settings.init_fit == "resize"
+    native = build_plan(validate_settings({"max_frames": 3, "seed": 1}))
+    assert list(native.values["noise_multiplier"]) == [1.0] * 3

@@ -175,12 +175,15 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
 
 # Engine settings that Deforum files do not have: taken as written when a file carries them.
 _ENGINE_ONLY_KEYS = (
-    "color_coherence_image", "color_coherence_source", "init_fit", "image_prompt", "image_prompt_influence", "prompt_style",
-    "model", "ip_adapter", "motion_preset", "name", "crf", "video_preset", "safety_checker", "deforum_nan_fill",
+    "color_coherence_image", "color_coherence_source", "init_fit", "image_prompt", "image_prompt_influence",
+    "prompt_style", "model", "ip_adapter", "motion_preset", "name", "crf", "video_preset", "safety_checker", "deforum_nan_fill",
 )
 # What a Deforum file means where the engine's own default differs: Deforum stretches a mismatched init
-# image, and fills NaN schedule frames from the frames around them. A file that sets these keeps its value.
-_DEFORUM_DEFAULTS = {"init_fit": "resize", "deforum_nan_fill": True, "color_coherence_source": "first_frame"}
+# image, fills NaN schedule frames from the frames around them, matches colours to frame 0's output and
+# multiplies the img2img noise by 1.05. A file that sets these keeps its value.
+_DEFORUM_DEFAULTS = {"init_fit": "resize", "deforum_nan_fill": True, "color_coherence_source": "first_frame",
+                     # the extension's own default (args.py), which files saved before it existed fall back to
+                     "enable_noise_multiplier_scheduling": True, "noise_multiplier_schedule": "0: (1.05)"}
 
 # ComfyUI's sampler names (Deforum Studio's sampler_name) -> the extension's names; "_gpu" only moves the
 # noise generator. Names marked approximate have no engine twin: the nearest one is used, with a note.
