@@ -9,6 +9,11 @@ and the image-prompt embedding (per render).
 Steps: a frame with `steps` and denoise d runs round(steps * d) denoising steps, Deforum's
 convention (see samplers.step_counts); a frame where that rounds to 0 is passed through unchanged.
 
+Prompts: A1111 attention weights, long prompts (75-token chunks) and `AND` sub-prompts are built by
+backends/prompt_embeddings.py; a prompt without any of these goes through the pipeline's own
+encode_prompt, exactly as before. `FrameRequest.loras` switches LoRAs on per frame (models.activate_loras);
+embeddings are cached per text-encoder LoRA set.
+
 Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
 of the text cross-attention (0 = no influence, exactly; 1 = the image dominates). Which UNet blocks
 receive it depends on `RenderContext.image_prompt_mode` (see `image_prompt_scales`).
