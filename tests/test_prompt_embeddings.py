@@ -277,7 +277,7 @@ def test_render_with_backtick_and_prompts_matches_keyed_prompts(tiny_sd_dir, tmp
     assert len(pictures[0]) == 4
 
 
-@pytest.mark.xfail(strict=True, reason="FrameLoop.request (loop.py, the lead's) does not pass frame.loras yet: "
+@pytest.mark.xfail(strict=True, reason="loop.frame_request (the lead's) does not pass frame.loras yet: "
                    "add loras=frame.loras there, then remove this mark")
 def test_render_with_a_lora_tag_changes_the_frames(lora_model_dir, tiny_lora_dir, tmp_path):
     base = {"W": 64, "H": 64, "seed": 5, "steps": 2, "max_frames": 2, "video_preset": "ultrafast",
