@@ -39,7 +39,7 @@ def frame_request(frame: FrameValues, image: np.ndarray | None, denoise: float) 
         seed=frame.seed, steps=frame.steps, cfg_scale=frame.cfg_scale, denoise=denoise, sampler=frame.sampler,
         image_prompt_scale=frame.image_prompt_scale, blend_prompt=frame.blend_prompt or None,
         blend_negative_prompt=frame.blend_negative_prompt or None, blend_weight=frame.blend_weight,
-        noise_multiplier=frame.noise_multiplier,
+        noise_multiplier=frame.noise_multiplier, loras=frame.loras,
     )
 
 

@@ -23,8 +23,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -63,6 +65,8 @@ class Pipelines:
     dtype: Any
     scheduler_config: Any = None  # the model's own scheduler config, the base for every sampler
     ip_adapter: str | None = None  # the IP-Adapter currently loaded into the UNet
+    loras: dict[str, str] = field(default_factory=dict)  # LoRA file -> adapter name, each loaded once
+    active_loras: tuple | None = ()  # the ActiveLora set switched on now (empty: LoRAs off; None: unknown)
 
 
 TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}  # TAESD weights per family
@@ -434,3 +438,59 @@ def _load_image_encoder(source: str, pipes: Pipelines):
     except (OSError, ValueError) as error:
         raise RenderError(f"ip_adapter {source}: the image encoder could not be loaded ({error})") from error
     return encoder.to(pipes.device)
+
+
+def activate_loras(pipes: Pipelines, loras: tuple) -> None:
+    """Switch `pipes` to this set of LoRAs (prompt_weights.ActiveLora) at their weights; () turns them off.
+
+    Each file is loaded once per model with diffusers' load_lora_weights (A1111 / kohya and diffusers
+    layouts), as an adapter of its own; switching sets only change adapter weights.
+    """
+    loras = tuple(loras)
+    if loras == pipes.active_loras:
+        return
+    try:
+        for lora in loras:
+            _load_lora(pipes, lora.path)
+    except RenderError:
+        pipes.active_loras = None  # a failed load can leave other adapters on: set the next set in full
+        raise
+    pipe = pipes.txt2img  # shares its UNet and text encoders with img2img
+    if not loras:
+        pipe.disable_lora()
+    else:
+        if not pipes.active_loras:
+            pipe.enable_lora()
+        components = pipe.get_list_adapters()
+        names = [pipes.loras[lora.path] for lora in loras]
+        pipe.set_adapters(names, [_lora_weights(lora, name, components) for lora, name in zip(loras, names)])
+    pipes.active_loras = loras
+
+
+def _load_lora(pipes: Pipelines, path: str) -> None:
+    if path in pipes.loras:
+        return
+    from diffusers.utils import USE_PEFT_BACKEND
+
+    if not USE_PEFT_BACKEND:
+        raise RenderError(f"LoRA {path}: loading LoRAs needs the peft package (pip install 'peft>=0.17')")
+    file = Path(path)
+    name = f"{re.sub(r'[^A-Za-z0-9_]', '_', file.stem)}_{len(pipes.loras)}"  # unique, and readable in logs
+    try:
+        with warnings.catch_warnings():  # peft's note that a model now holds several adapters: that is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            pipes.txt2img.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name,
+                                            local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise RenderError(f"LoRA {path} could not be loaded into this {pipes.family} model ({error}); "
+                          f"is it a LoRA for {'SDXL' if pipes.family == 'sdxl' else 'Stable Diffusion 1.x / 2.x'}?") from error
+    pipes.loras[path] = name
+
+
+def _lora_weights(lora: Any, name: str, components: dict[str, list[str]]) -> float | dict[str, float]:
+    """One weight, or per component when the text-encoder and UNet weights differ (`<lora:name:te:unet>`)."""
+    if lora.text_encoder == lora.unet:
+        return float(lora.unet)
+    weights = {part: float(lora.unet if part == "unet" else lora.text_encoder)
+               for part, adapters in components.items() if name in adapters}
+    return weights

@@ -16,8 +16,10 @@ import numpy as np
 
 from .errors import SettingsError
 from .frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
+from .prompt_weights import LORA_SUFFIX, ActiveLora, backtick_expressions, backtick_filler, extract_loras, find_lora
 from .prompts import split_negative
-from .schedules import AUDIO_VARIABLES, evaluate_frame_key, evaluate_schedule, evaluate_string_schedule
+from .schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
+                        evaluate_string_schedule)
 from .settings import INFLUENCE_LEVELS, MOTION_2D_ONLY, MOTION_3D_ONLY, Settings
 
 # Per-frame name -> the setting it comes from. Names drop Deforum's `_schedule` suffix.
@@ -155,6 +157,7 @@ class FrameValues:
     negative_prompt: str
     blend_prompt: str
     blend_negative_prompt: str
+    loras: tuple = ()  # ActiveLora entries (file, text-encoder weight, UNet weight) from the prompt's tags
 
     @property
     def denoise(self) -> float:
@@ -308,6 +311,8 @@ def _uses(settings: Settings, pattern: re.Pattern) -> bool:
     texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values() if name not in unused]
     texts += [settings.steps_schedule or "", settings.seed_schedule, str(settings.image_prompt_influence)]
     texts += [settings.noise_multiplier_schedule if settings.enable_noise_multiplier_scheduling else ""]
+    texts += [source for text in (*settings.prompts.values(), settings.positive_prompts, settings.negative_prompts)
+              for source in backtick_expressions(text)]  # Deforum's prompt maths
     return any(isinstance(text, str) and pattern.search(text) for text in texts)
 
 
@@ -369,27 +374,104 @@ def _join(*parts: str) -> str:
 
 
 def _prompts(settings: Settings, frames: int, variables: dict) -> dict[str, Any]:
-    """Per-frame prompt and negative prompt (a prompt holds until the next key), styled, with blending."""
+    """Per-frame prompt, negative prompt and LoRAs (a prompt holds until the next key), styled, with
+    Deforum's backtick maths evaluated at each frame, LoRA tags taken out, and blending."""
     from .styles import apply_style
 
     if not settings.prompts:
         raise SettingsError("prompts: no prompts given; add at least {\"0\": \"your prompt\"}")
-    keyed: dict[int, tuple[str, str]] = {}
+    keyed: dict[int, tuple[str, str, str]] = {}  # frame -> (prompt, negative, the setting it comes from)
     scalars = {k: v for k, v in variables.items() if np.ndim(v) == 0}
     for key, text in settings.prompts.items():
+        setting = f"prompts[{key!r}]"
         frame = evaluate_frame_key(str(key), frames, seed=settings.seed, fps=settings.fps, variables=scalars,
-                                   setting=f"prompts[{key!r}]")
+                                   setting=setting)
         positive, negative = split_negative(text)
-        keyed[frame] = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
-                                   _join(negative, settings.negative_prompts))
+        styled = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
+                             _join(negative, settings.negative_prompts))
+        keyed[frame] = (*styled, setting)
     keys = sorted(keyed)
     owner = np.searchsorted(np.array(keys, dtype=np.int64), np.arange(frames, dtype=np.int64), side="right") - 1
     owner = np.maximum(owner, 0)  # before the first key, the first prompt holds
-    prompt = TextTrack([keyed[key][0] for key in keys], owner)
-    negative = TextTrack([keyed[key][1] for key in keys], owner)
-    blend_prompt, blend_negative, blend_weight = _blend(keys, keyed, frames, settings.prompt_blend_frames)
-    return {"prompt": prompt, "negative_prompt": negative, "blend_prompt": blend_prompt,
-            "blend_negative_prompt": blend_negative, "blend_weight": blend_weight}
+    texts = _PromptTexts(settings, frames, variables)
+    bounds = np.searchsorted(owner, np.arange(len(keys) + 1))  # key i owns frames bounds[i] .. bounds[i+1]-1
+    table: list[tuple[str, str, tuple]] = []
+    codes = np.zeros(frames, dtype=np.int32)
+    for position, key in enumerate(keys):
+        start, stop = int(bounds[position]), int(bounds[position + 1])
+        if start < stop:
+            entries, local = texts.at(keyed[key], np.arange(start, stop))
+            codes[start:stop] = len(table) + local
+            table.extend(entries)
+    targets = {key: texts.at(keyed[key], np.array([key]))[0][0] for key in keys}  # each key at its own frame
+    blend_prompt, blend_negative, blend_weight = _blend(keys, targets, frames, settings.prompt_blend_frames)
+    return {"prompt": TextTrack([entry[0] for entry in table], codes),
+            "negative_prompt": TextTrack([entry[1] for entry in table], codes),
+            "loras": TextTrack([entry[2] for entry in table], codes),
+            "blend_prompt": blend_prompt, "blend_negative_prompt": blend_negative, "blend_weight": blend_weight}
+
+
+class _PromptTexts:
+    """A keyed prompt's texts at given frames: backticks evaluated, LoRA tags resolved to files and removed."""
+
+    def __init__(self, settings: Settings, frames: int, variables: dict):
+        self.settings, self.frames, self.variables = settings, frames, variables
+        self.found: dict[str, str] = {}  # LoRA name -> file
+
+    def at(self, entry: tuple[str, str, str], at_frames: np.ndarray) -> tuple[list[tuple[str, str, tuple]], np.ndarray]:
+        """Distinct (prompt, negative, LoRAs) over `at_frames`, and for each frame the index of its entry."""
+        positive, negative, setting = entry
+        sources = backtick_expressions(positive) + backtick_expressions(negative)
+        if not sources:
+            return [self.without_loras(positive, negative, setting)], np.zeros(len(at_frames), dtype=np.int32)
+        settings = self.settings
+        values = np.stack([
+            evaluate_expression(source, at_frames, self.frames, seed=settings.seed, fps=settings.fps,
+                                variables=self.variables, setting=setting, label=f"backtick expression {number}")
+            for number, source in enumerate(sources, 1)
+        ], axis=1)
+        rows, codes = _distinct_rows(values)
+        split = len(backtick_expressions(positive))
+        fill_positive, fill_negative = backtick_filler(positive), backtick_filler(negative)
+        entries = [self.without_loras(fill_positive(row[:split]), fill_negative(row[split:]), setting)
+                   for row in rows.tolist()]
+        return entries, codes
+
+    def without_loras(self, positive: str, negative: str, setting: str) -> tuple[str, str, tuple]:
+        """The texts without their LoRA tags, and the LoRAs they name (one per file, sorted by file)."""
+        if "<" not in positive and "<" not in negative:
+            return positive, negative, ()
+        positive, positive_tags = extract_loras(positive, setting)
+        negative, negative_tags = extract_loras(negative, setting)
+        active = {}
+        for tag in positive_tags + negative_tags:
+            path = self.lora_file(tag.name, setting)
+            active[path] = ActiveLora(path, tag.text_encoder, tag.unet)
+        return positive, negative, tuple(active[path] for path in sorted(active))
+
+    def lora_file(self, name: str, setting: str) -> str:
+        if name not in self.found:
+            folders = self.settings.lora_dirs
+            path = find_lora(name, folders)
+            if path is None:
+                where = (f"in {', '.join(str(folder) for folder in folders)}" if folders
+                         else "because no LoRA folders are set")
+                file_name = name if name.lower().endswith(LORA_SUFFIX) else name + LORA_SUFFIX
+                raise SettingsError(f"{setting}: LoRA {name!r} not found: no {file_name} {where}; "
+                                    f"put the file there or add its folder to `lora_dirs`")
+            self.found[name] = str(path)
+        return self.found[name]
+
+
+def _distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a float array and each row's index among them (np.unique(axis=0) without
+    its slow sort of whole rows: one 1-D unique per column, combined into one small integer key)."""
+    key = np.zeros(len(values), dtype=np.int64)
+    for column in values.T:
+        distinct, codes = np.unique(column, return_inverse=True)
+        _, key = np.unique(key * len(distinct) + codes.reshape(-1), return_inverse=True)
+    _, first = np.unique(key, return_index=True)
+    return values[first], key.reshape(-1).astype(np.int32)
 
 
 def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTrack, TextTrack, np.ndarray]:

@@ -1057,3 +1057,36 @@ def _split_on_spaces(entry: str) -> list[str] | None:
     if all(_reads_as_written(piece) or _studio_entry(piece) is not None for piece in pieces):
         return pieces
     return None
+
+
+def evaluate_expression(source: str, frames, max_frames: int, seed: float = 0, fps: float = 15,
+                        variables: dict | None = None, setting: str = "expression",
+                        label: str = "expression") -> np.ndarray:
+    """One expression's float64 values at `frames` (frame numbers), under the schedules' whitelist and variables.
+
+    For expressions outside schedules (Deforum's backtick prompt maths). Past the last frame t, sec
+    and beat go on counting and per-frame variables keep their last value. Errors read
+    `setting: label ("source") : what at column N`.
+    """
+    frames = np.asarray(frames, dtype=np.int64)
+    scope = _Scope(_check_max_frames(max_frames, setting), seed, fps, variables)
+    try:
+        compiled = _compile(source)
+        scope.check(compiled, in_key=False)
+        names = [name for name, _ in compiled.names]
+        local_dict = scope.take([name for name in names if name not in scope.derived],
+                                np.minimum(frames, scope.frames - 1))
+        sec = frames / scope.fps
+        derived = {"t": frames.astype(np.float64), "sec": sec, "beat": sec * scope.scalars.get("bpm", 0.0) / 60.0}
+        local_dict.update({name: derived[name] for name in names if name in scope.derived})
+        values = np.broadcast_to(_run(compiled.expr, local_dict), frames.shape)
+    except _Problem as problem:
+        raise _error(setting, label, source, problem) from None
+    except _EvalFailure as failure:
+        raise _error(setting, label, source, _Problem("cannot be evaluated", None, str(failure))) from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        frame = int(frames[np.argmax(bad)])
+        raise _error(setting, label, source, _Problem(f"gives {values[np.argmax(bad)]} at frame {frame}", None,
+                                                      "values must be finite numbers"))
+    return values

@@ -110,6 +110,7 @@ class Settings(BaseModel):
     negative_prompts: str = ""
     prompt_style: str = "none"
     prompt_blend_frames: int = Field(0, ge=0)
+    lora_dirs: tuple[Path, ...] = ()  # folders holding the `name.safetensors` files that <lora:name:w> tags use
     # Init image and image prompt
     init_image: Path | None = None
     strength: float | None = Field(None, ge=0, le=1)  # Deforum's init strength: how much of the init survives
@@ -172,6 +173,11 @@ class Settings(BaseModel):
                           "set soundtrack_path to an audio file and add_soundtrack to \"File\" to add one",
                           IgnoredSettingsWarning, stacklevel=2)
         return value.strip().lower() == "file"
+
+    @field_validator("lora_dirs", mode="before")
+    @classmethod
+    def _folder_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, Path)) else value
 
     @field_validator("max_frames")
     @classmethod
@@ -239,6 +245,7 @@ SCHEDULE_FIELDS = MOTION_SCHEDULES + (
     "noise_multiplier_schedule",
 )
 PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
+PATH_LIST_FIELDS = ("lora_dirs",)
 
 
 def _suggest(key: str, names: tuple[str, ...]) -> str:

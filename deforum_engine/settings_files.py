@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .settings import PATH_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
+from .settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
@@ -39,6 +39,12 @@ def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in PATH_FIELDS:
         if resolved.get(key):
             resolved[key] = str((base / Path(resolved[key]).expanduser()).resolve())
+    for key in PATH_LIST_FIELDS:
+        value = resolved.get(key)
+        folders = [value] if isinstance(value, str) else value
+        if isinstance(folders, (list, tuple)):  # anything else is left for validation to refuse
+            resolved[key] = [str((base / Path(folder).expanduser()).resolve()) if isinstance(folder, str) and folder
+                             else folder for folder in folders]
     for key in ("model", "ip_adapter", "tiny_vae_model", "parseq_manifest"):
         value = resolved.get(key)
         if isinstance(value, str) and value and not value.lstrip().startswith("{") and _looks_local(value, base):

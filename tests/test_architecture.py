@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 
 LAYERS = [
     ("errors",),
-    ("prompts", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
+    ("prompts", "prompt_weights", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
     ("settings",),  # the settings model
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
     ("settings_files",),  # load_settings: files, presets, importers, overrides
@@ -21,7 +21,8 @@ LAYERS = [
      "images"),
     ("plan",),  # settings -> every per-frame value
     ("steps", "plot"),
-    ("models", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep"),
+    ("models", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
+     "backends.prompt_embeddings"),
     ("output",),
     ("inputs", "summary"),
     ("loop",),  # the frame loop

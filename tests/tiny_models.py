@@ -4,7 +4,11 @@ A pytest plugin (registered in conftest.py) with two session fixtures:
 - `tiny_sd_dir`: a Stable Diffusion 1.x-shaped pipeline folder (model_index.json, unet/, vae/,
   text_encoder/, tokenizer/, scheduler/), as `save_pretrained` and the hub lay it out;
 - `tiny_ip_adapter_dir`: an h94/IP-Adapter-shaped folder (models/ip-adapter_sd15.safetensors and
-  models/image_encoder/) whose weights fit the tiny UNet.
+  models/image_encoder/) whose weights fit the tiny UNet;
+- `tiny_sdxl_dir`: an SDXL-shaped pipeline folder (two text encoders and tokenizers, a text-time
+  UNet with 64-wide cross-attention);
+- `tiny_lora_dir`: LoRA files for the tiny SD model, in the A1111 / kohya layout (`style.safetensors`,
+  UNet and text encoder) and the diffusers / peft layout (`unet_only.safetensors`).
 Tests load them through `load_pipeline(str(folder))`, the path users take. Each component is built
 after torch.manual_seed(0), so the weights are the same in every session. The builders are plain
 functions so benchmarks can use them too. torch is imported inside them: other test files that
@@ -79,15 +83,20 @@ def _tiny_vae():
     ))
 
 
-def _tiny_text_encoder():
-    from transformers import CLIPTextConfig, CLIPTextModel
+def _tiny_text_config(**extra):
+    from transformers import CLIPTextConfig
 
-    config = CLIPTextConfig(
+    return CLIPTextConfig(
         hidden_size=CROSS_ATTENTION_DIM, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
         vocab_size=520, max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
-        layer_norm_eps=1e-5,
+        layer_norm_eps=1e-5, **extra,
     )
-    return _seeded(lambda: CLIPTextModel(config))
+
+
+def _tiny_text_encoder():
+    from transformers import CLIPTextModel
+
+    return _seeded(lambda: CLIPTextModel(_tiny_text_config()))
 
 
 def _pinned_scheduler():
@@ -103,16 +112,88 @@ def _pinned_scheduler():
 def build_tiny_sd(folder: Path) -> Path:
     """Save a tiny SD 1.x text-to-image pipeline to `folder` in the hub layout; return the folder."""
     from diffusers import StableDiffusionPipeline
-    from transformers import CLIPTokenizer
 
-    with tempfile.TemporaryDirectory() as vocab_dir:
-        tokenizer = CLIPTokenizer.from_pretrained(str(write_tiny_tokenizer(Path(vocab_dir))), model_max_length=77)
     pipe = StableDiffusionPipeline(
-        unet=tiny_unet(), vae=_tiny_vae(), text_encoder=_tiny_text_encoder(), tokenizer=tokenizer,
+        unet=tiny_unet(), vae=_tiny_vae(), text_encoder=_tiny_text_encoder(), tokenizer=_tiny_tokenizer(),
         scheduler=_pinned_scheduler(), safety_checker=None, feature_extractor=None, image_encoder=None,
         requires_safety_checker=False,
     )
     pipe.save_pretrained(str(folder))
+    return folder
+
+
+def _tiny_tokenizer():
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as vocab_dir:
+        return CLIPTokenizer.from_pretrained(str(write_tiny_tokenizer(Path(vocab_dir))), model_max_length=77)
+
+
+def build_tiny_sdxl(folder: Path) -> Path:
+    """Save a tiny SDXL text-to-image pipeline: two 32-wide text encoders (the second with a
+    projection, for the pooled embedding), a UNet with SDXL's text-time conditioning."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=2, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + CROSS_ATTENTION_DIM, cross_attention_dim=2 * CROSS_ATTENTION_DIM,
+        norm_num_groups=32,
+    )
+    text_encoder = _seeded(lambda: CLIPTextModel(_tiny_text_config()))
+    text_encoder_2 = _seeded(lambda: CLIPTextModelWithProjection(_tiny_text_config(projection_dim=CROSS_ATTENTION_DIM)))
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        steps_offset=1, timestep_spacing="leading",
+    )
+    pipe = StableDiffusionXLPipeline(
+        vae=_tiny_vae(), text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=_tiny_tokenizer(),
+        tokenizer_2=_tiny_tokenizer(), unet=unet, scheduler=scheduler,
+    )
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+def build_tiny_loras(folder: Path) -> Path:
+    """LoRA files for the tiny SD model: `style.safetensors` in the A1111 / kohya layout (what
+    people download: lora_unet_* / lora_te_* keys, lora_down / lora_up, alpha) on the UNet's
+    attention and the text encoder's attention and MLP; `unet_only.safetensors` in the diffusers /
+    peft layout (unet.*.lora_A / lora_B) on the UNet's attention only."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+
+    def pair(module, rank=4):
+        out_features, in_features = module.weight.shape
+        down = torch.randn(rank, in_features, generator=generator) * 0.3
+        return down, torch.randn(out_features, rank, generator=generator) * 0.3
+
+    unet, text_encoder = tiny_unet(), _tiny_text_encoder()
+    kohya = {}
+    for prefix, model, targets in (
+        ("lora_unet", unet, ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
+                             "attn2.to_v", "attn2.to_out.0")),
+        ("lora_te", text_encoder, ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj",
+                                   "mlp.fc1", "mlp.fc2")),
+    ):
+        for name, module in model.named_modules():
+            if name.endswith(targets):
+                key = f"{prefix}_{name.replace('.', '_')}"
+                kohya[f"{key}.lora_down.weight"], kohya[f"{key}.lora_up.weight"] = pair(module)
+                kohya[f"{key}.alpha"] = torch.tensor(4.0)
+    save_file(kohya, str(folder / "style.safetensors"))
+    peft = {}
+    for name, module in unet.named_modules():
+        if name.endswith(("attn2.to_k", "attn2.to_v")):
+            peft[f"unet.{name}.lora_A.weight"], peft[f"unet.{name}.lora_B.weight"] = pair(module)
+    save_file(peft, str(folder / "unet_only.safetensors"))
     return folder
 
 
@@ -176,6 +257,18 @@ def tiny_sd_dir(tmp_path_factory) -> Path:
 def tiny_ip_adapter_dir(tmp_path_factory) -> Path:
     """A tiny h94/IP-Adapter-layout folder matching the tiny UNet (built once per session)."""
     return build_tiny_ip_adapter(tmp_path_factory.mktemp("tiny-ip-adapter"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory) -> Path:
+    """A tiny SDXL pipeline folder in the hub layout (built once per session)."""
+    return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tmp_path_factory) -> Path:
+    """A folder of LoRA files for the tiny SD model (built once per session)."""
+    return build_tiny_loras(tmp_path_factory.mktemp("tiny-loras"))
 
 
 @pytest.fixture(scope="module")

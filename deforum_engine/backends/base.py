@@ -31,6 +31,8 @@ class FrameRequest:
     blend_prompt: str | None = None
     blend_negative_prompt: str | None = None
     blend_weight: float = 0.0
+    # LoRAs on for this frame, from the prompt's <lora:...> tags: prompt_weights.ActiveLora entries.
+    loras: tuple = ()
 
 
 @dataclass(frozen=True)

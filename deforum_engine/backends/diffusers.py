@@ -15,6 +15,11 @@ AUTOMATIC1111's initial_noise_multiplier does (x0 + m * sigma * noise; Deforum's
 noise_multiplier_schedule). Each sampler's scheduler is a subclass whose add_noise (called once per
 frame, by img2img's prepare_latents only) applies the multiplier it is given before every frame.
 
+Prompts: A1111 attention weights, long prompts (75-token chunks) and `AND` sub-prompts are built by
+backends/prompt_embeddings.py; a prompt without any of these goes through the pipeline's own
+encode_prompt, exactly as before. `FrameRequest.loras` switches LoRAs on per frame (models.activate_loras);
+embeddings are cached per text-encoder LoRA set.
+
 Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
 of the text cross-attention (0 = no influence, exactly; 1 = the image dominates). Which UNet blocks
 receive it depends on `RenderContext.image_prompt_mode` (see `image_prompt_scales`).
@@ -37,8 +42,10 @@ import torch
 from .. import models
 from ..errors import RenderError, SettingsError
 from ..images import fit_image, load_image
+from ..prompt_weights import is_plain, split_composable
 from ..samplers import SchedulerCache, step_counts
 from .base import FrameRequest, RenderContext
+from .prompt_embeddings import PromptEncoder, TextEmbedding, compose
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +91,10 @@ class DiffusersBackend:
         self._schedulers: SchedulerCache | None = None
         self._noise_scaled: dict[str, Any] = {}  # sampler name -> its scheduler with a noise multiplier
         self._generator = torch.Generator("cpu")
-        self._prompts: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._prompts: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._texts: OrderedDict[tuple, TextEmbedding] = OrderedDict()
+        self._encoder: PromptEncoder | None = None
+        self._text_loras: tuple = ()  # the (file, text-encoder weight) LoRAs on now: part of the embedding keys
         self._context: RenderContext | None = None
         self._image_prompt: ImagePrompt | None = None
         self._applied_scale: float | None = None
@@ -119,7 +129,8 @@ class DiffusersBackend:
         """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""
         context = self._require_context()
         pipe, kwargs = self._frame_call(request)
-        # 1. Prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
+        # 1. LoRAs, then prompt embeddings (cached per distinct prompt; blended towards blend_prompt)
+        self._use_loras(request.loras)
         kwargs.update(self._prompt_embeddings(request))
         # 2. Scheduler for this frame's sampler (cached per name)
         self._use_sampler(pipe, request)
@@ -142,16 +153,24 @@ class DiffusersBackend:
         Each frame keeps its own seed and prompt; a NaN or black frame is redone alone. There is no
         image prompt here: lockstep refuses those before the model loads. Batched
         arithmetic can differ from one frame at a time in the last bits, so lockstep frames match
-        solo renders closely, not bit for bit.
+        solo renders closely, not bit for bit. Frames with different LoRAs, or prompt embeddings of
+        different lengths (long prompts), go through separate calls: LoRAs act on the whole model,
+        and padding a prompt to a longer one would change its frame.
         """
         if len(requests) == 1:
             return [self.generate(requests[0])]
         context = self._require_context()
+        if len({request.loras for request in requests}) > 1:
+            return self._generate_in_groups(requests, [request.loras for request in requests])
         first = requests[0]
         pipe, kwargs = self._frame_call(first)
+        self._use_loras(first.loras)
+        embeddings = [self._prompt_embeddings(request) for request in requests]
+        lengths = [e["prompt_embeds"].shape[1] for e in embeddings]
+        if len(set(lengths)) > 1:
+            return self._generate_in_groups(requests, lengths)
         if first.image is not None:
             kwargs["image"] = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
-        embeddings = [self._prompt_embeddings(request) for request in requests]
         kwargs.update({name: torch.cat([e[name] for e in embeddings]) for name in embeddings[0]})
         self._use_sampler(pipe, first)  # batch_key: the batch shares the sampler and noise multiplier
         generators = [torch.Generator("cpu").manual_seed(r.seed % 2**64) for r in requests]
@@ -176,6 +195,17 @@ class DiffusersBackend:
         scheduler.noise_multiplier = float(request.noise_multiplier)
         if pipe.scheduler is not scheduler:
             pipe.scheduler = scheduler
+
+    def _generate_in_groups(self, requests: list[FrameRequest], keys: list) -> list[np.ndarray]:
+        """generate_many per group of requests with equal keys, results in the requests' order."""
+        groups: dict[Any, list[int]] = {}
+        for position, key in enumerate(keys):
+            groups.setdefault(key, []).append(position)
+        frames: list[Any] = [None] * len(requests)
+        for positions in groups.values():
+            for position, image in zip(positions, self.generate_many([requests[p] for p in positions])):
+                frames[position] = image
+        return frames
 
     def _require_context(self) -> RenderContext:
         if self._context is None:
@@ -205,24 +235,73 @@ class DiffusersBackend:
             return embeddings
         negative = request.blend_negative_prompt
         target = self._encoded(request.blend_prompt, request.negative_prompt if negative is None else negative)
+        embeddings, target = self._same_length([embeddings, target])
         return {name: torch.lerp(value, target[name], weight) for name, value in embeddings.items()}
 
     def _encoded(self, prompt: str, negative: str) -> dict[str, Any]:
-        """encode_prompt once per distinct (prompt, negative); always with the negative half for CFG."""
-        key = (prompt, negative)
+        """Embeddings once per distinct (prompt, negative) and text-encoder LoRAs; always with the negative half.
+
+        Prompts without weights, AND or BREAK that fit 75 tokens go through the pipeline's own
+        encode_prompt; the rest are built as A1111 builds them (backends/prompt_embeddings.py).
+        """
+        key = (prompt, negative, self._text_loras)
         if key in self._prompts:
             self._prompts.move_to_end(key)
             return self._prompts[key]
+        encoder = self._prompt_encoder
+        plain = all(is_plain(text, composable=composable) and encoder.fits_one_chunk(text)
+                    for text, composable in ((prompt, True), (negative, False)))
+        self._prompts[key] = self._encode_plain(prompt, negative) if plain else self._encode_weighted(prompt, negative)
+        if len(self._prompts) > PROMPT_CACHE_SIZE:
+            self._prompts.popitem(last=False)
+        return self._prompts[key]
+
+    def _encode_plain(self, prompt: str, negative: str) -> dict[str, Any]:
         pipe = self.pipelines.txt2img
         with torch.no_grad():
             encoded = pipe.encode_prompt(
                 prompt=prompt, device=pipe._execution_device, num_images_per_prompt=1,
                 do_classifier_free_guidance=True, negative_prompt=negative,
             )
-        self._prompts[key] = {name: value for name, value in zip(_EMBEDDING_NAMES, encoded) if value is not None}
-        if len(self._prompts) > PROMPT_CACHE_SIZE:
-            self._prompts.popitem(last=False)
-        return self._prompts[key]
+        return {name: value for name, value in zip(_EMBEDDING_NAMES, encoded) if value is not None}
+
+    def _encode_weighted(self, prompt: str, negative: str) -> dict[str, Any]:
+        """Attention weights and chunks per text; AND sub-prompts blended by their weights (prompt_embeddings.compose)."""
+        parts = [(self._text_embedding(text), weight) for text, weight in split_composable(prompt) if weight != 0]
+        positive, negative_embedding = compose(self._text_embedding(negative), parts, self._prompt_encoder)
+        embeddings = {"prompt_embeds": positive.tokens, "negative_prompt_embeds": negative_embedding.tokens}
+        if positive.pooled is not None:
+            embeddings.update(pooled_prompt_embeds=positive.pooled, negative_pooled_prompt_embeds=negative_embedding.pooled)
+        return embeddings
+
+    def _text_embedding(self, text: str) -> TextEmbedding:
+        """One text's weighted embedding, cached (AND sub-prompts recur with other weights every frame)."""
+        key = (text, self._text_loras)
+        if key in self._texts:
+            self._texts.move_to_end(key)
+            return self._texts[key]
+        self._texts[key] = self._prompt_encoder.encode(text)
+        if len(self._texts) > PROMPT_CACHE_SIZE:
+            self._texts.popitem(last=False)
+        return self._texts[key]
+
+    @property
+    def _prompt_encoder(self) -> PromptEncoder:
+        if self._encoder is None:
+            self._encoder = PromptEncoder(self.pipelines.txt2img)
+        return self._encoder
+
+    def _same_length(self, embeddings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Token embeddings padded with empty-prompt chunks to the longest of them (pooled ones untouched)."""
+        length = max(e["prompt_embeds"].shape[1] for e in embeddings)
+        pad = self._prompt_encoder.pad
+        return [{name: pad(value, length) if value.ndim == 3 else value for name, value in e.items()}
+                for e in embeddings]
+
+    def _use_loras(self, loras: tuple) -> None:
+        """Switch to the frame's LoRAs (each file loaded once per model); text embeddings are keyed by them."""
+        models.activate_loras(self.pipelines, loras)
+        self._text_loras = tuple((lora.path, lora.text_encoder) for lora in loras if lora.text_encoder != 0)
 
     def _embed_image_prompt(self, context: RenderContext) -> ImagePrompt:
         """CLIP-embed the image prompt once per render."""
