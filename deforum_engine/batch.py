@@ -28,6 +28,7 @@ from typing import Any
 
 from .errors import SettingsError
 from .jobs import Job, JobResult, render_job, validate_job
+from .settings_files import resolve_paths
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,12 @@ def read_jobs_file(path: Path) -> list[Job]:
         raise SettingsError(f"{path}: unknown keys {sorted(unknown)}; a jobs file has base, [matrix] and [[jobs]]")
     base = (path.parent / data["base"]).resolve() if "base" in data else None
     prefix = base.stem if base else path.stem
-    overrides = [_relative_paths(job, path.parent) for job in data.get("jobs", [])]
+    overrides = [resolve_paths(job, path.parent) for job in data.get("jobs", [])]
     matrix = data.get("matrix", {})
     if matrix:
         keys = list(matrix)
         for combination in itertools.product(*(_as_list(matrix[key]) for key in keys)):
-            overrides.append(_relative_paths(dict(zip(keys, combination)), path.parent))
+            overrides.append(resolve_paths(dict(zip(keys, combination)), path.parent))
     if not overrides:
         overrides = [{}]
     jobs = []
@@ -85,13 +86,6 @@ def read_jobs_file(path: Path) -> list[Job]:
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
-
-
-def _relative_paths(job: dict, base_dir: Path) -> dict:
-    """Paths in a jobs file are relative to it, like paths in a settings file."""
-    from .settings import PATH_FIELDS
-
-    return {k: str((base_dir / v).resolve()) if k in PATH_FIELDS and isinstance(v, str) else v for k, v in job.items()}
 
 
 def _unique_names(jobs: list[Job]) -> list[Job]:

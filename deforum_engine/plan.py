@@ -238,7 +238,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     values["noise_multiplier"] = _noise_multiplier(settings, frames, variables)
     values["image_prompt_scale"] = _image_prompt_scale(settings, frames, variables)
     strings = {"sampler": _samplers(settings, frames, variables)}
-    strings.update(_prompts(settings, frames, variables))
+    strings.update(_prompts(settings, frames, variables, _parseq_prompts(parseq, frames)))
     values["blend_weight"] = strings.pop("blend_weight")
     diffused = _diffused_frames(frames, settings.diffusion_cadence)
     values["seed"] = _seeds(settings, frames, variables, diffused)
@@ -373,23 +373,14 @@ def _join(*parts: str) -> str:
     return " ".join(part.strip() for part in parts if part and part.strip())
 
 
-def _prompts(settings: Settings, frames: int, variables: dict) -> dict[str, Any]:
+def _prompts(settings: Settings, frames: int, variables: dict,
+             keyed: dict[int, tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """Per-frame prompt, negative prompt and LoRAs (a prompt holds until the next key), styled, with
-    Deforum's backtick maths evaluated at each frame, LoRA tags taken out, and blending."""
-    from .styles import apply_style
+    Deforum's backtick maths evaluated at each frame, LoRA tags taken out, and blending.
 
-    if not settings.prompts:
-        raise SettingsError("prompts: no prompts given; add at least {\"0\": \"your prompt\"}")
-    keyed: dict[int, tuple[str, str, str]] = {}  # frame -> (prompt, negative, the setting it comes from)
-    scalars = {k: v for k, v in variables.items() if np.ndim(v) == 0}
-    for key, text in settings.prompts.items():
-        setting = f"prompts[{key!r}]"
-        frame = evaluate_frame_key(str(key), frames, seed=settings.seed, fps=settings.fps, variables=scalars,
-                                   setting=setting)
-        positive, negative = split_negative(text)
-        styled = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
-                             _join(negative, settings.negative_prompts))
-        keyed[frame] = (*styled, setting)
+    `keyed` (frame -> (prompt, negative, where it comes from)) replaces the settings' prompts: Parseq's."""
+    if keyed is None:
+        keyed = _keyed_prompts(settings, frames, variables)
     keys = sorted(keyed)
     owner = np.searchsorted(np.array(keys, dtype=np.int64), np.arange(frames, dtype=np.int64), side="right") - 1
     owner = np.maximum(owner, 0)  # before the first key, the first prompt holds
@@ -409,6 +400,38 @@ def _prompts(settings: Settings, frames: int, variables: dict) -> dict[str, Any]
             "negative_prompt": TextTrack([entry[1] for entry in table], codes),
             "loras": TextTrack([entry[2] for entry in table], codes),
             "blend_prompt": blend_prompt, "blend_negative_prompt": blend_negative, "blend_weight": blend_weight}
+
+
+def _keyed_prompts(settings: Settings, frames: int, variables: dict) -> dict[int, tuple[str, str, str]]:
+    """The settings' prompts by frame, split at --neg, with the global prompts and the style applied."""
+    from .styles import apply_style
+
+    if not settings.prompts:
+        raise SettingsError("prompts: no prompts given; add at least {\"0\": \"your prompt\"}")
+    keyed: dict[int, tuple[str, str, str]] = {}  # frame -> (prompt, negative, the setting it comes from)
+    scalars = {k: v for k, v in variables.items() if np.ndim(v) == 0}
+    for key, text in settings.prompts.items():
+        setting = f"prompts[{key!r}]"
+        frame = evaluate_frame_key(str(key), frames, seed=settings.seed, fps=settings.fps, variables=scalars,
+                                   setting=setting)
+        positive, negative = split_negative(text)
+        styled = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
+                             _join(negative, settings.negative_prompts))
+        keyed[frame] = (*styled, setting)
+    return keyed
+
+
+def _parseq_prompts(parseq, frames: int) -> dict[int, tuple[str, str, str]] | None:
+    """Parseq's per-frame prompts as keys where the text changes (None when Parseq does not manage them).
+
+    Deforum uses them as they are (no global prompts, no style), but reads backticks and LoRA tags in them."""
+    if parseq is None or "prompt" not in parseq.strings:
+        return None
+    from .importers.parseq import extend_to
+
+    pairs = list(zip(extend_to(parseq.strings["prompt"], frames), extend_to(parseq.strings["negative_prompt"], frames)))
+    return {frame: (*pair, f"parseq_manifest: rendered_frames[{frame}].deforum_prompt")
+            for frame, pair in enumerate(pairs) if frame == 0 or pair != pairs[frame - 1]}
 
 
 class _PromptTexts:
@@ -568,6 +591,5 @@ def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> N
         if name in values:
             extended = np.asarray(extend_to(np.asarray(array, dtype=np.float64), frames))
             values[name] = np.trunc(extended) if name in INTEGER_VALUES else extended  # Deforum's int()
-    for name, items in parseq.strings.items():
-        if name in strings:
-            strings[name] = TextTrack.from_list(extend_to(list(items), frames))
+    if "sampler" in parseq.strings:  # the prompts were read from Parseq with the settings' prompts (_prompts)
+        strings["sampler"] = TextTrack.from_list(extend_to(list(parseq.strings["sampler"]), frames))

@@ -33,8 +33,8 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Paths inside a settings file are relative to that file."""
+def resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths inside a settings (or jobs) file are relative to that file."""
     resolved = dict(values)
     for key in PATH_FIELDS:
         if resolved.get(key):
@@ -100,7 +100,7 @@ def load_settings(
     overrides = dict(overrides or {})
     preset_name = overrides.get("motion_preset", data.get("motion_preset"))
     preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
-    merged = {**preset_values, **_resolve_paths(data, base), **_resolve_paths(overrides, Path.cwd())}
+    merged = {**preset_values, **resolve_paths(data, base), **resolve_paths(overrides, Path.cwd())}
     return validate_settings(merged, source)
 
 

@@ -85,3 +85,14 @@ def test_ray_batch_with_a_broken_job(tmp_path, jobs):
         assert report.results[0].status == "failed" and "no GPUs" in report.results[0].error
     finally:
         ray.shutdown()
+
+
+def test_paths_in_a_jobs_file_are_relative_to_it(tmp_path, jobs):
+    good, _ = jobs
+    (tmp_path / "songs").mkdir()
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text(f'base = "{good[0].name}"\n[[jobs]]\nname = "a"\nsoundtrack_path = "songs/a.wav"\n'
+                         'lora_dirs = ["loras", "more"]\n')
+    (job,) = collect_jobs([jobs_file])
+    assert job.overrides["soundtrack_path"] == str(tmp_path / "songs" / "a.wav")
+    assert job.overrides["lora_dirs"] == [str(tmp_path / "loras"), str(tmp_path / "more")]

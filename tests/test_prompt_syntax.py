@@ -246,3 +246,16 @@ def test_plain_prompts_plan_as_before():
         result = plan({"0": "a forest --neg fog", "30": "a city"})
     assert result.strings["prompt"].table == ("a forest", "a city")
     assert result.strings["loras"].table == ((), ())
+
+
+def test_parseq_prompts_get_backticks_and_lora_tags_read_too(tmp_path):
+    (tmp_path / "style.safetensors").write_bytes(b"weights")
+    frames = [{"frame": i, "deforum_prompt": f"a cat:`t/4` AND a dog <lora:style:0.5> --neg blurry"} for i in range(3)]
+    frames += [{"frame": 3, "deforum_prompt": "a plain field --neg dull"}]
+    plan = build_plan(validate_settings({"parseq_manifest": json.dumps({"rendered_frames": frames}), "seed": 1,
+                                         "lora_dirs": [str(tmp_path)], "prompts": {"0": "ignored"}}))
+    assert list(plan.strings["prompt"]) == ["a cat:0 AND a dog", "a cat:0.25 AND a dog", "a cat:0.5 AND a dog",
+                                            "a plain field"]
+    assert list(plan.strings["negative_prompt"]) == ["blurry"] * 3 + ["dull"]
+    assert [tuple(lora.path for lora in loras) for loras in plan.strings["loras"]] == \
+        [(str(tmp_path / "style.safetensors"),)] * 3 + [()]
