@@ -1,6 +1,8 @@
 """The render summary: what a render will do, in plain words, before its first frame."""
 from __future__ import annotations
 
+import numpy as np
+
 from .backends.base import Backend
 from .plan import FramePlan
 from .samplers import step_counts
@@ -26,14 +28,23 @@ def describe_plan(plan: FramePlan, backend: Backend) -> str:
     real = sorted(step_counts(int(n), 1 - s)[1] for n, s in pairs)
     lines.append(
         f"Each diffused frame keeps {keep} of the previous one (strength_schedule): img2img denoise {denoise}, "
-        f"so {_span(real)} of {_span(sorted(int(n) for n, _ in pairs))} steps really run per frame."
+        f"so {_span(real)} of {_span(sorted(int(n) for n, _ in pairs))} steps really run per frame "
+        f"(AUTOMATIC1111's count: int(steps x denoise) + 1)."
     )
+    multiplier = plan.values["noise_multiplier"]
+    if np.any(multiplier != 1.0):
+        lines.append(f"img2img starting noise x {_range(multiplier)} (noise_multiplier_schedule).")
     if settings.init_image is not None:
         lines.append(
             f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
             f"(denoise {1 - settings.init_strength:.2f})."
         )
     return "\n".join(lines)
+
+
+def _range(values: np.ndarray) -> str:
+    low, high = float(values.min()), float(values.max())
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
 
 
 def _span(values: list[int]) -> str:
