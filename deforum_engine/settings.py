@@ -76,6 +76,9 @@ class Settings(BaseModel):
     aspect_ratio_use_old_formula: bool = False
     use_depth_warping: bool = True
     depth_algorithm: str = "Midas-3-Hybrid"
+    depth_model: str | None = None  # hub id or folder of a transformers depth model, in place of depth_algorithm's
+    adabins_model: str | None = None  # the "(old)" combos' AdaBins stand-in; default Intel/zoedepth-nyu
+    depth_normalization: Literal["steady", "per_frame"] = "steady"  # per_frame: Deforum's, each map on its own
     midas_weight: float = Field(0.2, ge=0, le=1)
     padding_mode: Literal["border", "reflection", "zeros"] = "border"
     sampling_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"

@@ -7,4 +7,4 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-pytest_plugins = ["tiny_models"]
+pytest_plugins = ["tiny_models", "tiny_depth"]
