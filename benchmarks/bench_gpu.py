@@ -5,11 +5,18 @@ through a bare diffusers img2img loop making the same calls.
     python benchmarks/bench_gpu.py --family sd15 --peak-tflops 989      # H100 SXM dense fp16/bf16
     python benchmarks/bench_gpu.py --family sdxl --peak-tflops 989
     python benchmarks/bench_gpu.py --family tiny                        # runs anywhere: checks the script
+    python benchmarks/bench_gpu.py --depth dpt-large                    # 3D mode: depth model + 3D warp
+    python benchmarks/bench_gpu.py --depth tiny                         # runs anywhere: checks the depth rows
 
 For each of Deforum's defaults (25 steps, strength 0.65, cfg 7) and a turbo setting (2 steps at
 strength 0.5, so 1 UNet step, cfg off) it prints frames per second of the engine (`render`, full loop with motion, coherence, PNG
 frames and video) and of the bare loop, the GPU memory peak, the UNet's FLOPs per step (counted with
 torch's FlopCounterMode) and the share of the GPU's peak the denoising reaches.
+
+With --depth it times 3D mode's per-frame extras instead: a random-weight depth model of a real
+model's shapes (dpt-large: Deforum's "Midas-3-Hybrid", which loads DPT-Large; depth-anything-small:
+Depth-Anything-V2-Small), saved and loaded through the engine's loader, estimating depth for a
+512x512 and a 1024x576 frame (processor, model, resize), depth -> z, and the 3D warp on the device.
 """
 import argparse
 import os
@@ -94,6 +101,78 @@ def unet_tflops_per_step(pipe, size: int, guided: bool) -> float:
     return counter.get_total_flops() / 1e12
 
 
+DPT_LARGE = dict(image_size=384, patch_size=16, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                 intermediate_size=4096, backbone_out_indices=[5, 11, 17, 23], neck_hidden_sizes=[256, 512, 1024, 1024],
+                 fusion_hidden_size=256)
+DINOV2_SMALL = dict(image_size=518, patch_size=14, hidden_size=384, num_hidden_layers=12, num_attention_heads=6,
+                    intermediate_size=1536, out_indices=[3, 6, 9, 12], reshape_hidden_states=False)
+DEPTH_ANYTHING_SMALL = dict(reassemble_hidden_size=384, neck_hidden_sizes=[48, 96, 192, 384], fusion_hidden_size=64,
+                            head_hidden_size=32)
+
+
+def build_depth_model(shape: str, folder: Path) -> Path:
+    """Save a random-weight depth model of `shape` with its processor (the hub repo's settings)."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTConfig
+    from transformers import DPTForDepthEstimation
+    from transformers.models.dpt.image_processing_pil_dpt import DPTImageProcessorPil
+
+    if shape == "tiny":
+        from tiny_depth import build_tiny_dpt
+
+        return build_tiny_dpt(folder)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        if shape == "dpt-large":
+            model = DPTForDepthEstimation(DPTConfig(**DPT_LARGE))
+            processor = DPTImageProcessorPil(size={"height": 384, "width": 384}, keep_aspect_ratio=False,
+                                             image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        else:
+            config = DepthAnythingConfig(backbone_config=Dinov2Config(**DINOV2_SMALL), **DEPTH_ANYTHING_SMALL)
+            model = DepthAnythingForDepthEstimation(config)
+            processor = DPTImageProcessorPil(size={"height": 518, "width": 518}, keep_aspect_ratio=True,
+                                             ensure_multiple_of=14, image_mean=[0.485, 0.456, 0.406],
+                                             image_std=[0.229, 0.224, 0.225])
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def depth_rows(shape: str, repeats: int) -> None:
+    """ms per call of the depth estimate, depth -> z and the 3D warp at 512x512 and 1024x576."""
+    from deforum_engine.depth import depth_to_z, load_depth_model
+    from deforum_engine.frame.warp3d import Lens, camera_move, warp_3d
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def timed(call) -> float:
+        call()
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        sync()
+        return 1e3 * (time.perf_counter() - start) / repeats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_depth_model(str(build_depth_model(shape, Path(tmp))), device=device)
+    parameters = sum(p.numel() for p in model.model.parameters()) / 1e6
+    name = torch.cuda.get_device_name() if cuda else "CPU"
+    print(f"{shape}-shaped random depth model, {parameters:.1f}M parameters, {model.dtype}, {name}")
+    move = camera_move(translation_z=1.75, rotation_y=0.3)
+    for width, height in ((512, 512), (1024, 576)):
+        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        raw = model.predict(image)
+        z, state = depth_to_z(raw, model.metric, "steady")
+        torch.cuda.reset_peak_memory_stats() if cuda else None
+        estimate = timed(lambda: model.predict(image))
+        memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        to_z = timed(lambda: depth_to_z(raw, model.metric, "steady", state))
+        warp = timed(lambda: warp_3d(image, z, move, Lens(70, 1.0), device=device))
+        print(f"{width}x{height}: depth estimate {estimate:7.2f} ms, depth -> z {to_z:6.2f} ms, "
+              f"3D warp {warp:6.2f} ms, GPU memory peak {memory:.2f} GiB")
+
+
 def bare_loop(pipe, frames: int, size: int, steps: int, strength: float, cfg: float) -> float:
     """Seconds per frame of a plain img2img feedback loop (no motion, no coherence, no files)."""
     image = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
@@ -114,7 +193,11 @@ def main() -> None:
     parser.add_argument("--family", choices=["sd15", "sdxl", "tiny"], default="sd15")
     parser.add_argument("--frames", type=int, default=20)
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense fp16 peak (H100 SXM: 989)")
+    parser.add_argument("--depth", choices=["dpt-large", "depth-anything-small", "tiny"],
+                        help="time 3D mode's depth model and warp instead of the diffusion rows")
     args = parser.parse_args()
+    if args.depth:
+        return depth_rows(args.depth, repeats=args.frames)
     from deforum_engine import models, render
     from deforum_engine.samplers import step_counts
     from deforum_engine.settings import validate_settings

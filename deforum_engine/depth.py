@@ -280,38 +280,45 @@ class SteadyDepth:
     histogram: np.ndarray
 
 
-def usable(raw) -> bool:
-    """Deforum's validity test: finite everywhere and not constant (else the frame gets flat depth)."""
+def value_range(raw) -> tuple[float, float] | None:
+    """The map's (min, max), or None where Deforum would not use it: not finite, or constant (flat depth)."""
     import torch
 
-    return bool(torch.isfinite(raw).all()) and bool(raw.max() > raw.min())
+    low, high = (float(value) for value in torch.aminmax(raw))  # NaN anywhere makes both NaN
+    return (low, high) if math.isfinite(low) and math.isfinite(high) and high > low else None
 
 
-def normalise(raw):
-    """Scale a depth map to 0..1 (its own minimum and maximum)."""
-    low, high = raw.min(), raw.max()
-    return (raw - low) / (high - low)
+def normalise(raw, value_range: tuple[float, float]):
+    """Scale a depth map to 0..1 by its (min, max)."""
+    low, high = value_range
+    return (raw - low).mul_(1.0 / (high - low))
 
 
-def depth_histogram(normalised) -> np.ndarray:
-    """A 0..1 map's histogram over EQUALISATION_BINS bins, as weights summing to 1."""
+def histogram_bins(normalised):
+    """Each value's bin among EQUALISATION_BINS over 0..1 (the last bin closed, as np.histogram's), and
+    its position within the bin (0..1)."""
+    position = normalised * EQUALISATION_BINS
+    index = position.floor().clamp_(0, EQUALISATION_BINS - 1)
+    return index.long(), position.sub_(index).clamp_(0, 1)
+
+
+def bin_weights(index) -> np.ndarray:
+    """The histogram of bin indices as weights summing to 1."""
     import torch
 
-    counts = torch.histc(normalised, bins=EQUALISATION_BINS, min=0.0, max=1.0)
-    return (counts / counts.sum()).double().cpu().numpy()
+    counts = torch.bincount(index.flatten(), minlength=EQUALISATION_BINS).double()
+    return (counts / counts.sum()).cpu().numpy()
 
 
-def equalise(normalised, histogram: np.ndarray):
+def equalise(index, fraction, histogram: np.ndarray):
     """np.interp(d, left bin edges, cumulative histogram), as Deforum equalises, in torch on the map's device."""
     import torch
 
-    cdf = torch.as_tensor(np.cumsum(histogram) / np.sum(histogram), dtype=torch.float32, device=normalised.device)
-    position = normalised * EQUALISATION_BINS
-    index = position.floor().clamp_(0, EQUALISATION_BINS - 1)
-    fraction = (position - index).clamp_(0, 1)
-    below = cdf[index.long()]
-    above = cdf[(index.long() + 1).clamp_(max=EQUALISATION_BINS - 1)]
-    return below + (above - below) * fraction
+    cdf = np.cumsum(histogram) / np.sum(histogram)
+    # Per bin: the value at its left edge and the slope to the next edge (flat after the last edge).
+    start = torch.as_tensor(cdf, dtype=torch.float32, device=index.device)
+    slope = torch.as_tensor(np.append(np.diff(cdf), 0.0), dtype=torch.float32, device=index.device)
+    return start[index].addcmul_(slope[index], fraction)
 
 
 def depth_to_z(raw, metric: bool, normalization: str, steady: SteadyDepth | None = None):
@@ -321,25 +328,24 @@ def depth_to_z(raw, metric: bool, normalization: str, steady: SteadyDepth | None
     None for per-frame normalisation. The first map of a steady render (steady=None) gives the
     same z as per-frame normalisation.
     """
-    if not usable(raw):
+    span = value_range(raw)
+    if span is None:
         return None, steady
-    d = normalise(raw.float())
-    own = depth_histogram(d)
+    index, fraction = histogram_bins(normalise(raw.float(), span))
+    own = bin_weights(index)
     if normalization == "per_frame":
         histogram, state = own, None
     else:
         histogram = own if steady is None else (1 - STEADY_WEIGHT) * steady.histogram + STEADY_WEIGHT * own
         state = SteadyDepth(histogram)
-    d = equalise(d, histogram)
-    return (1.0 + d if metric else 2.0 - d), state
+    d = equalise(index, fraction, histogram)
+    return (d.add_(1.0) if metric else d.neg_().add_(2.0)), state
 
 
 def legacy_z(raw, adabins=None, midas_weight: float = 1.0):
     """Deforum's legacy z: `w * (50 - d) / 19 + (1 - w) * adabins` (or the raw map with no AdaBins)."""
-    if adabins is None:
-        return raw if usable(raw) else None
-    z = (50.0 - raw) / 19.0 * midas_weight + adabins * (1.0 - midas_weight)
-    return z if usable(z) else None
+    z = raw if adabins is None else (50.0 - raw) / 19.0 * midas_weight + adabins * (1.0 - midas_weight)
+    return z if value_range(z) is not None else None
 
 
 # ----------------------------------------------------------------------------------------- per render
