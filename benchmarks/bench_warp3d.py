@@ -58,9 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (OpenCV keeps its own)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="one OpenCV and one torch thread, timed by this thread's CPU clock (single-core "
+                        "cost; steadier than wall time on a shared machine)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     import cv2
+
+    torch.set_num_threads(1 if args.cpu_time else args.threads)
+    if args.cpu_time:
+        cv2.setNumThreads(1)
+    clock = time.thread_time if args.cpu_time else time.perf_counter
 
     from tiny_depth import build_tiny_dpt
 
@@ -68,7 +75,7 @@ def main() -> None:
         tiny = load_depth_model(str(build_tiny_dpt(Path(folder))), device="cpu")
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), OpenCV {cv2.__version__} "
           f"({cv2.getNumThreads()} threads), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    results = {size: {name: timed_ms(call, args.repeats) for name, call in calls_for(*size, tiny).items()}
+    results = {size: {name: timed_ms(call, args.repeats, clock) for name, call in calls_for(*size, tiny).items()}
                for size in SIZES}
     print("| call (ms) | " + " | ".join(f"{w}x{h} median (min)" for w, h in SIZES) + " |")
     print("|---|" + "---:|" * len(SIZES))
