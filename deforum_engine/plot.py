@@ -6,14 +6,29 @@ from pathlib import Path
 from .errors import SettingsError
 from .plan import FramePlan
 
-PANELS = (
+MOTION_2D = (
     ("zoom", ("zoom",)),
     ("rotation (deg/frame)", ("angle",)),
     ("translation (px/frame)", ("translation_x", "translation_y")),
-    ("perspective flip (deg)", ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma")),
+)
+MOTION_3D = (
+    ("3D translation (Deforum units/frame; + moves the camera right, up, in)",
+     ("translation_x", "translation_y", "translation_z")),
+    ("3D rotation (deg/frame)", ("rotation_3d_x", "rotation_3d_y", "rotation_3d_z")),
+    ("field of view (deg)", ("fov",)),
+)
+FLIP = (("perspective flip (deg)", ("perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma")),)
+DIFFUSION = (
     ("strength / noise", ("strength", "noise")),
     ("cfg scale / steps", ("cfg_scale", "steps")),
 )
+
+
+def panels(plan: FramePlan) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The panels a plan's animation mode uses: 2D motion, or the 3D camera (with the flip when it is on)."""
+    if plan.settings.animation_mode == "3D":
+        return MOTION_3D + (FLIP if plan.settings.enable_perspective_flip else ()) + DIFFUSION
+    return MOTION_2D + FLIP + DIFFUSION
 
 
 def plot_plan(plan: FramePlan, path: Path) -> Path:
@@ -26,8 +41,9 @@ def plot_plan(plan: FramePlan, path: Path) -> Path:
     except ImportError:
         raise SettingsError("plot needs matplotlib: pip install 'deforum-engine[plot]'") from None
     frames = range(plan.frame_count)
-    figure, axes = plt.subplots(len(PANELS), 1, figsize=(10, 2.2 * len(PANELS)), sharex=True)
-    for axis, (title, names) in zip(axes, PANELS):
+    chosen = panels(plan)
+    figure, axes = plt.subplots(len(chosen), 1, figsize=(10, 2.2 * len(chosen)), sharex=True)
+    for axis, (title, names) in zip(axes, chosen):
         for name in names:
             axis.plot(frames, plan.values[name], label=name, linewidth=1.2)
         for key in plan.diffused_frames if plan.settings.diffusion_cadence > 1 else ():
@@ -36,7 +52,8 @@ def plot_plan(plan: FramePlan, path: Path) -> Path:
         axis.legend(fontsize=7, loc="upper right")
         axis.grid(alpha=0.3)
     axes[-1].set_xlabel(f"frame ({plan.settings.fps:g} fps)")
-    figure.suptitle(f"{plan.settings.name or 'settings'}: {plan.frame_count} frames", fontsize=11)
+    mode = " (3D camera)" if plan.settings.animation_mode == "3D" else ""
+    figure.suptitle(f"{plan.settings.name or 'settings'}: {plan.frame_count} frames{mode}", fontsize=11)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
