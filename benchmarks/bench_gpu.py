@@ -139,7 +139,8 @@ def build_depth_model(shape: str, folder: Path) -> Path:
 def depth_rows(shape: str, repeats: int) -> None:
     """ms per call of the depth estimate, depth -> z and the 3D warp at 512x512 and 1024x576."""
     from deforum_engine.depth import depth_to_z, load_depth_model
-    from deforum_engine.frame.warp3d import Lens, camera_move, warp_3d
+    from deforum_engine.frame.motion3d import Lens, camera_move
+    from deforum_engine.frame.warp3d import warp_3d
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

@@ -98,7 +98,7 @@ class DepthChoice:
             how = "steady normalisation (running histogram)"
         else:
             how = "per-frame normalisation (Deforum's)"
-        return f"depth: {self.algorithm.name} -> {models}, {how}"
+        return f"depth of {self.algorithm.name} ({models}), {how}"
 
 
 def find_algorithm(name: str) -> Algorithm:

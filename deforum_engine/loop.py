@@ -2,34 +2,40 @@
 cadence frames before it. Every value comes from the plan; nothing here reads settings.
 
 One diffused frame, start to finish:
-  1. `FrameLoop.motion` accumulates the plan's per-frame motion from the last diffused frame;
-  2. `FrameLoop.next_key` warps the last diffused frame by it, runs the preparation steps (colour
-     match, contrast, anti-blur, noise), asks the backend for the new frame, runs the finishing steps;
+  1. `FrameLoop.motion` accumulates the plan's per-frame motion from the last diffused frame (2D
+     matrices; in 3D mode also the camera's 4x4 moves);
+  2. `FrameLoop.next_key` warps the last diffused frame by it (the warp chosen once from the plan:
+     2D, or 3D through the frame's depth), runs the preparation steps (colour match, contrast,
+     anti-blur, noise), asks the backend for the new frame, runs the finishing steps, and estimates
+     the new frame's depth once (when the render has a depth model);
   3. `CadenceSegments` makes the frames in between (both neighbours warped to each frame's camera,
      crossfaded) on a worker thread while the backend generates the next key, and hands every
-     frame, in order, to the sink (the render's frame writer) with the state a resume needs.
+     frame, in order, to the sink (the render's frame writer) with the state a resume needs and,
+     when asked for, its depth map.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from .backends.base import Backend, FrameRequest
+from .depth import DepthEstimator, SteadyDepth, depth_image
 from .errors import RenderCancelled
-from .frame.cadence import coverage, crossfade
+from .frame.cadence import crossfade
 from .frame.color import ColorReference, color_reference
-from .frame.warp import warp_frame
 from .inputs import RenderInputs
 from .output import ResumeState
 from .plan import FramePlan, FrameValues
-from .steps import ImageStep, generation_steps, preparation_steps, run_steps
+from .steps import (STILL, ImageStep, Move, Warps, choose_warps, frame_move, generation_steps, preparation_steps,
+                    run_steps)
 
-# Where finished frames go: (index, image, the resume state once this frame is on disk, or None).
-FrameSink = Callable[[int, np.ndarray, "ResumeState | None"], None]
+# Where finished frames go: (index, image, the resume state once this frame is on disk, or None,
+# and the frame's depth map when the render saves them).
+FrameSink = Callable[..., None]
 
 
 def frame_request(frame: FrameValues, image: np.ndarray | None, denoise: float) -> FrameRequest:
@@ -43,40 +49,91 @@ def frame_request(frame: FrameValues, image: np.ndarray | None, denoise: float) 
     )
 
 
-def resume_point(key_frame: int, key_image: np.ndarray, reference: ColorReference | None) -> ResumeState:
-    """What resuming after diffused frame `key_frame` needs; its cadence frames are redone from it."""
-    arrays = {"key_image": key_image}
+@dataclass(frozen=True)
+class Key:
+    """A diffused frame as the loop carries it: its picture, its depth (z per pixel; None without a
+    depth model) and the steady depth normalisation's state after it."""
+
+    image: np.ndarray
+    depth: np.ndarray | None = None
+    steady: SteadyDepth | None = None
+
+
+def resume_point(key_frame: int, key: Key, reference: ColorReference | None) -> ResumeState:
+    """What resuming after diffused frame `key_frame` needs (its depth too: a resumed render never
+    estimates it again); its cadence frames are redone from it."""
+    arrays: dict[str, Any] = {"key_image": key.image}
     if reference is not None:
         arrays["color_reference"] = reference.to_array()
         arrays["color_mode"] = reference.mode
+    if key.depth is not None:
+        arrays["key_depth"] = key.depth
+    if key.steady is not None:
+        arrays["depth_histogram"] = key.steady.histogram
     return ResumeState(next_frame=key_frame + 1, arrays=arrays)
+
+
+def _saved_key(state: ResumeState) -> Key:
+    histogram = state.arrays.get("depth_histogram")
+    return Key(state.arrays["key_image"], state.arrays.get("key_depth"),
+               None if histogram is None else SteadyDepth(histogram))
+
+
+@dataclass(frozen=True)
+class DepthSteps:
+    """A render's depth work, chosen once: a key frame's depth, and the depth maps it saves."""
+
+    estimate: Callable[[np.ndarray, SteadyDepth | None], tuple[np.ndarray | None, SteadyDepth | None]]
+    save_maps: bool = False
+
+    @classmethod
+    def for_render(cls, estimator: DepthEstimator | None, save_maps: bool) -> "DepthSteps":
+        """With no depth model (2D, motion previews, depth warping off), keys carry no depth."""
+        if estimator is None:
+            return cls(lambda image, steady: (None, steady), False)
+        return cls(estimator.estimate, save_maps)
+
+    def key(self, image: np.ndarray, previous: SteadyDepth | None) -> Key:
+        """A new diffused frame with its depth, estimated once."""
+        return Key(image, *self.estimate(image, previous))
+
+
+def depth_picture(key: Key) -> np.ndarray:
+    """A key's depth map as an RGB picture (grey, near white), warped like the frames for in-betweens."""
+    grey = depth_image(key.depth, *key.image.shape[:2])
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 @dataclass(frozen=True)
 class LoopStart:
     """Where the loop begins: the last diffused frame, the colour reference, the next key to diffuse."""
 
-    previous: np.ndarray
+    previous: Key
     reference: ColorReference | None
     next_key: int  # position in plan.diffused_frames
 
 
 def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState | None,
-                    sink: FrameSink) -> LoopStart:
-    """A new render makes frame 0 and hands it over; a stopped one picks up its saved state."""
+                    sink: FrameSink, depth: DepthSteps = DepthSteps.for_render(None, False)) -> LoopStart:
+    """A new render makes frame 0 (and its depth) and hands it over; a stopped one picks up its saved state."""
     plan = inputs.plan
     if state is not None:
         reference = None
         if "color_reference" in state.arrays:
             reference = ColorReference.from_array(state.arrays["color_mode"], state.arrays["color_reference"])
-        return LoopStart(state.arrays["key_image"], reference, plan.diffused_frames.index(state.next_frame - 1) + 1)
+        return LoopStart(_saved_key(state), reference, plan.diffused_frames.index(state.next_frame - 1) + 1)
     frame = plan.frame(0)
     first = backend.generate(frame_request(frame, inputs.init, inputs.init_denoise))
     reference = _reference(inputs, first)
     if inputs.color_image is not None:  # a picture given up front: frame 0 is matched to it too, as Deforum does
         first = run_steps(generation_steps(reference, backend.is_preview), first, frame)
-    sink(0, first, resume_point(0, first, reference))
-    return LoopStart(first, reference, next_key=1)
+    key = depth.key(first, None)
+    sink(0, key.image, resume_point(0, key, reference), _depth_map(key) if depth.save_maps else None)
+    return LoopStart(key, reference, next_key=1)
+
+
+def _depth_map(key: Key) -> np.ndarray:
+    return depth_picture(key)[..., 0]
 
 
 def _reference(inputs: RenderInputs, first: np.ndarray) -> ColorReference | None:
@@ -95,12 +152,17 @@ class FrameLoop:
     reference: ColorReference | None
     prepare: list[ImageStep]
     finish: list[ImageStep]
+    warps: Warps
+    depth: DepthSteps
 
     @classmethod
-    def for_render(cls, plan: FramePlan, backend: Backend, reference: ColorReference | None) -> "FrameLoop":
-        """Choose the steps once: motion previews leave out the noise and the post-generation match."""
+    def for_render(cls, plan: FramePlan, backend: Backend, reference: ColorReference | None,
+                   depth: DepthSteps = DepthSteps.for_render(None, False), device: str = "cpu") -> "FrameLoop":
+        """Choose the steps once: motion previews leave out the noise and the post-generation match;
+        the warp follows the plan's camera (2D, or 3D re-projected on `device`)."""
         prepare = preparation_steps(plan, reference, with_noise=not backend.is_preview)
-        return cls(plan, backend, reference, prepare, generation_steps(reference, backend.is_preview))
+        return cls(plan, backend, reference, prepare, generation_steps(reference, backend.is_preview),
+                   choose_warps(plan, device), depth)
 
     def run(self, start: LoopStart, sink: FrameSink, cancel: threading.Event | None = None) -> None:
         """Every diffused frame after `start`, each segment's frames handed to `sink` in order."""
@@ -117,34 +179,43 @@ class FrameLoop:
                 segments.submit(previous, new, motion, begin, end)
                 previous = new
 
-    def motion(self, start: int, end: int) -> list[np.ndarray]:
+    def motion(self, start: int, end: int) -> list[Move]:
         """The camera motion from frame `start` to each frame start+1 .. end, accumulated frame over frame."""
-        total, accumulated = np.eye(3), []
-        for step in self.plan.motion[start + 1:end + 1]:
-            total = step @ total
+        total, accumulated = STILL, []
+        for index in range(start + 1, end + 1):
+            total = total.then(frame_move(self.plan, index))
             accumulated.append(total)
         return accumulated
 
-    def warp(self, image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        return warp_frame(image, matrix, self.plan.canvas.border)
-
-    def next_key(self, previous: np.ndarray, motion: list[np.ndarray], end: int) -> np.ndarray:
-        """Warp the last diffused frame to frame `end`, prepare it, and generate the new diffused frame."""
+    def next_key(self, previous: Key, motion: list[Move], end: int) -> Key:
+        """Warp the last diffused frame to frame `end`, prepare it, generate the new diffused frame,
+        and estimate its depth."""
         frame = self.plan.frame(end)
-        prepared = run_steps(self.prepare, self.warp(previous, motion[-1]), frame)
+        prepared = run_steps(self.prepare, self.warps.picture(previous.image, previous.depth, motion[-1]), frame)
         generated = self.backend.generate(frame_request(frame, prepared, frame.denoise))
-        return run_steps(self.finish, generated, frame)
+        return self.depth.key(run_steps(self.finish, generated, frame), previous.steady)
 
-    def in_between(self, previous: np.ndarray, new: np.ndarray, motion: list[np.ndarray], start: int):
-        """Cadence frames: both neighbouring diffused frames warped to each frame's camera and crossfaded,
-        each pixel from the neighbours that cover it (frame/cadence.py)."""
-        width, height = self.plan.canvas.width, self.plan.canvas.height
-        to_new = np.linalg.inv(motion[-1])
+    def in_between(self, previous: Key, new: Key, motion: list[Move], start: int,
+                   picture: Callable[[Key], np.ndarray] = lambda key: key.image):
+        """Cadence frames: both neighbouring diffused frames warped to each frame's camera (each through
+        its own depth) and crossfaded, each pixel from the neighbours that cover it (frame/cadence.py).
+        `picture` chooses what is warped: the frame, or its depth map."""
+        before, after = picture(previous), picture(new)
         for offset, to_here in enumerate(motion[:-1], start=1):
-            back = to_here @ to_new  # undo the motion from this frame to the new one
-            forward, backward = self.warp(previous, to_here), self.warp(new, back)
-            seen = coverage(to_here, width, height), coverage(back, width, height)
-            yield start + offset, crossfade(forward, backward, offset / len(motion), *seen)
+            back = to_here.back_from(motion[-1])  # undo the motion from this frame to the new one
+            forward, forward_seen = self.warps.covered(before, previous.depth, to_here)
+            backward, backward_seen = self.warps.covered(after, new.depth, back)
+            yield start + offset, crossfade(forward, backward, offset / len(motion), forward_seen, backward_seen)
+
+    def depth_maps(self, previous: Key, new: Key, motion: list[Move], start: int) -> list[np.ndarray]:
+        """The depth map of each frame start+1 .. end (in-betweens: both keys' maps moved to the frame
+        and crossfaded, like the frames), grey."""
+        maps = [tween[..., 0] for _, tween in self.in_between(previous, new, motion, start, depth_picture)]
+        return [*maps, _depth_map(new)]
+
+
+def _no_depth_maps(previous: Key, new: Key, motion: list[Move], start: int) -> list[None]:
+    return [None] * len(motion)
 
 
 class CadenceSegments:
@@ -153,10 +224,11 @@ class CadenceSegments:
 
     def __init__(self, loop: FrameLoop, sink: FrameSink) -> None:
         self.loop, self.sink = loop, sink
+        self._depth_maps = loop.depth_maps if loop.depth.save_maps else _no_depth_maps
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cadence")
         self._pending: Future | None = None
 
-    def submit(self, previous: np.ndarray, new: np.ndarray, motion: list[np.ndarray], start: int, end: int) -> None:
+    def submit(self, previous: Key, new: Key, motion: list[Move], start: int, end: int) -> None:
         self.wait()  # frames stay in order, and an error in the last segment surfaces here
         self._pending = self._worker.submit(self._write, previous, new, motion, start, end)
 
@@ -165,10 +237,11 @@ class CadenceSegments:
             pending, self._pending = self._pending, None
             pending.result()
 
-    def _write(self, previous, new, motion, start: int, end: int) -> None:
-        for index, tween in self.loop.in_between(previous, new, motion, start):
-            self.sink(index, tween, None)
-        self.sink(end, new, resume_point(end, new, self.loop.reference))
+    def _write(self, previous: Key, new: Key, motion: list[Move], start: int, end: int) -> None:
+        depth_maps = self._depth_maps(previous, new, motion, start)
+        for (index, tween), depth_map in zip(self.loop.in_between(previous, new, motion, start), depth_maps):
+            self.sink(index, tween, None, depth_map)
+        self.sink(end, new.image, resume_point(end, new, self.loop.reference), depth_maps[-1])
 
     def __enter__(self) -> "CadenceSegments":
         return self

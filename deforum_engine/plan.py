@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import SettingsError
 from .frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
+from .frame.motion3d import Lens, camera_moves
 from .prompt_weights import LORA_SUFFIX, ActiveLora, backtick_expressions, backtick_filler, extract_loras, find_lora
 from .prompts import split_negative
 from .schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
@@ -175,11 +176,26 @@ class Canvas:
 
 
 @dataclass(frozen=True)
+class Camera3D:
+    """3D mode's camera, frame by frame (frame/motion3d.py), and how the re-projection samples."""
+
+    moves: np.ndarray  # (frames, 4, 4): how the camera moves from frame i - 1 to frame i
+    fov: np.ndarray  # (frames,) field of view, degrees
+    aspect: np.ndarray  # (frames,) aspect_ratio_schedule, or W / H with aspect_ratio_use_old_formula
+    padding_mode: str  # border | reflection | zeros
+    sampling_mode: str  # bicubic | bilinear | nearest
+    depth_warping: bool  # use_depth_warping; False: the camera moves over flat depth
+
+    def lens(self, index: int) -> Lens:
+        return Lens(float(self.fov[index]), float(self.aspect[index]))
+
+
+@dataclass(frozen=True)
 class FramePlan:
     """Everything a render does, frame by frame, computed before the first frame.
 
-    The loop reads only `canvas`, `motion`, `diffused_frames` and `frame(i)`; `settings` (the
-    resolved settings: seed, frame count ...) is kept for the summary, the output and `plan --json`.
+    The loop reads only `canvas`, `motion`, `camera`, `diffused_frames` and `frame(i)`; `settings`
+    (the resolved settings: seed, frame count ...) is kept for the summary, the output and `plan --json`.
     """
 
     settings: Settings
@@ -190,6 +206,7 @@ class FramePlan:
     diffused_frames: tuple[int, ...]
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
+    camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
 
     @property
     def frame_count(self) -> int:
@@ -255,6 +272,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         strings=strings,
         diffused_frames=diffused,
         audio=audio,
+        camera=_camera(values, settings),
     )
 
 
@@ -276,6 +294,19 @@ def _motion(values: dict[str, np.ndarray], canvas: Canvas, settings: Settings) -
                          translation_x=values["translation_x"], translation_y=values["translation_y"],
                          center_x=values["transform_center_x"], center_y=values["transform_center_y"],
                          perspective=flip)
+
+
+def _camera(values: dict[str, np.ndarray], settings: Settings) -> Camera3D | None:
+    """3D mode's per-frame camera moves (4x4, one vectorised pass) and lenses; None in 2D mode."""
+    if settings.animation_mode != "3D":
+        return None
+    aspect = values["aspect_ratio"]
+    if settings.aspect_ratio_use_old_formula:
+        aspect = np.full_like(aspect, settings.W / settings.H)
+    moves = camera_moves(values["translation_x"], values["translation_y"], values["translation_z"],
+                         values["rotation_3d_x"], values["rotation_3d_y"], values["rotation_3d_z"])
+    return Camera3D(moves=moves, fov=values["fov"], aspect=aspect, padding_mode=settings.padding_mode,
+                    sampling_mode=settings.sampling_mode, depth_warping=settings.use_depth_warping)
 
 
 # Motion values that leave the picture still: what a schedule the animation mode does not use holds.

@@ -1,7 +1,8 @@
 """`render()` and `resume()`: the recipe of a render, step by step.
 
     1. check every input (settings, schedules, images, soundtrack)    inputs.check_inputs
-    2. load the model and set it up for this render                     backends.make_backend
+    2. load the model and set it up for this render; the depth model    backends.make_backend,
+       too when the render uses one (checked first: offline, missing)   depth.load_depth_estimator
     3. open the folder: record the settings, or read the saved state    output.RenderFolder
     4. say what will happen                                             summary.describe_plan
     5. the frame loop: frame 0 or the saved state, then every           loop.start_or_resume,
@@ -26,9 +27,10 @@ from tqdm import tqdm
 
 from .backends import make_backend
 from .backends.base import Backend, RenderContext
+from .depth import DepthEstimator, depth_choice, load_depth_estimator
 from .errors import RenderCancelled, SettingsError
 from .inputs import RenderInputs, check_inputs
-from .loop import FrameLoop, start_or_resume
+from .loop import DepthSteps, FrameLoop, start_or_resume
 from .output import (
     FrameWriter,
     RenderFolder,
@@ -106,17 +108,19 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
     # 1. Check every input, before any model loads.
     inputs = check_inputs(settings)
     plan = inputs.plan
-    # 2. Load the model and set it up for this render (pipeline, image-prompt adapter and embedding).
+    # 2. Load the model and set it up for this render (pipeline, image-prompt adapter and embedding),
+    #    and the depth model when the render uses one (not for motion previews: they use flat depth).
     backend = backend or make_backend(plan.settings, preview)
     backend.begin(_render_context(plan))
+    depth = _depth_model(plan, backend)
     # 3. Open the folder: a new render records its resolved settings, a stopped one gives its state.
     state = _open_folder(folder, plan, backend, resuming)
     # 4. Say what will happen.
     if not quiet:
-        print(describe_plan(plan, backend), file=sys.stderr)
+        print(describe_plan(plan, backend, depth.choice if depth is not None else None), file=sys.stderr)
         print(f"Output: {folder.root}", file=sys.stderr)
     # 5. The frame loop, from frame 0 or from the saved state.
-    _run_loop(inputs, backend, folder, state, on_frame, quiet, cancel)
+    _run_loop(inputs, backend, depth, folder, state, on_frame, quiet, cancel)
     # 6. The video was streamed while rendering; a resumed render's stream was cut by the stop,
     #    so its video is rebuilt from the frames.
     if state is not None:
@@ -131,6 +135,16 @@ def _render_context(plan: FramePlan) -> RenderContext:
     """What a backend sets up once per render."""
     settings = plan.settings
     return RenderContext(plan.canvas.width, plan.canvas.height, settings.image_prompt, settings.image_prompt_mode)
+
+
+def _depth_model(plan: FramePlan, backend: Backend) -> DepthEstimator | None:
+    """The depth model(s) a render uses (3D depth warping, or saved depth maps as in Deforum), once per
+    process, on the render's device and dtype; none for motion previews, which warp over flat depth."""
+    settings = plan.settings
+    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps
+    if not wanted or backend.is_preview:
+        return None
+    return load_depth_estimator(depth_choice(settings), device=settings.device, dtype=settings.dtype)
 
 
 def _open_folder(folder: RenderFolder, plan: FramePlan, backend: Backend, resuming: bool) -> ResumeState | None:
@@ -164,14 +178,16 @@ class _Sink:
     progress: tqdm
     on_frame: FrameCallback | None
 
-    def __call__(self, index: int, image: np.ndarray, state: ResumeState | None) -> None:
+    def __call__(self, index: int, image: np.ndarray, state: ResumeState | None,
+                 depth_map: np.ndarray | None = None) -> None:
         stored = self.on_frame(index, image) if self.on_frame is not None else None
-        self.writer.put(index, image if stored is None else stored, state)
+        self.writer.put(index, image if stored is None else stored, state, depth_map)
         self.progress.update(1)
 
 
-def _run_loop(inputs: RenderInputs, backend: Backend, folder: RenderFolder, state: ResumeState | None,
-              on_frame: FrameCallback | None, quiet: bool, cancel: threading.Event | None) -> None:
+def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimator | None, folder: RenderFolder,
+              state: ResumeState | None, on_frame: FrameCallback | None, quiet: bool,
+              cancel: threading.Event | None) -> None:
     """Frames into the folder (and the video stream for a new render), under a progress bar.
 
     A stop (Ctrl-C, `cancel`) keeps every frame written so far and says how to resume.
@@ -184,8 +200,10 @@ def _run_loop(inputs: RenderInputs, backend: Backend, folder: RenderFolder, stat
                 tqdm(total=plan.frame_count, initial=done, unit="frame", disable=quiet,
                      desc=folder.root.name) as progress:
             sink = _Sink(writer, progress, on_frame)
-            start = start_or_resume(inputs, backend, state, sink)
-            FrameLoop.for_render(plan, backend, start.reference).run(start, sink, cancel)
+            depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
+            start = start_or_resume(inputs, backend, state, sink, depth)
+            device = depth_model.model.device if depth_model is not None else "cpu"
+            FrameLoop.for_render(plan, backend, start.reference, depth, device).run(start, sink, cancel)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
               f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)

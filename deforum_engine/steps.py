@@ -1,20 +1,26 @@
-"""The loop's image steps: one signature, (image, frame values) -> image, chosen once from the plan.
+"""The loop's steps, chosen once from the plan: image steps, (image, frame values) -> image, and the warp.
 
 The image functions in `frame/` take plain numbers; these adapters read them from a frame's
-values. `preparation_steps` decides, before the first frame, which of them a render needs, so the
-loop itself has no feature checks.
+values. `preparation_steps` decides, before the first frame, which of them a render needs, and
+`choose_warp` how a picture follows the camera (2D matrices, or 3D re-projection through depth),
+so the loop itself has no feature checks.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 import numpy as np
 
 from .frame.adjust import adjust_contrast, unsharp_mask
+from .frame.cadence import coverage
 from .frame.color import ColorReference, match_color
 from .frame.noise import add_noise
-from .plan import FramePlan, FrameValues
+from .frame.motion3d import CameraStep
+from .frame.warp import warp_frame
+from .frame.warp3d import warp_3d_path, warp_3d_path_covered
+from .plan import Camera3D, FramePlan, FrameValues
 
 ImageStep = Callable[[np.ndarray, FrameValues], np.ndarray]
 
@@ -76,3 +82,87 @@ def run_steps(steps: list[ImageStep], image: np.ndarray, frame: FrameValues) -> 
     for step in steps:
         image = step(image, frame)
     return image
+
+
+# ----------------------------------------------------------------------------------------- motion
+
+
+@dataclass(frozen=True)
+class Move:
+    """How a picture moves from one frame to another: a 2D matrix (3x3; in 3D mode the perspective
+    flip, else the identity) and, in 3D mode, the camera's steps frame by frame (CameraStep: move
+    and lens; the 3D warp composes Deforum's one-frame warps along them)."""
+
+    flat: np.ndarray
+    camera: tuple[CameraStep, ...] = ()
+
+    def then(self, step: "Move") -> "Move":
+        """This move, then `step`."""
+        return Move(step.flat @ self.flat, self.camera + step.camera)
+
+    def back_from(self, later: "Move") -> "Move":
+        """From where `later` (this move, continued) ends back to where this one ends."""
+        undo = tuple(step.inverse() for step in reversed(later.camera[len(self.camera):]))
+        return Move(self.flat @ np.linalg.inv(later.flat), undo)
+
+
+def frame_move(plan: FramePlan, index: int) -> Move:
+    """The move from frame index - 1 to frame `index`, from the plan."""
+    if plan.camera is None:
+        return Move(plan.motion[index])
+    return Move(plan.motion[index], (CameraStep(plan.camera.moves[index], plan.camera.lens(index)),))
+
+
+STILL = Move(np.eye(3))  # no motion
+
+
+# A warp: (picture, its depth z or None, move) -> the picture where the move ends; a covered warp
+# also gives how much of each pixel comes from inside the picture (None: all of it).
+Warp = Callable[[np.ndarray, "np.ndarray | None", Move], np.ndarray]
+CoveredWarp = Callable[[np.ndarray, "np.ndarray | None", Move], "tuple[np.ndarray, np.ndarray | None]"]
+
+
+@dataclass(frozen=True)
+class Warps:
+    """How pictures follow the camera in one render: `picture` for key frames, `covered` for the
+    in-between frames' crossfade (frame/cadence.py)."""
+
+    picture: Warp
+    covered: CoveredWarp
+
+
+def warp_2d(image: np.ndarray, depth, move: Move, *, border: str) -> np.ndarray:
+    """2D mode: the picture moved by the matrix (depth plays no part)."""
+    return warp_frame(image, move.flat, border)
+
+
+def warp_2d_covered(image: np.ndarray, depth, move: Move, *, border: str):
+    height, width = image.shape[:2]
+    return warp_frame(image, move.flat, border), coverage(move.flat, width, height)
+
+
+def warp_camera(image: np.ndarray, depth, move: Move, *, camera: Camera3D, device: str, covered: bool = False):
+    """3D mode: the picture re-projected through its depth along the camera's steps (flat depth
+    where depth warping is off or no depth is known); with `covered`, its coverage too."""
+    z = depth if camera.depth_warping else None
+    warp = warp_3d_path_covered if covered else warp_3d_path
+    return warp(image, z, move.camera, camera.padding_mode, camera.sampling_mode, device)
+
+
+def flip_then_camera(image: np.ndarray, depth, move: Move, *, border: str, camera):
+    """3D mode with the perspective flip: flipped first, then re-projected, as Deforum orders them
+    (a covered warp counts the re-projection's coverage)."""
+    return camera(warp_frame(image, move.flat, border), depth, move)
+
+
+def choose_warps(plan: FramePlan, device: str = "cpu") -> Warps:
+    """How pictures follow the camera in this render; `device` runs the 3D re-projection."""
+    border = plan.canvas.border
+    if plan.camera is None:
+        return Warps(partial(warp_2d, border=border), partial(warp_2d_covered, border=border))
+    picture = partial(warp_camera, camera=plan.camera, device=device)
+    covered = partial(warp_camera, camera=plan.camera, device=device, covered=True)
+    if np.array_equal(plan.motion, np.broadcast_to(np.eye(3), plan.motion.shape)):
+        return Warps(picture, covered)
+    return Warps(partial(flip_then_camera, border=border, camera=picture),
+                 partial(flip_then_camera, border=border, camera=covered))

@@ -4,12 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from .backends.base import Backend
+from .depth import DepthChoice
 from .plan import FramePlan
 from .samplers import step_counts
 
 
-def describe_plan(plan: FramePlan, backend: Backend) -> str:
-    """Frames, size and seed; what survives of each frame, and how many steps really run."""
+def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None = None) -> str:
+    """Frames, size and seed; the animation mode (and the depth model, `depth`, in 3D); what survives
+    of each frame, and how many steps really run."""
     settings = plan.settings
     strength, steps = plan.values["strength"], plan.values["steps"]
     lines = []
@@ -20,6 +22,10 @@ def describe_plan(plan: FramePlan, backend: Backend) -> str:
         f"({plan.frame_count / settings.fps:.1f} s), seed {settings.seed}, "
         f"{len(plan.diffused_frames)} diffused (cadence {settings.diffusion_cadence})."
     )
+    if plan.camera is not None:
+        lines.append(_describe_3d(plan, depth))
+    if depth is not None and settings.save_depth_maps:
+        lines.append(f"Depth maps of every frame go to depth/ beside frames/ ({depth.describe()}).")
     low, high = float(strength.min()), float(strength.max())
     keep = f"{low:.0%}" if low == high else f"{low:.0%}-{high:.0%}"
     denoise = f"{1 - high:.2f}" if low == high else f"{1 - high:.2f}-{1 - low:.2f}"
@@ -49,3 +55,15 @@ def _range(values: np.ndarray) -> str:
 
 def _span(values: list[int]) -> str:
     return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+
+def _describe_3d(plan: FramePlan, depth: DepthChoice | None) -> str:
+    """3D mode: which depth the camera moves through."""
+    if not plan.camera.depth_warping:
+        through = "over flat depth (use_depth_warping is off)"
+    elif depth is None:
+        through = "over flat depth (motion preview: no depth model)"
+    else:
+        through = f"through the {depth.describe()}"
+    return (f"3D camera (Deforum's): each frame re-projected {through}; "
+            f"{plan.camera.sampling_mode} sampling, {plan.camera.padding_mode} padding.")

@@ -17,11 +17,11 @@ LAYERS = [
     ("settings",),  # the settings model
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
     ("settings_files",),  # load_settings: files, presets, importers, overrides
-    ("frame", "frame.motion", "frame.warp", "frame.cadence", "frame.color", "frame.adjust", "frame.noise", "audio",
-     "images"),
+    ("frame", "frame.motion", "frame.motion3d", "frame.warp", "frame.warp3d", "frame.cadence", "frame.color",
+     "frame.adjust", "frame.noise", "audio", "images"),
     ("plan",),  # settings -> every per-frame value
     ("steps", "plot"),
-    ("models", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
+    ("models", "depth", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
      "backends.prompt_embeddings"),
     ("output",),
     ("inputs", "summary"),

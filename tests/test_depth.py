@@ -88,7 +88,7 @@ def test_old_combos_blend_with_adabins_only_below_weight_one():
 
 def test_summary_line_says_model_and_normalisation():
     assert depth_choice(settings()).describe() == (
-        "depth: Midas-3-Hybrid -> Intel/dpt-large, steady normalisation (running histogram)")
+        "depth of Midas-3-Hybrid (Intel/dpt-large), steady normalisation (running histogram)")
     assert "per-frame normalisation (Deforum's)" in depth_choice(settings(depth_normalization="per_frame")).describe()
 
 

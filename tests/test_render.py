@@ -223,7 +223,8 @@ def test_in_between_frames_never_fade_in_the_newer_frames_filled_border():
 
     from deforum_engine.backends.preview import PreviewBackend
     from deforum_engine.frame.cadence import coverage
-    from deforum_engine.loop import FrameLoop
+    from deforum_engine.loop import FrameLoop, Key
+    from deforum_engine.steps import Move
 
     plan = build_plan(settings(W=128, H=128, max_frames=5, diffusion_cadence=4, zoom="0:(1.02)", angle="0:(0)",
                                translation_x="0:(0)"))
@@ -232,19 +233,19 @@ def test_in_between_frames_never_fade_in_the_newer_frames_filled_border():
     older, newer = (cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 1.5)
                     for _ in range(2))
     motion = loop.motion(0, 4)
-    tweens = dict(loop.in_between(older, newer, motion, 0))
-    to_new = np.linalg.inv(motion[-1])
+    tweens = dict(loop.in_between(Key(older), Key(newer), motion, 0))
+    to_new = np.linalg.inv(motion[-1].flat)
     covered = []
     for offset in (1, 2, 3):
-        back = motion[offset - 1] @ to_new
+        back = motion[offset - 1].flat @ to_new
         seen = coverage(back, 128, 128)
         covered.append(float(seen.mean()))
-        forward = loop.warp(older, motion[offset - 1])
+        forward = loop.warps.picture(older, None, motion[offset - 1])
         outside = seen < 1e-6  # pixels the newer frame's warp does not reach at all
         assert outside.any()
         np.testing.assert_allclose(tweens[offset][outside], forward[outside], atol=1)
         inside = seen > 0.999
-        expected = cv2.addWeighted(forward, 1 - offset / 4, loop.warp(newer, back), offset / 4, 0)
+        expected = cv2.addWeighted(forward, 1 - offset / 4, loop.warps.picture(newer, None, Move(back)), offset / 4, 0)
         assert np.abs(tweens[offset][inside].astype(int) - expected[inside]).max() <= 1
     # a zoom-out by 1.02 ** (4 - offset) covers 1.02 ** (-2 * (4 - offset)) of the frame
     assert covered == pytest.approx([1.02 ** -6, 1.02 ** -4, 1.02 ** -2], abs=0.01)

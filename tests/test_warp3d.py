@@ -5,17 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from deforum_engine.frame.warp3d import (
-    Lens,
-    _grid_sample,
-    camera_move,
-    camera_moves,
-    compose,
-    frame_lens,
-    rotation_xyz,
-    source_pixels,
-    warp_3d,
-)
+from deforum_engine.frame.motion3d import (CameraStep, Lens, camera_move, camera_moves, compose, frame_lens,
+                                           rotation_xyz)
+from deforum_engine.frame.warp3d import _grid_sample, source_pixels, warp_3d, warp_3d_path, warp_3d_path_covered
 
 SIZE = 96
 FOCAL_70 = 1 / math.tan(math.radians(35))  # f of Deforum's default 70 degree field of view
@@ -201,12 +193,26 @@ def test_opencv_sampling_matches_torch_grid_sample(padding_mode, sampling_mode):
                        rotation_z=2)
     lens = Lens(60, 1.2)
     ours = warp_3d(image, z, move, lens, padding_mode, sampling_mode).astype(int)
-    reference = _grid_sample(image, z, move, lens, padding_mode, sampling_mode, "cpu").astype(int)
+    reference = _grid_sample(image, z, [CameraStep(move, lens)], padding_mode, sampling_mode, "cpu")[0].astype(int)
     difference = np.abs(ours - reference)
     if sampling_mode == "nearest":  # a pixel centre exactly between two can round either way
         assert (difference > 0).mean() < 0.01
     else:
         assert difference.max() <= 3 and difference.mean() < 0.3
+
+
+def test_paths_sample_the_same_on_the_cpu_and_through_torch():
+    """The CUDA path (torch, depth sampled with grid_sample) against the CPU path (OpenCV)."""
+    import torch
+
+    image, z = smooth_image(72, 120), np.repeat((1.0 + np.arange(120) / 119)[None, :], 72, axis=0).astype(np.float32)
+    steps = [CameraStep(camera_move(translation_z=6, rotation_y=1.5), Lens(60, 1.2)),
+             CameraStep(camera_move(translation_x=4, rotation_z=-2), Lens(70, 1.2)),
+             CameraStep(camera_move(translation_z=6, rotation_x=1), Lens(80, 1.2))]
+    ours = warp_3d_path(image, z, steps).astype(int)
+    reference = _grid_sample(image, torch.from_numpy(z), steps, "border", "bicubic", "cpu")[0].astype(int)
+    difference = np.abs(ours - reference)
+    assert difference.max() <= 3 and difference.mean() < 0.3
 
 
 def test_sampling_positions_equal_deforums_for_every_pixel():
@@ -216,6 +222,19 @@ def test_sampling_positions_equal_deforums_for_every_pixel():
     for col, row in [(0, 0), (95, 0), (13, 71), (47, 47), (95, 95)]:
         expected = deforum_sample_position(col, row, ramp(col, row), move, lens, SIZE)
         assert (map_x[row, col], map_y[row, col]) == pytest.approx(tuple(expected), abs=1e-3)
+
+
+def test_coverage_says_which_pixels_come_from_inside_the_picture():
+    """A push in covers the frame (None); pulling back leaves a band the padding fills, covered 0."""
+    image = smooth_image()
+    steps_in = [CameraStep(camera_move(translation_z=6), Lens())] * 2
+    assert warp_3d_path_covered(image, ramp_map(), steps_in)[1] is None
+    pull_back = [step.inverse() for step in steps_in]
+    warped, seen = warp_3d_path_covered(image, ramp_map(), pull_back)
+    np.testing.assert_array_equal(warped, warp_3d_path(image, ramp_map(), pull_back))
+    assert seen[48, 48] == 1.0 and seen[48, 0] == 0.0 and seen[0, 48] == 0.0
+    _, seen_torch = _grid_sample(image, ramp_map(), pull_back, "border", "bicubic", "cpu", covered=True)
+    np.testing.assert_allclose(seen_torch, seen, atol=0.02)
 
 
 def test_padding_modes_fill_what_comes_into_view():
@@ -241,6 +260,44 @@ def test_one_warp_by_composed_moves_matches_frame_by_frame_warps():
     inner = (slice(8, -8), slice(8, -8))
     assert np.abs(at_once - step_by_step)[inner].mean() < 0.1 * motion
     assert motion > 2
+
+
+def test_a_path_of_frames_warps_like_deforums_frame_by_frame_warps_where_the_product_does_not():
+    """Cadence warps a key over several frames at once: composing Deforum's one-frame maps (a path)
+    keeps the camera's speed; one warp by the product of the moves pushes in faster."""
+    image = smooth_image()
+    lens = Lens(70, 1.0)
+    push = camera_move(translation_z=10, rotation_z=0.5)
+    step_by_step = image
+    for _ in range(4):
+        step_by_step = warp_3d(step_by_step, None, push, lens)
+    path = warp_3d_path(image, None, [CameraStep(push, lens)] * 4)
+    product = warp_3d(image, None, compose([push] * 4), lens)
+    inner = (slice(12, -12), slice(12, -12))
+    path_error = np.abs(path.astype(int) - step_by_step)[inner].mean()
+    product_error = np.abs(product.astype(int) - step_by_step)[inner].mean()
+    assert path_error < 1.5 and product_error > 4 * path_error
+
+
+def test_a_path_through_depth_follows_the_frames_own_lenses():
+    lens_a, lens_b = Lens(50, 1.0), Lens(90, 1.0)
+    move = camera_move(translation_z=8, translation_x=3)
+    start = (70.0, 30.0)
+    first = landing_position(start, ramp, move, lens_a)
+    second = landing_position(first, ramp, move, lens_b)
+    warped = warp_3d_path(dot_image([start]), ramp_map(), [CameraStep(move, lens_a), CameraStep(move, lens_b)],
+                          sampling_mode="bilinear")
+    assert centroid(warped, second) == pytest.approx(second, abs=0.25)
+
+
+def test_an_undone_path_brings_the_picture_back():
+    image = smooth_image()
+    steps = [CameraStep(camera_move(translation_z=6, rotation_y=1), Lens(60)),
+             CameraStep(camera_move(translation_z=6, rotation_x=-1), Lens(65))]
+    there = warp_3d_path(image, ramp_map(), steps)
+    back = warp_3d_path(there, ramp_map(), [step.inverse() for step in reversed(steps)])
+    inner = (slice(10, -10), slice(10, -10))
+    assert np.abs(back.astype(int) - image)[inner].mean() < 0.25 * np.abs(there.astype(int) - image)[inner].mean()
 
 
 def test_the_inverse_move_brings_a_later_frame_back():
