@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,7 @@ def _to_frame_size(predicted, height: int, width: int, padded: bool):
 
 
 _DEPTH_MODELS: dict[tuple, DepthModel] = {}  # the process-wide depth model cache, see load_depth_model
+_LOADING = threading.Lock()  # lockstep renders start in threads together: one load each model
 
 
 def load_depth_model(source: str, *, device: str | None = None, dtype: Any = None) -> DepthModel:
@@ -203,9 +205,10 @@ def load_depth_model(source: str, *, device: str | None = None, dtype: Any = Non
     device = resolve_device(device)
     dtype = resolve_dtype(device, dtype)
     key = (source, device, str(dtype))
-    if key not in _DEPTH_MODELS:
-        _DEPTH_MODELS[key] = _load(source, device, dtype)
-    return _DEPTH_MODELS[key]
+    with _LOADING:
+        if key not in _DEPTH_MODELS:
+            _DEPTH_MODELS[key] = _load(source, device, dtype)
+        return _DEPTH_MODELS[key]
 
 
 def _load(source: str, device: str, dtype: Any) -> DepthModel:

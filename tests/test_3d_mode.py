@@ -10,8 +10,7 @@ from deforum_engine.plot import panels
 from deforum_engine.presets import list_presets
 from deforum_engine.settings import validate_settings
 
-# Written as --set overrides: until the Deforum importer keeps 3D, a file holding animation_mode or
-# translation_z reads as a Deforum file.
+# Given to the CLI as --set overrides.
 STUDIO_STYLE = {  # the shape of a Deforum Studio 3D preset: a push in with a turn and a roll
     "animation_mode": "3D", "W": 1024, "H": 576, "max_frames": 24, "fps": 12,
     "translation_z": "0:(4)", "translation_x": "0:(1.5*sin(2*3.14*t/24))",

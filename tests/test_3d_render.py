@@ -89,7 +89,7 @@ def cli(*args, env=None) -> subprocess.CompletedProcess:
 
 
 def as_overrides(values: dict) -> list[str]:
-    """CLI --set arguments (a file holding animation_mode or translation_z would read as a Deforum file)."""
+    """The settings as CLI --set arguments."""
     return [part for key, value in values.items() for part in ("--set", f"{key}={json.dumps(value)}")]
 
 
