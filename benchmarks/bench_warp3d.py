@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from bench_frame_steps import test_frame, timed_ms  # noqa: E402
 from deforum_engine.depth import depth_to_z, load_depth_model  # noqa: E402
 from deforum_engine.frame.motion3d import CameraStep, Lens, camera_move  # noqa: E402
-from deforum_engine.frame.warp3d import _grid_sample, warp_3d  # noqa: E402
+from deforum_engine.frame.warp3d import _grid_sample, warp_3d, warp_3d_path  # noqa: E402
 
 SIZES = ((512, 512), (1024, 576))
 MOVE = camera_move(translation_x=0.5, translation_z=1.75, rotation_x=0.2, rotation_y=-0.3, rotation_z=0.1)
@@ -47,6 +47,8 @@ def calls_for(width: int, height: int, tiny_model) -> dict:
         "warp 3D, flat depth, bicubic (OpenCV)": lambda: warp_3d(image, None, MOVE, lens),
         "warp 3D, depth map, bicubic (OpenCV)": lambda: warp_3d(image, z, MOVE, lens),
         "warp 3D, depth map, bilinear (OpenCV)": lambda: warp_3d(image, z, MOVE, lens, sampling_mode="bilinear"),
+        "warp 3D along 4 frames (a cadence-4 key), depth map, bicubic":
+            lambda: warp_3d_path(image, z, [CameraStep(MOVE, lens)] * 4),
         "warp 3D, depth map, bicubic (torch grid_sample, CPU)":
             lambda: _grid_sample(image, z, [CameraStep(MOVE, lens)], "border", "bicubic", "cpu")[0],
         "depth -> z, per_frame": lambda: depth_to_z(raw, metric=False, normalization="per_frame"),
