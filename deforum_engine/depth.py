@@ -255,7 +255,8 @@ def check_depth_models(choice: DepthChoice) -> None:
 
     for source in filter(None, (choice.model, choice.adabins_model)):
         if Path(source).is_dir():
-            missing = [name for name in ("config.json", "preprocessor_config.json") if not (Path(source) / name).is_file()]
+            needed = ("config.json", "preprocessor_config.json")
+            missing = [name for name in needed if not (Path(source) / name).is_file()]
             if missing or not _has_weights(lambda name: (Path(source) / name).is_file()):
                 raise SettingsError(f"depth model folder {source} lacks {', '.join(missing) or 'weights'}; "
                                     + _POINT_LOCAL.format(source="REPO"))

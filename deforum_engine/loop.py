@@ -100,8 +100,12 @@ class DepthSteps:
 
 def depth_picture(key: Key) -> np.ndarray:
     """A key's depth map as an RGB picture (grey, near white), warped like the frames for in-betweens."""
-    grey = depth_image(key.depth, *key.image.shape[:2])
-    return np.repeat(grey[..., None], 3, axis=2)
+    return np.repeat(_depth_map(key)[..., None], 3, axis=2)
+
+
+def _depth_map(key: Key) -> np.ndarray:
+    """A key's depth map as saved: grey H x W, near white."""
+    return depth_image(key.depth, *key.image.shape[:2])
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,6 @@ def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState |
     key = depth.key(first, None)
     sink(0, key.image, resume_point(0, key, reference), _depth_map(key) if depth.save_maps else None)
     return LoopStart(key, reference, next_key=1)
-
-
-def _depth_map(key: Key) -> np.ndarray:
-    return depth_picture(key)[..., 0]
 
 
 def _reference(inputs: RenderInputs, first: np.ndarray) -> ColorReference | None:

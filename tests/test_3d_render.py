@@ -107,8 +107,8 @@ def test_preview_push_in_zooms_by_the_camera_maths(tmp_path):
 
 
 def test_preview_pan_moves_the_picture_against_the_camera(tmp_path):
-    result = render(validate_settings({**PREVIEW, "max_frames": 5, "translation_x": "0:(10)", "translation_z": "0:(0)"}),
-                    out=tmp_path / "r", preview=True, quiet=True)
+    pan = {**PREVIEW, "max_frames": 5, "translation_x": "0:(10)", "translation_z": "0:(0)"}
+    result = render(validate_settings(pan), out=tmp_path / "r", preview=True, quiet=True)
     frames = frame_images(result.folder)
     dx, dy = measured_shift(frames[0], frames[4])
     assert dx == pytest.approx(-4 * Lens(70).focal * 10 / 200 * 64, abs=0.5) and abs(dy) < 0.5

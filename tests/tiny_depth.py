@@ -76,7 +76,8 @@ def build_tiny_zoe(folder: Path) -> Path:
         backbone_config=backbone, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16, bottleneck_features=16,
         num_relative_features=8, bin_embedding_dim=8, num_attractors=[4, 4, 2, 1], num_patch_transformer_layers=1,
         patch_transformer_hidden_size=16, patch_transformer_intermediate_size=16,
-        patch_transformer_num_attention_heads=2, bin_configurations=[{"n_bins": 8, "min_depth": 0.001, "max_depth": 10.0}],
+        patch_transformer_num_attention_heads=2,
+        bin_configurations=[{"n_bins": 8, "min_depth": 0.001, "max_depth": 10.0}],
     )
     _seeded_noisy(lambda: ZoeDepthForDepthEstimation(config)).save_pretrained(str(folder))
     ZoeDepthImageProcessorPil(size={"height": 64, "width": 64}, keep_aspect_ratio=True, ensure_multiple_of=16,
