@@ -22,7 +22,8 @@ from deforum_engine.depth import (
     load_depth_model,
 )
 from deforum_engine.errors import RenderError, SettingsError
-from deforum_engine.settings import load_settings, validate_settings
+from deforum_engine.settings import validate_settings
+from deforum_engine.settings_files import load_settings
 
 
 @pytest.fixture(autouse=True)
