@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +20,7 @@ from deforum_engine.errors import RenderError
 from deforum_engine.frame.motion3d import Lens
 from deforum_engine.output import RenderFolder, probe_video
 from deforum_engine.settings import validate_settings
+from deforum_engine.settings_files import load_settings
 from stopping import stopped_render, wait_for
 
 CLEAN = {"color_coherence": "None", "amount_schedule": "0:(0)", "noise_schedule": "0:(0)", "video_preset": "ultrafast"}
@@ -269,3 +272,65 @@ def test_depth_maps_in_2d_mode_as_deforum_saves_them(tiny_sd_dir, tiny_dpt_dir, 
     result = render(settings, out=tmp_path / "r", quiet=True)
     assert len(frame_images(result.folder, "depth")) == 3
     assert math.isclose(probe_video(result.video)["frames"], 3)
+
+
+# --- a real Deforum Studio 3D preset file ----------------------------------------------------------------
+
+STUDIO_FILE = Path(__file__).parent / "data" / "importers" / "studio_3d_fly_through_1024x576.txt"
+
+
+def studio_file(**overrides):
+    with warnings.catch_warnings():  # the file's stray schedule text, read as Deforum Studio reads it
+        warnings.simplefilter("ignore")
+        return load_settings(STUDIO_FILE, {"video_preset": "ultrafast", **overrides})
+
+
+@pytest.mark.slow
+def test_the_studio_preset_file_renders_as_a_preview_at_its_size_and_length(tmp_path):
+    settings = studio_file()
+    assert (settings.animation_mode, settings.W, settings.H, settings.max_frames) == ("3D", 1024, 576, 240)
+    result = render(settings, out=tmp_path / "studio", preview=True, quiet=True)
+    video = probe_video(result.video)
+    assert (video["frames"], video["width"], video["height"]) == (240, 1024, 576)
+    frames = frame_images(result.folder)
+    # translation_z 1.5 a frame (fov 70), under the file's turns: the picture zooms in frame after frame.
+    d = 1.5 / 200
+    expected = (1 + Lens(70).focal * d / (1 - d) * 1024 / 1023) ** 8
+    scale = math.sqrt(abs(np.linalg.det(measured_affine(frames[0], frames[8])[:, :2])))
+    assert scale == pytest.approx(expected, rel=0.02)
+
+
+def test_the_studio_preset_file_renders_with_the_tiny_models_depth_warping_on_and_off(tiny_sd_dir, tiny_dpt_dir,
+                                                                                     tmp_path):
+    rendered = {}  # 12 frames: the file's rotation_3d_y is NaN on frames 0-7, filled from those after
+    for warping in (True, False):
+        settings = studio_file(W=128, H=72, max_frames=12, steps=4, model=str(tiny_sd_dir),
+                               depth_model=str(tiny_dpt_dir), safety_checker=False, use_depth_warping=warping)
+        result = render(settings, out=tmp_path / f"warping-{warping}", quiet=True)
+        assert probe_video(result.video)["frames"] == 12
+        rendered[warping] = frame_bytes(result.folder)
+    assert rendered[True][0] == rendered[False][0] and rendered[True][11] != rendered[False][11]
+
+
+def test_3d_in_between_frames_never_fade_in_the_newer_frames_filled_border():
+    """A push in with cadence 4: the newer key, moved back to the in-between cameras (a pull back),
+    leaves an edge band its padding fills; those pixels come from the older key alone."""
+    from deforum_engine.backends.preview import PreviewBackend
+    from deforum_engine.frame.warp3d import warp_3d_path_covered
+    from deforum_engine.loop import FrameLoop, Key
+    from deforum_engine.plan import build_plan
+
+    plan = build_plan(validate_settings({**PREVIEW, "max_frames": 5, "diffusion_cadence": 4, "translation_z": "0:(6)"}))
+    loop = FrameLoop.for_render(plan, PreviewBackend(), None)
+    rng = np.random.default_rng(3)
+    older, newer = (cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 1.5)
+                    for _ in range(2))
+    motion = loop.motion(0, 4)
+    tweens = dict(loop.in_between(Key(older), Key(newer), motion, 0))
+    for offset in (1, 2, 3):
+        back = motion[offset - 1].back_from(motion[-1])
+        _, seen = warp_3d_path_covered(newer, None, back.camera)
+        forward = loop.warps.picture(older, None, motion[offset - 1])
+        outside = seen < 1e-6
+        assert outside.mean() > 0.01 * (4 - offset)  # the band narrows as the frame nears the newer key
+        np.testing.assert_allclose(tweens[offset][outside], forward[outside], atol=1)
