@@ -770,3 +770,12 @@ def test_deforum_files_without_newer_keys_get_deforums_defaults():
     assert plan.settings.color_coherence_source == "first_frame" and plan.settings.init_fit == "resize"
     native = build_plan(validate_settings({"max_frames": 3, "seed": 1}))
     assert list(native.values["noise_multiplier"]) == [1.0] * 3
+
+
+def test_engine_settings_in_a_deforum_file_are_taken_as_written():
+    imported = import_deforum({"animation_mode": "3D", "use_init": False, "depth_normalization": "steady",
+                               "depth_model": "/models/dpt", "vae": "tiny", "lora_dirs": ["loras"]}, "mixed.txt")
+    assert {key: imported.settings[key] for key in ("depth_normalization", "depth_model", "vae", "lora_dirs")} == \
+        {"depth_normalization": "steady", "depth_model": "/models/dpt", "vae": "tiny", "lora_dirs": ["loras"]}
+    assert not {"depth_normalization", "depth_model", "vae", "lora_dirs"} & set(imported.ignored)
+    assert import_deforum({"use_init": False}, "plain.txt").settings["depth_normalization"] == "per_frame"

@@ -175,13 +175,18 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
 
 # Engine settings that Deforum files do not have: taken as written when a file carries them.
 _ENGINE_ONLY_KEYS = (
-    "color_coherence_image", "color_coherence_source", "init_fit", "image_prompt", "image_prompt_influence",
-    "prompt_style", "model", "ip_adapter", "motion_preset", "name", "crf", "video_preset", "safety_checker", "deforum_nan_fill",
+    "color_coherence_image", "color_coherence_source", "init_fit", "init_denoise", "image_prompt",
+    "image_prompt_influence", "image_prompt_mode", "image_prompt_max_mb", "prompt_style", "prompt_blend_frames",
+    "lora_dirs", "model", "model_config_dir", "ip_adapter", "vae", "tiny_vae_model", "compile_unet", "device",
+    "dtype", "depth_model", "adabins_model", "depth_normalization", "motion_preset", "name", "crf", "video_preset",
+    "safety_checker", "deforum_nan_fill",
 )
 # What a Deforum file means where the engine's own default differs: Deforum stretches a mismatched init
-# image, fills NaN schedule frames from the frames around them, matches colours to frame 0's output and
-# multiplies the img2img noise by 1.05. A file that sets these keeps its value.
+# image, fills NaN schedule frames from the frames around them, matches colours to frame 0's output,
+# normalises each depth map on its own and multiplies the img2img noise by 1.05. A file that sets these
+# keeps its value.
 _DEFORUM_DEFAULTS = {"init_fit": "resize", "deforum_nan_fill": True, "color_coherence_source": "first_frame",
+                     "depth_normalization": "per_frame",
                      # the extension's own default (args.py), which files saved before it existed fall back to
                      "enable_noise_multiplier_scheduling": True, "noise_multiplier_schedule": "0: (1.05)"}
 
