@@ -181,6 +181,20 @@ def cmd_batch(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_serve(args) -> int:
+    import os
+
+    try:
+        from .studio.server import serve
+    except ModuleNotFoundError as error:
+        raise SettingsError(f"serve: the studio needs {error.name}: pip install 'deforum-engine[studio]'") from None
+    from .studio.config import TOKEN_ENV, StudioConfig
+
+    serve(StudioConfig(data=Path(args.data), model=args.model, ip_adapter=args.ip_adapter, preview_only=args.preview,
+                       token=args.token or os.environ.get(TOKEN_ENV) or None, host=args.host, port=args.port))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------- parser
 
 
@@ -253,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="render N model jobs together on one model, batching their frames (big GPUs)")
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(func=cmd_batch)
+
+    from .studio.config import DEFAULT_DATA  # light: no web framework is imported until `serve` runs
+
+    sub = commands.add_parser("serve", help="the studio: a local web app and HTTP API")
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (other than localhost needs --token)")
+    sub.add_argument("--port", type=int, default=7860)
+    sub.add_argument("--model", help="the model every render uses (hub id, diffusers folder or checkpoint)")
+    sub.add_argument("--ip-adapter", help="IP-Adapter for image prompts (hub id or h94/IP-Adapter-layout folder)")
+    sub.add_argument("--preview", action="store_true", help="no model: every render is a motion preview")
+    sub.add_argument("--data", default=str(DEFAULT_DATA), help="folder for uploads, renders and the job table")
+    sub.add_argument("--token", help="token every request must carry (default: $DEFORUM_ENGINE_TOKEN)")
+    sub.set_defaults(func=cmd_serve)
     return parser
 
 

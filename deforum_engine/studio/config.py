@@ -1,0 +1,67 @@
+"""What `deforum-engine serve` was started with, and the data folder's layout."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SettingsError
+
+DEFAULT_DATA = Path("studio-data")
+TOKEN_ENV = "DEFORUM_ENGINE_TOKEN"
+
+
+@dataclass(frozen=True)
+class StudioConfig:
+    """Server options. `preview_only`: no model, every render is a motion preview."""
+
+    data: Path = DEFAULT_DATA
+    model: str | None = None  # None: the engine's default model (unless preview_only)
+    ip_adapter: str | None = None
+    preview_only: bool = False
+    token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @property
+    def renders_dir(self) -> Path:
+        return self.data / "renders"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data / "uploads"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.data / "previews"
+
+    @property
+    def database(self) -> Path:
+        return self.data / "studio.sqlite3"
+
+    def prepare(self) -> "StudioConfig":
+        """Create the data folders; the paths become absolute so renders never depend on the cwd."""
+        data = Path(self.data).expanduser().resolve()
+        config = StudioConfig(data, self.model, self.ip_adapter, self.preview_only, self.token, self.host, self.port)
+        for folder in (config.renders_dir, config.uploads_dir, config.previews_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return config
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Serving beyond this machine needs a token: anyone who can reach the port could render."""
+    if not is_loopback(host) and not token:
+        raise SettingsError(
+            f"serve: --host {host} makes the studio reachable from other machines; give a token with "
+            f"--token or the {TOKEN_ENV} environment variable (clients send it as `Authorization: Bearer TOKEN`)"
+        )

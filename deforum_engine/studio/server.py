@@ -1,0 +1,21 @@
+"""`deforum-engine serve`: the studio's app under uvicorn."""
+from __future__ import annotations
+
+import sys
+
+from .config import StudioConfig, check_exposure, is_loopback
+
+
+def serve(config: StudioConfig) -> None:
+    """Run the studio until Ctrl-C; a render running then resumes at the next start."""
+    import uvicorn
+
+    from .app import create_app
+
+    check_exposure(config.host, config.token)
+    app = create_app(config)
+    shown = "127.0.0.1" if is_loopback(config.host) else config.host
+    url = f"http://{shown}:{config.port}/" + (f"?token={config.token}" if config.token else "")
+    mode = "motion previews only" if config.preview_only else f"model {config.model or 'default'}"
+    print(f"deforum-engine studio on {url} ({mode}; data in {app.state.studio.config.data})", file=sys.stderr)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=5)

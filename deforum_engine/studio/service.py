@@ -1,0 +1,173 @@
+"""The studio's operations, under the routes: create jobs from documents, describe them, read their frames.
+
+`Studio` owns the parts (database, uploads, jobs, worker, preview clips) for one data folder. The
+routes in app.py only translate HTTP to these calls and back.
+"""
+from __future__ import annotations
+
+import secrets
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import SettingsError
+from ..output import RenderFolder
+from ..settings import Settings, save_settings
+from .config import StudioConfig
+from .database import Database
+from .documents import Document, read_document, server_settings
+from .errors import StudioError
+from .jobs import DONE, STOPPED, Job, JobStore
+from .previews import PresetPreviews
+from .uploads import UploadStore
+from .worker import RenderWorker
+
+
+class Studio:
+    """One studio over one data folder."""
+
+    def __init__(self, config: StudioConfig):
+        self.config = config = config.prepare()
+        self.database = Database(config.database)
+        self.uploads = UploadStore(self.database, config.uploads_dir)
+        self.jobs = JobStore(self.database, config.renders_dir)
+        self.worker = RenderWorker(self.jobs, self.uploads, config)
+        self.previews = PresetPreviews(config.previews_dir)
+        self.server = server_settings(None if config.preview_only else config.model, config.ip_adapter)
+
+    def start(self) -> None:
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.database.close()
+
+    # --- creating jobs -------------------------------------------------------------------------
+
+    def create(self, document: Any, preview: bool | None = None) -> tuple[Job, list[str]]:
+        """Check one settings document and queue its render; returns the job and notes for the user."""
+        preview = self._preview(preview)
+        checked = read_document(document, self.uploads, self.server)
+        return self._queue(checked.settings, preview), checked.notes
+
+    def create_batch(self, documents: list[tuple[str | None, Any]], preview: bool | None = None) -> tuple[str, list[Job]]:
+        """Check every document first; queue them all, or none when any is invalid (each problem is listed)."""
+        preview = self._preview(preview)
+        if not documents:
+            raise StudioError(400, "a batch needs at least one settings document")
+        checked: list[Document] = []
+        problems = []
+        for number, (name, document) in enumerate(documents, start=1):
+            source = f"document {number}" + (f" ({name})" if name else "")
+            try:
+                checked.append(read_document(document, self.uploads, self.server, source))
+            except StudioError as error:
+                problems.append((error.status, error.message))
+            except SettingsError as error:
+                problems.append((422, str(error)))
+        if problems:  # the first problem's status, every problem's message
+            raise StudioError(problems[0][0], "; ".join(message for _, message in problems))
+        batch_id = secrets.token_hex(6)
+        return batch_id, [self._queue(document.settings, preview, batch_id) for document in checked]
+
+    def _preview(self, requested: bool | None) -> bool:
+        if self.config.preview_only:
+            if requested is False:
+                raise StudioError(409, "this studio was started with --preview (no model): it renders motion "
+                                       "previews only; start it with --model to diffuse frames")
+            return True
+        return bool(requested)
+
+    def _queue(self, settings: Settings, preview: bool, batch_id: str | None = None) -> Job:
+        """A new render folder holding the resolved settings, and its job in the queue."""
+        name = settings.name or "render"
+        job_id, folder = self.jobs.new_folder(name)
+        folder.mkdir(parents=True)
+        save_settings(settings.model_copy(update={"name": name}), RenderFolder(folder).settings_path)
+        job = self.jobs.add(job_id, name, folder, preview, int(settings.max_frames), batch_id)
+        self.worker.wake()
+        return job
+
+    # --- reading jobs --------------------------------------------------------------------------
+
+    def describe(self, job: Job) -> dict[str, Any]:
+        """A job's status as the API shows it: state, frames done, frames/s, time left, links."""
+        live = self.worker.live(job.id)
+        if live is not None:
+            progress = live.snapshot()
+        else:
+            done = job.frames if job.status == "finished" else len(RenderFolder(job.folder).frame_indices())
+            progress = {"frames_done": done, "fps": None, "seconds_left": None,
+                        "latest_frame": done - 1 if done else None, "first_frame_seconds": None}
+        base = f"/api/jobs/{job.id}"
+        video = RenderFolder(job.folder).video_path
+        links = {"self": base, "events": f"{base}/events", "settings": f"{base}/settings",
+                 "frames_zip": f"{base}/frames.zip", "latest_frame": f"{base}/frames/latest"}
+        if job.status == "finished" and video.is_file():
+            links["video"] = f"{base}/video"
+        return {
+            "id": job.id, "name": job.name, "status": job.status, "error": job.error, "preview": job.preview,
+            "frames": job.frames, **progress, "cancelling": self.worker.cancel_requested(job.id),
+            "resumable": job.status in STOPPED, "batch_id": job.batch_id, "folder": str(job.folder),
+            "created": job.created, "started": job.started, "finished": job.finished, "links": links,
+        }
+
+    def frame(self, job: Job, index: int | None) -> Path | bytes:
+        """Frame `index` (None: the newest) as a PNG file on disk, or PNG bytes of the frame just rendered."""
+        folder = RenderFolder(job.folder)
+        live = self.worker.live(job.id)
+        latest = live.latest_png() if live is not None else None
+        if latest is not None and index in (None, latest[0]):
+            return latest[1]
+        if index is None:
+            indices = folder.frame_indices()
+            if not indices:
+                raise StudioError(404, f"job {job.id} has no frames yet")
+            index = indices[-1]
+        path = folder.frame_path(index)
+        if index < 0 or not path.is_file():
+            raise StudioError(404, f"job {job.id} has no frame {index} (yet); it has frames 0 to "
+                                   f"{len(folder.frame_indices()) - 1}")
+        return path
+
+    def video(self, job: Job) -> Path:
+        path = RenderFolder(job.folder).video_path
+        if job.status != "finished" or not path.is_file():
+            raise StudioError(409 if job.status not in DONE else 404,
+                              f"job {job.id} is {job.status}; its video is written when the render finishes")
+        return path
+
+    def settings_file(self, job: Job) -> Path:
+        path = RenderFolder(job.folder).settings_path
+        if not path.is_file():
+            raise StudioError(404, f"job {job.id} has no settings file")
+        return path
+
+
+class _Chunks:
+    """A write-only file for zipfile that hands out what was written so far."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+def zip_frames(folder: Path) -> Iterator[bytes]:
+    """The frames on disk as a zip, streamed one frame at a time (PNG is compressed already: stored)."""
+    render = RenderFolder(folder)
+    sink = _Chunks()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        for index in render.frame_indices():
+            archive.write(render.frame_path(index), f"{folder.name}/{index:06d}.png")
+            yield sink.take()
+    yield sink.take()

@@ -1,0 +1,223 @@
+"""One render at a time: the queue worker thread, and the live progress of the render it runs.
+
+The worker claims the oldest queued job and renders its folder with the engine's `render` (a new
+folder) or `resume` (a folder with frames), passing a cancel event and an `on_frame` callback that
+feeds `LiveProgress`. With a model, one backend per job shares the pipelines the engine caches per
+process, so the model loads once (at start-up) and stays. A server stopping mid-render cancels it
+and puts the job back in the queue; the next start resumes it from its last frame, and so does a
+start after the server was killed (its job is still marked running).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import RenderCancelled, render, resume
+from ..errors import RenderError, SettingsError
+from ..output import RenderFolder, encode_png
+from ..settings import Settings, validate_settings
+from .config import StudioConfig
+from .errors import StudioError
+from .jobs import DONE, STOPPED, Job, JobStore
+from .safety import screen_image
+from .uploads import UploadStore
+
+log = logging.getLogger(__name__)
+RATE_WINDOW = 30  # frames/s is measured over the last this-many frames
+
+
+class LiveProgress:
+    """The frames of the running render as they arrive (called from the render's threads)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.started = time.monotonic()
+        self.first_frame_seconds: float | None = None
+        self._lock = threading.Lock()
+        self._times: deque[float] = deque(maxlen=RATE_WINDOW)
+        self._latest: tuple[int, np.ndarray] | None = None
+        self._encoded: tuple[int, bytes] | None = None
+
+    def on_frame(self, index: int, image: np.ndarray) -> None:
+        """The engine's per-frame callback; returns None (the stored frame is the rendered one)."""
+        now = time.monotonic()
+        with self._lock:
+            if self.first_frame_seconds is None:
+                self.first_frame_seconds = now - self.started
+            self._times.append(now)
+            self._latest = (index, image.copy())
+
+    def snapshot(self) -> dict:
+        """frames_done, fps and seconds_left, as the status shows them."""
+        with self._lock:
+            done = self._latest[0] + 1 if self._latest else 0
+            times = list(self._times)
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
+        left = (self.total - done) / fps if fps else None
+        return {"frames_done": done, "fps": None if fps is None else round(fps, 2),
+                "seconds_left": None if left is None else round(left, 1),
+                "latest_frame": done - 1 if done else None,
+                "first_frame_seconds": None if self.first_frame_seconds is None else round(self.first_frame_seconds, 3)}
+
+    def latest_png(self) -> tuple[int, bytes] | None:
+        """The newest frame as PNG (encoded once per frame, however many clients ask)."""
+        with self._lock:
+            latest, encoded = self._latest, self._encoded
+        if latest is None:
+            return None
+        if encoded is None or encoded[0] != latest[0]:
+            encoded = (latest[0], encode_png(latest[1]))
+            with self._lock:
+                self._encoded = encoded
+        return encoded
+
+
+@dataclass
+class _Running:
+    job_id: str
+    cancel: threading.Event
+    progress: LiveProgress
+
+
+class RenderWorker:
+    """The queue: one thread that renders queued jobs in order; cancel, resume and delete go through it."""
+
+    def __init__(self, jobs: JobStore, uploads: UploadStore, config: StudioConfig):
+        self.jobs, self.uploads, self.config = jobs, uploads, config
+        self.model_error: str | None = None
+        self.model_loaded = False
+        self._lock = threading.Lock()  # claims, cancels and deletes never interleave
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._running: _Running | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- control, from request threads ---------------------------------------------------------
+
+    def start(self) -> None:
+        resumed = self.jobs.requeue_interrupted()
+        if resumed:
+            log.warning("resuming %d render(s) that were running when the server stopped: %s",
+                        len(resumed), ", ".join(resumed))
+        self._thread = threading.Thread(target=self._run, name="studio-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the frame in progress; a running job goes back to the queue (it resumes at the next start)."""
+        self._stopping.set()
+        with self._lock:
+            if self._running is not None:
+                self._running.cancel.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def live(self, job_id: str) -> LiveProgress | None:
+        running = self._running
+        return running.progress if running is not None and running.job_id == job_id else None
+
+    def cancel_requested(self, job_id: str) -> bool:
+        running = self._running
+        return running is not None and running.job_id == job_id and running.cancel.is_set()
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued job is cancelled at once; a running one stops before its next diffused frame."""
+        with self._lock:
+            if self.jobs.move(job_id, ("queued",), "cancelled"):
+                return self.jobs.get(job_id)
+            if self._running is not None and self._running.job_id == job_id:
+                self._running.cancel.set()
+                return self.jobs.get(job_id)
+            job = self.jobs.get(job_id)
+        raise StudioError(409, f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
+
+    def resume(self, job_id: str) -> Job:
+        """Queue a failed or cancelled job again; it continues from its last frame."""
+        if not self.jobs.move(job_id, STOPPED, "queued"):
+            job = self.jobs.get(job_id)
+            raise StudioError(409, f"job {job_id} is {job.status}; only failed or cancelled jobs can be resumed")
+        self.wake()
+        return self.jobs.get(job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job that is not running, and its render folder."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if not self.jobs.remove(job_id, ("queued", *DONE)):
+                raise StudioError(409, f"job {job_id} is {job.status}; cancel it before deleting it")
+        if job.folder.parent == self.jobs.renders_dir and job.folder.is_dir() and not job.folder.is_symlink():
+            shutil.rmtree(job.folder)
+
+    # --- the worker thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._load_model()
+        while not self._stopping.is_set():
+            with self._lock:
+                job = self.jobs.claim_next()
+                if job is not None:
+                    self._running = _Running(job.id, threading.Event(), LiveProgress(job.frames))
+            if job is None:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            status, error = self._render(job, self._running)
+            with self._lock:
+                self.jobs.move(job.id, ("running",), status, error)
+                self._running = None
+
+    def _render(self, job: Job, running: _Running) -> tuple[str, str | None]:
+        """Render or resume the job's folder; returns its new status and error message."""
+        folder = RenderFolder(job.folder)
+        hooks = {"on_frame": running.progress.on_frame, "quiet": True, "cancel": running.cancel}
+        try:
+            if folder.status() == "finished":
+                return "finished", None
+            settings = validate_settings(json.loads(folder.settings_path.read_text()), str(folder.settings_path))
+            backend = None if job.preview else self._model_backend(settings)
+            if backend is not None and settings.image_prompt is not None:
+                screen_image(backend.pipelines, settings.image_prompt, self.uploads.label(settings.image_prompt))
+            if folder.status() is None:
+                render(settings, out=folder.root, preview=job.preview, backend=backend, **hooks)
+            else:
+                resume(folder.root, backend=backend, **hooks)
+            return "finished", None
+        except RenderCancelled:
+            return ("queued" if self._stopping.is_set() else "cancelled"), None
+        except (SettingsError, RenderError) as error:
+            return "failed", str(error)
+        except Exception as error:  # noqa: BLE001 - a job boundary: the job fails with its reason, the queue goes on
+            log.exception("job %s failed", job.id)
+            return "failed", f"internal error: {type(error).__name__}: {error}"
+
+    def _model_backend(self, settings: Settings):
+        from ..loop import make_backend  # moves to deforum_engine.backends with the render refactor (issue 12)
+
+        return make_backend(settings, preview=False)
+
+    def _load_model(self) -> None:
+        """Load the server's model once, before the first job, so that its first frame comes quickly."""
+        if self.config.preview_only:
+            return
+        try:
+            settings = validate_settings({"model": self.config.model, "ip_adapter": self.config.ip_adapter},
+                                         "serve --model")
+            self._model_backend(settings).pipelines
+            self.model_loaded = True
+        except (SettingsError, RenderError) as error:
+            self.model_error = str(error)
+            log.error("the model could not be loaded: %s", error)
