@@ -308,7 +308,9 @@ def test_cancel_resume_delete_and_what_each_state_allows(tmp_path):
     with studio(tmp_path / "data") as client:
         long = client.post("/api/jobs", json={"W": 256, "H": 256, "max_frames": 400}).json()
         queued = client.post("/api/jobs", json={**SMALL, "max_frames": 3}).json()
-        wait_for(status_of(client, long["id"]), until=lambda s: s["frames_done"] >= 2)
+        running = wait_for(status_of(client, long["id"]), until=lambda s: s["frames_done"] >= 3)
+        assert running["status"] == "running" and running["fps"] > 0 and running["seconds_left"] > 0
+        assert client.get(f"/api/jobs/{long['id']}/frames/latest").headers["content-type"] == "image/png"
         assert client.delete(f"/api/jobs/{long['id']}").status_code == 409  # running
         assert client.post(f"/api/jobs/{long['id']}/resume").status_code == 409
         assert client.get(f"/api/jobs/{long['id']}/video").status_code == 409
@@ -317,7 +319,7 @@ def test_cancel_resume_delete_and_what_each_state_allows(tmp_path):
         cancelled = wait_for(status_of(client, long["id"]))
         assert cancelled["status"] == "cancelled" and cancelled["resumable"]
         kept = RenderFolder(Path(cancelled["folder"])).frame_indices()
-        assert 2 <= len(kept) < 400 and kept == list(range(len(kept)))
+        assert 3 <= len(kept) < 400 and kept == list(range(len(kept)))
         assert client.post(f"/api/jobs/{long['id']}/cancel").status_code == 409
         assert client.get(f"/api/jobs/{long['id']}/frames/{len(kept) + 50}").status_code == 404
 

@@ -123,7 +123,7 @@ def test_a_person_makes_a_motion_preview_with_an_image_prompt_and_downloads_it(b
     assert page.text_content("#init-image-name") == "dusk.png"
     page.click(".preset[data-preset=spiral_in]")
     page.wait_for_function("document.getElementById('preset-clip').readyState >= 2")
-    for field, value in (("#max-frames", "120"), ("#width", "256"), ("#height", "256"), ("#seed", "42")):
+    for field, value in (("#max-frames", "72"), ("#width", "192"), ("#height", "192"), ("#seed", "42")):
         page.fill(field, value)
 
     page.click("#create-button")
@@ -132,13 +132,13 @@ def test_a_person_makes_a_motion_preview_with_an_image_prompt_and_downloads_it(b
     assert "frames" in page.text_content("#progress-text")
     page.wait_for_selector("#result-video:not([hidden])", timeout=60_000)
     page.wait_for_function("(() => { const v = document.getElementById('result-video');"
-                           " return v.currentTime > 0 && v.videoWidth === 256 && !v.error; })()")
+                           " return v.currentTime > 0 && v.videoWidth === 192 && !v.error; })()")
     page.screenshot(path=str(ARTIFACTS / "studio-finished.png"), full_page=True)
     with page.expect_download() as download:
         page.click("#download-video")
     video = tmp_path / "download.mp4"
     download.value.save_as(video)
-    assert probe_video(video)["frames"] == 120
+    assert probe_video(video)["frames"] == 72
 
     with page.expect_download() as download:
         page.click("#download-settings")

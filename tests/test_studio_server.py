@@ -169,7 +169,7 @@ def test_an_oversize_upload_is_cut_off_at_the_limit_on_the_wire(server):
 def test_a_render_running_when_the_server_is_killed_resumes_when_it_comes_back(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    document = {"W": 128, "H": 128, "max_frames": 240, "seed": 21, "motion_preset": "spiral_in"}
+    document = {"W": 128, "H": 128, "max_frames": 160, "seed": 21, "motion_preset": "spiral_in"}
     with serve(data) as (url, process):
         job = httpx.post(f"{url}/api/jobs", json=document).json()
         wait_for(job_status(url, job["id"]), until=lambda s: s["frames_done"] >= 20, every=0.005)
@@ -178,7 +178,7 @@ def test_a_render_running_when_the_server_is_killed_resumes_when_it_comes_back(t
     folder = RenderFolder(Path(job["folder"]))
     kept = folder.frame_indices()
     first = os.stat(folder.frame_path(0))
-    assert 1 <= len(kept) < 240 and folder.status() == "rendering"  # (the writer trails the loop a little)
+    assert 1 <= len(kept) < 160 and folder.status() == "rendering"  # (the writer trails the loop a little)
     with serve(data) as (url, _):
         done = wait_for(job_status(url, job["id"]), timeout=120)
         assert done["status"] == "finished", done
@@ -186,8 +186,8 @@ def test_a_render_running_when_the_server_is_killed_resumes_when_it_comes_back(t
         video.write_bytes(httpx.get(f"{url}/api/jobs/{job['id']}/video").content)
     again = os.stat(folder.frame_path(0))
     assert (again.st_ino, again.st_mtime_ns) == (first.st_ino, first.st_mtime_ns)  # resumed, not started over
-    assert probe_video(video)["frames"] == 240
+    assert probe_video(video)["frames"] == 160
     settings = validate_settings(json.loads(folder.settings_path.read_text()), "settings")
     render(settings, out=tmp_path / "uninterrupted", preview=True, quiet=True)
     resumed, whole = read_frames(folder.root), read_frames(tmp_path / "uninterrupted")
-    assert len(resumed) == 240 and all(np.array_equal(a, b) for a, b in zip(resumed, whole, strict=True))
+    assert len(resumed) == 160 and all(np.array_equal(a, b) for a, b in zip(resumed, whole, strict=True))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import SettingsError
@@ -41,8 +41,7 @@ class StudioConfig:
 
     def prepare(self) -> "StudioConfig":
         """Create the data folders; the paths become absolute so renders never depend on the cwd."""
-        data = Path(self.data).expanduser().resolve()
-        config = StudioConfig(data, self.model, self.ip_adapter, self.preview_only, self.token, self.host, self.port)
+        config = replace(self, data=Path(self.data).expanduser().resolve())
         for folder in (config.renders_dir, config.uploads_dir, config.previews_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return config

@@ -36,8 +36,9 @@ RATE_WINDOW = 30  # frames/s is measured over the last this-many frames
 class LiveProgress:
     """The frames of the running render as they arrive (called from the render's threads)."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, done: int = 0):
         self.total = total
+        self._done_before = done  # a resumed render's frames from before
         self.started = time.monotonic()
         self.first_frame_seconds: float | None = None
         self._lock = threading.Lock()
@@ -57,13 +58,14 @@ class LiveProgress:
     def snapshot(self) -> dict:
         """frames_done, fps and seconds_left, as the status shows them."""
         with self._lock:
-            done = self._latest[0] + 1 if self._latest else 0
+            latest = self._latest[0] if self._latest else None
             times = list(self._times)
+        done = latest + 1 if latest is not None else self._done_before
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
         left = (self.total - done) / fps if fps else None
         return {"frames_done": done, "fps": None if fps is None else round(fps, 2),
                 "seconds_left": None if left is None else round(left, 1),
-                "latest_frame": done - 1 if done else None,
+                "latest_frame": latest,
                 "first_frame_seconds": None if self.first_frame_seconds is None else round(self.first_frame_seconds, 3)}
 
     def latest_png(self) -> tuple[int, bytes] | None:
@@ -170,7 +172,8 @@ class RenderWorker:
             with self._lock:
                 job = self.jobs.claim_next()
                 if job is not None:
-                    self._running = _Running(job.id, threading.Event(), LiveProgress(job.frames))
+                    done = RenderFolder(job.folder).finished_frames() if job.folder.is_dir() else 0
+                    self._running = _Running(job.id, threading.Event(), LiveProgress(job.frames, done))
             if job is None:
                 self._wake.wait(1.0)
                 self._wake.clear()
@@ -187,6 +190,8 @@ class RenderWorker:
         try:
             if folder.status() == "finished":
                 return "finished", None
+            if not folder.is_render():
+                return "failed", f"{folder.root}: the render folder or its settings.json is gone; delete this job"
             settings = validate_settings(json.loads(folder.settings_path.read_text()), str(folder.settings_path))
             backend = None if job.preview else self._model_backend(settings)
             if backend is not None and settings.image_prompt is not None:
