@@ -29,6 +29,11 @@ LAYERS = [
     ("rendering",),  # render() / resume(): the recipe
     ("jobs",),
     ("batch", "ray_executor"),
+    # the studio (`serve`): a web layer over rendering and batch files
+    ("studio", "studio.errors", "studio.config", "studio.database"),
+    ("studio.uploads", "studio.jobs", "studio.documents", "studio.safety", "studio.previews"),
+    ("studio.worker", "studio.service"),
+    ("studio.guard", "studio.a1111", "studio.app", "studio.server"),
     ("cli", ""),  # the command line, and the package's lazy top-level API
 ]
 LAYER_OF = {module: depth for depth, layer in enumerate(LAYERS) for module in layer}

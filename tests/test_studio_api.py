@@ -133,11 +133,13 @@ def test_a_settings_file_loaded_back_renders_the_same_frames(tmp_path):
 def test_deforum_settings_are_accepted_and_what_they_ignore_is_listed(tmp_path):
     deforum = {"animation_mode": "2D", "max_frames": 5, "W": 64, "H": 64, "use_init": False,
                "init_image": "https://deforum.github.io/a1/I1.png", "animation_prompts": {"0": "a forest"},
-               "diffusion_cadence": "2", "use_depth_warping": True, "seed": 3}
+               "diffusion_cadence": "2", "mask_contrast_adjust": 1.0, "restore_faces": True, "seed": 3}
     with studio(tmp_path / "data") as client:
         created = client.post("/api/jobs", json=deforum)
         assert created.status_code == 201, created.text
-        assert any("ignored" in note and "use_depth_warping" in note for note in created.json()["notes"])
+        notes = created.json()["notes"]
+        assert any("ignored" in note and "mask_contrast_adjust, restore_faces" in note for note in notes), notes
+        assert any("face restoration (restore_faces)" in note for note in notes), notes
         done = wait_for(status_of(client, created.json()["id"]))
         settings = client.get(f"/api/jobs/{done['id']}/settings").json()
     assert done["status"] == "finished" and settings["diffusion_cadence"] == 2 and settings["prompts"] == {"0": "a forest"}

@@ -19,7 +19,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from .. import __version__
 from ..errors import RenderError, SettingsError
 from ..presets import list_presets
 from ..settings import INFLUENCE_LEVELS, Settings
@@ -47,7 +46,7 @@ def create_app(config: StudioConfig) -> FastAPI:
         yield
         await run_in_threadpool(studio.stop)
 
-    app = FastAPI(title="deforum-engine studio", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="deforum-engine studio", lifespan=lifespan,
                   description="Make Deforum-style animations from a prompt, an image prompt and a motion preset. "
                               "Every render is an ordinary render folder that `deforum-engine resume` understands.")
     app.state.studio = studio
@@ -99,7 +98,7 @@ def _page_routes(studio: Studio) -> APIRouter:
     def health() -> dict:
         """Whether the server is up, its mode, and how many jobs wait."""
         worker = studio.worker
-        return {"ok": True, "version": __version__, "preview_only": studio.config.preview_only,
+        return {"ok": True, "preview_only": studio.config.preview_only,
                 "model": studio.server["model"], "model_loaded": worker.model_loaded,
                 "model_error": worker.model_error, "worker_alive": worker.alive, "queued": studio.jobs.queued_count()}
 

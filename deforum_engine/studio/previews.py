@@ -48,7 +48,7 @@ class PresetPreviews:
         return path
 
     def _render(self, preset: Preset, path: Path) -> None:
-        from .. import render
+        from ..rendering import render
 
         work = self.folder / f".work-{path.stem}"
         shutil.rmtree(work, ignore_errors=True)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import RenderCancelled, render, resume
-from ..errors import RenderError, SettingsError
+from ..backends import make_backend
+from ..errors import RenderCancelled, RenderError, SettingsError
 from ..output import RenderFolder, encode_png
+from ..rendering import render, resume
 from ..settings import Settings, validate_settings
 from .config import StudioConfig
 from .errors import StudioError
@@ -210,8 +211,6 @@ class RenderWorker:
             return "failed", f"internal error: {type(error).__name__}: {error}"
 
     def _model_backend(self, settings: Settings):
-        from ..loop import make_backend  # moves to deforum_engine.backends with the render refactor (issue 12)
-
         return make_backend(settings, preview=False)
 
     def _load_model(self) -> None:
