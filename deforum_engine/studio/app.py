@@ -32,7 +32,8 @@ from .service import Studio, zip_frames
 from .uploads import UPLOAD_KINDS
 
 STATIC = Path(__file__).resolve().parent / "static"
-EVENT_TICK = 0.05  # seconds between looks at a job for its event stream
+FRAME_TICK = 0.02  # seconds between looks at a running job's newest frame (in memory) for its event stream
+STATUS_TICK = 0.25  # seconds between looks at a job's status (the job table) for its event stream
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 
 
@@ -310,29 +311,35 @@ def _png(frame: Path | bytes) -> Response:
 
 
 async def _events(studio: Studio, job_id: str):
-    """The event stream of one job; it ends with the job (or when the job is deleted)."""
-    last_status, last_frame, quiet_since = None, None, asyncio.get_running_loop().time()
+    """The event stream of one job; it ends with the job (or when the job is deleted). The newest frame
+    is looked up in memory every FRAME_TICK, the status in the job table every STATUS_TICK."""
+    clock = asyncio.get_running_loop().time
+    last_status, last_frame, next_status, quiet_since = None, None, 0.0, clock()
     while True:
-        try:
-            status = studio.describe(studio.jobs.get(job_id))
-        except StudioError:
-            yield _event("end", {"status": "deleted"})
-            return
-        now = asyncio.get_running_loop().time()
-        if status != last_status:
-            yield _event("status", status)
-            last_status, quiet_since = status, now
-        if status["latest_frame"] is not None and status["latest_frame"] != last_frame:
-            last_frame = status["latest_frame"]
+        now = clock()
+        if now >= next_status:
+            try:
+                status = studio.describe(studio.jobs.get(job_id))
+            except StudioError:
+                yield _event("end", {"status": "deleted"})
+                return
+            if status != last_status:
+                yield _event("status", status)
+                last_status, quiet_since = status, now
+            next_status = now + STATUS_TICK
+        live = studio.worker.live(job_id)
+        latest = live.latest_index() if live is not None else last_status["latest_frame"]
+        if latest is not None and latest != last_frame:
+            last_frame = latest
             # the newest frame is served from memory: a frame index the writer has not stored yet never 404s
-            yield _event("frame", {"index": last_frame, "url": f"/api/jobs/{job_id}/frames/latest?n={last_frame}"})
-        if status["status"] in DONE:
-            yield _event("end", {"status": status["status"], "error": status["error"]})
+            yield _event("frame", {"index": latest, "url": f"/api/jobs/{job_id}/frames/latest?n={latest}"})
+        if last_status["status"] in DONE and live is None:
+            yield _event("end", {"status": last_status["status"], "error": last_status["error"]})
             return
         if now - quiet_since > KEEPALIVE:
             yield ": keep-alive\n\n"
             quiet_since = now
-        await asyncio.sleep(EVENT_TICK)
+        await asyncio.sleep(FRAME_TICK)
 
 
 def _event(name: str, data: dict) -> str:

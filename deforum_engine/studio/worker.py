@@ -56,6 +56,10 @@ class LiveProgress:
             self._times.append(now)
             self._latest = (index, image.copy())
 
+    def latest_index(self) -> int | None:
+        with self._lock:
+            return self._latest[0] if self._latest else None
+
     def snapshot(self) -> dict:
         """frames_done, fps and seconds_left, as the status shows them."""
         with self._lock:
