@@ -3,7 +3,7 @@
 Starts `deforum-engine serve` in its own process on a loopback port (a motion-preview server, and
 with --model a server with the tiny random-weight SD model from tests/tiny_models.py), then:
 - time to first frame: POST /api/jobs until the first `frame` event arrives on the job's stream;
-- frames/s streamed: frames a client shows (a `frame` event, then the PNG it names fetched) per
+- frames/s streamed: frames a client shows (a `frame` event, then the image it names fetched) per
   second of a render, beside the render's own frames/s;
 - memory: the server's resident set (VmRSS) when idle, and after 20 renders one after another.
 
@@ -110,7 +110,7 @@ def preview_figures(size: int, frames: int) -> None:
         run = watch(url, document, True, True)
         print(f"preview {size}x{size}, {frames} frames: first frame {run['first_frame'] * 1000:.0f} ms, render "
               f"{run['render_fps']:.1f} frames/s, streamed to the client {run['streamed_fps']:.1f} frames/s "
-              f"({run['shown']} of {frames} frames shown, each fetched as PNG)")
+              f"({run["shown"]} of {frames} frames shown, each fetched as the page does, JPEG)")
         first, rate = engine_baseline(document, True, Path(folder) / "baseline")
         print(f"  the same render through render() in-process: first frame {first * 1000:.0f} ms, {rate:.1f} frames/s")
         for n in range(20):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi", reason="the studio's extra is not installed (pip install -e '.[studio]')")
 
@@ -101,6 +102,12 @@ def test_preview_render_streams_frames_and_gives_a_video_a_zip_and_a_settings_fi
         assert archive.read(archive.namelist()[3]) == folder.frame_path(3).read_bytes()
         frame = client.get(f"/api/jobs/{job['id']}/frames/3")
         assert frame.headers["content-type"] == "image/png" and frame.content == folder.frame_path(3).read_bytes()
+        watched = client.get([data["url"] for name, data in stream if name == "frame"][-1])  # what the page shows
+        assert watched.headers["content-type"] == "image/jpeg"
+        shown = np.asarray(Image.open(io.BytesIO(watched.content)), float)
+        errors = [np.abs(shown - frame).mean() for frame in read_frames(folder.root)]
+        assert int(np.argmin(errors)) == 11 and errors[11] < 10  # frame 11 (JPEG: close, not exact)
+        assert client.get(f"/api/jobs/{job['id']}/frames/3?format=gif").status_code == 422
 
         settings = client.get(f"/api/jobs/{job['id']}/settings").json()
         assert settings["image_prompt_influence"] == "high" and settings["motion_preset"] == "zoom_in"

@@ -106,7 +106,7 @@ def test_twenty_clients_at_once_and_one_that_hangs_up(server):
         with httpx.Client(base_url=url, timeout=10) as client:
             while True:
                 status = client.get(f"/api/jobs/{job['id']}").json()
-                picture = client.get(f"/api/jobs/{job['id']}/frames/latest")
+                picture = client.get(f"/api/jobs/{job['id']}/frames/latest?format=jpeg")
                 seen.append((status["status"], status["frames_done"], picture.status_code))
                 if status["status"] == "finished":
                     break

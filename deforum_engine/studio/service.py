@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import SettingsError
-from ..output import RenderFolder
+from ..output import RenderFolder, read_frame
 from ..settings import Settings, save_settings
 from .config import StudioConfig
 from .database import Database
@@ -20,7 +20,7 @@ from .errors import StudioError
 from .jobs import DONE, STOPPED, Job, JobStore
 from .previews import PresetPreviews
 from .uploads import UploadStore
-from .worker import RenderWorker
+from .worker import RenderWorker, encode_frame
 
 
 class Studio:
@@ -112,11 +112,12 @@ class Studio:
             "created": job.created, "started": job.started, "finished": job.finished, "links": links,
         }
 
-    def frame(self, job: Job, index: int | None) -> Path | bytes:
-        """Frame `index` (None: the newest) as a PNG file on disk, or PNG bytes of the frame just rendered."""
+    def frame(self, job: Job, index: int | None, fmt: str = "png") -> Path | bytes:
+        """Frame `index` (None: the newest): the PNG file on disk, or the bytes of the frame just rendered
+        (or of a stored frame in JPEG)."""
         folder = RenderFolder(job.folder)
         live = self.worker.live(job.id)
-        latest = live.latest_png() if live is not None else None
+        latest = live.latest_encoded(fmt) if live is not None else None
         if latest is not None and index in (None, latest[0]):
             return latest[1]
         if index is None:
@@ -128,7 +129,7 @@ class Studio:
         if index < 0 or not path.is_file():
             raise StudioError(404, f"job {job.id} has no frame {index} (yet); it has frames 0 to "
                                    f"{len(folder.frame_indices()) - 1}")
-        return path
+        return path if fmt == "png" else encode_frame(read_frame(path), fmt)
 
     def video(self, job: Job) -> Path:
         path = RenderFolder(job.folder).video_path
