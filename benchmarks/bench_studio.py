@@ -110,7 +110,7 @@ def preview_figures(size: int, frames: int) -> None:
         run = watch(url, document, True, True)
         print(f"preview {size}x{size}, {frames} frames: first frame {run['first_frame'] * 1000:.0f} ms, render "
               f"{run['render_fps']:.1f} frames/s, streamed to the client {run['streamed_fps']:.1f} frames/s "
-              f"({run["shown"]} of {frames} frames shown, each fetched as the page does, JPEG)")
+              f"({run['shown']} of {frames} frames shown, each fetched as the page does, JPEG)")
         first, rate = engine_baseline(document, True, Path(folder) / "baseline")
         print(f"  the same render through render() in-process: first frame {first * 1000:.0f} ms, {rate:.1f} frames/s")
         for n in range(20):
