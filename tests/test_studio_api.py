@@ -279,10 +279,12 @@ def test_uploads_are_used_only_for_their_own_setting_and_only_while_they_are_pla
         stored.unlink()
         stored.symlink_to("/etc/hostname")
         symlinked = client.post("/api/jobs", json={**SMALL, "init_image": init["id"]})
+        served = client.get(f"/api/uploads/{init['id']}/file")
         traversal = client.get("/api/uploads/..%2F..%2Fstudio.sqlite3")
     assert wrong_kind.status_code == 422 and wrong_kind.json()["error"].startswith("document: image_prompt: upload ")
     assert "was uploaded for init_image" in wrong_kind.json()["error"]
     assert symlinked.status_code == 422 and "is gone; upload it again" in symlinked.json()["error"]
+    assert served.status_code == 404  # never the file the symlink points to
     assert traversal.status_code == 404
 
 

@@ -23,6 +23,7 @@ from ..errors import RenderError, SettingsError
 from ..presets import list_presets
 from ..settings import INFLUENCE_LEVELS, Settings
 from ..styles import STYLE_NAMES
+from .a1111 import a1111_routes
 from .config import StudioConfig
 from .documents import engine_names, jobs_file_documents
 from .errors import StudioError
@@ -56,8 +57,6 @@ def create_app(config: StudioConfig) -> FastAPI:
     app.include_router(_upload_routes(studio), prefix="/api")
     for routes in (_job_routes, _output_routes, _control_routes, _batch_routes):
         app.include_router(routes(studio), prefix="/api")
-    from .a1111 import a1111_routes
-
     app.include_router(a1111_routes(studio), prefix="/deforum_api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(RequestGuard, token=config.token)
@@ -154,7 +153,10 @@ def _upload_routes(studio: Studio) -> APIRouter:
     @router.get("/uploads/{upload_id}/file", response_class=FileResponse)
     def upload_file(upload_id: str) -> FileResponse:
         """The uploaded file itself (thumbnails in the page)."""
-        return FileResponse(studio.uploads.get(upload_id).path)
+        upload = studio.uploads.get(upload_id)
+        if not studio.uploads.intact(upload):
+            raise StudioError(404, f"the file of upload {upload_id} ({upload.filename}) is gone")
+        return FileResponse(upload.path)
 
     return router
 

@@ -160,10 +160,14 @@ class UploadStore:
         if upload.kind != setting:
             raise StudioError(422, f"{setting}: upload {upload_id} ({upload.filename}) was uploaded for {upload.kind}; "
                                    f"upload it again for {setting}")
-        path = upload.path
-        if path.is_symlink() or not path.is_file() or path.resolve().parent != self.folder.resolve():
+        if not self.intact(upload):
             raise StudioError(422, f"{setting}: the file of upload {upload_id} ({upload.filename}) is gone; upload it again")
-        return path
+        return upload.path
+
+    def intact(self, upload: Upload) -> bool:
+        """True while the stored file is a plain file (not a symlink) right inside the uploads folder."""
+        path = upload.path
+        return not path.is_symlink() and path.is_file() and path.resolve().parent == self.folder.resolve()
 
 
 def upload_kind(name: str) -> UploadKind:
