@@ -333,7 +333,9 @@ async def _events(studio: Studio, job_id: str):
             next_status = now + STATUS_TICK
         live = studio.worker.live(job_id)
         latest = live.latest_index() if live is not None else last_status["latest_frame"]
-        if latest is not None and latest != last_frame:
+        if live is None and last_status["status"] == "running":
+            next_status = now  # the render just ended: its final status next, not a stale frame count
+        elif latest is not None and (last_frame is None or latest > last_frame):
             last_frame = latest
             # the newest frame is served from memory: a frame index the writer has not stored yet never 404s
             yield _event("frame", {"index": latest, "url": f"/api/jobs/{job_id}/frames/latest?format=jpeg&n={latest}"})
