@@ -256,6 +256,10 @@ SERVER_PATHS = [
     ({"ip_adapter": "/models/adapter"}, 422, "document: ip_adapter: the studio decides"),
     ({"tiny_vae_model": "/models/taesd"}, 422, "document: tiny_vae_model: the studio decides"),
     ({"device": "cuda"}, 422, "document: device: the studio decides"),
+    ({"lora_dirs": ["/home/me/loras"]}, 422, "document: lora_dirs: the studio decides"),
+    ({"depth_model": "/models/dpt"}, 422, "document: depth_model: the studio decides"),
+    ({"adabins_model": "Intel/zoedepth-kitti"}, 422, "document: adabins_model: the studio decides"),
+    ({"animation_mode": "3D", "depth_model": "../dpt"}, 422, "document: depth_model: the studio decides"),
     ({"safety_checker": False}, 422, "document: safety_checker: the studio decides"),
     ({"image_prompt": "0" * 32}, 422, "document: image_prompt: no upload with id"),
 ]

@@ -9,8 +9,9 @@ What a document cannot do is reach into the server's disk:
 - files (`image_prompt`, `init_image`, `color_coherence_image`, `soundtrack_path`) are named by
   the id of an upload to this server, never by a path;
 - `parseq_manifest` is inline JSON (text or an object), never a path;
-- the model side (`model`, `model_config_dir`, `ip_adapter`, `tiny_vae_model`, `device`, `dtype`,
-  `safety_checker`) is the server's: a document may repeat the server's value or leave it out.
+- the model side (`model`, `model_config_dir`, `ip_adapter`, `tiny_vae_model`, `depth_model`,
+  `adabins_model`, `lora_dirs`, `device`, `dtype`, `safety_checker`) is the server's: a document
+  may repeat the server's value or leave it out.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from .errors import StudioError
 from .uploads import UPLOAD_ID, UploadStore
 
 UPLOAD_FIELDS = ("image_prompt", "init_image", "color_coherence_image", "soundtrack_path")
-SERVER_FIELDS = ("model", "model_config_dir", "ip_adapter", "tiny_vae_model", "device", "dtype", "safety_checker")
+SERVER_FIELDS = ("model", "model_config_dir", "ip_adapter", "tiny_vae_model", "depth_model", "adabins_model",
+                 "lora_dirs", "device", "dtype", "safety_checker")
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class Document:
 def server_settings(model: str | None, ip_adapter: str | None) -> dict[str, Any]:
     """The settings the server decides; documents may only repeat them."""
     return {"model": model, "ip_adapter": ip_adapter, "model_config_dir": None, "tiny_vae_model": None,
-            "device": None, "dtype": None, "safety_checker": True}
+            "depth_model": None, "adabins_model": None, "lora_dirs": (), "device": None, "dtype": None,
+            "safety_checker": True}
 
 
 def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], source: str = "document") -> Document:
@@ -112,6 +115,8 @@ def _server_side(data: dict[str, Any], server: dict[str, Any], source: str) -> d
     """The server's model settings, after checking that the document does not ask for others."""
     for setting in SERVER_FIELDS:
         value = data.get(setting)
+        if isinstance(value, list):
+            value = tuple(value)  # lora_dirs, as JSON gives it
         if setting in data and value is not None and value != server[setting]:
             chosen = server[setting]
             hint = f"it uses {chosen!r}" if chosen is not None else "it uses its own"
