@@ -21,6 +21,7 @@ from deforum_engine.frame.motion3d import Lens
 from deforum_engine.output import RenderFolder, probe_video
 from deforum_engine.settings import validate_settings
 from deforum_engine.settings_files import load_settings
+from cadence_segments import in_betweens_of_two_textures
 from stopping import stopped_render, wait_for
 
 CLEAN = {"color_coherence": "None", "amount_schedule": "0:(0)", "noise_schedule": "0:(0)", "video_preset": "ultrafast"}
@@ -315,18 +316,11 @@ def test_the_studio_preset_file_renders_with_the_tiny_models_depth_warping_on_an
 def test_3d_in_between_frames_never_fade_in_the_newer_frames_filled_border():
     """A push in with cadence 4: the newer key, moved back to the in-between cameras (a pull back),
     leaves an edge band its padding fills; those pixels come from the older key alone."""
-    from deforum_engine.backends.preview import PreviewBackend
     from deforum_engine.frame.warp3d import warp_3d_path_covered
-    from deforum_engine.loop import FrameLoop, Key
     from deforum_engine.plan import build_plan
 
     plan = build_plan(validate_settings({**PREVIEW, "max_frames": 5, "diffusion_cadence": 4, "translation_z": "0:(6)"}))
-    loop = FrameLoop.for_render(plan, PreviewBackend(), None)
-    rng = np.random.default_rng(3)
-    older, newer = (cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 1.5)
-                    for _ in range(2))
-    motion = loop.motion(0, 4)
-    tweens = dict(loop.in_between(Key(older), Key(newer), motion, 0))
+    loop, older, newer, motion, tweens = in_betweens_of_two_textures(plan)
     for offset in (1, 2, 3):
         back = motion[offset - 1].back_from(motion[-1])
         _, seen = warp_3d_path_covered(newer, None, back.camera)

@@ -250,7 +250,7 @@ def test_plain_prompts_plan_as_before():
 
 def test_parseq_prompts_get_backticks_and_lora_tags_read_too(tmp_path):
     (tmp_path / "style.safetensors").write_bytes(b"weights")
-    frames = [{"frame": i, "deforum_prompt": f"a cat:`t/4` AND a dog <lora:style:0.5> --neg blurry"} for i in range(3)]
+    frames = [{"frame": i, "deforum_prompt": "a cat:`t/4` AND a dog <lora:style:0.5> --neg blurry"} for i in range(3)]
     frames += [{"frame": 3, "deforum_prompt": "a plain field --neg dull"}]
     plan = build_plan(validate_settings({"parseq_manifest": json.dumps({"rendered_frames": frames}), "seed": 1,
                                          "lora_dirs": [str(tmp_path)], "prompts": {"0": "ignored"}}))

@@ -15,6 +15,7 @@ from deforum_engine.output import probe_video
 from deforum_engine.plan import build_plan
 from deforum_engine.settings import validate_settings
 from deforum_engine.steps import preparation_steps
+from cadence_segments import in_betweens_of_two_textures
 from stopping import stopped_render, wait_for
 
 SMALL = {"W": 64, "H": 64, "seed": 11, "zoom": "0:(1.03)", "angle": "0:(2)", "translation_x": "0:(1)",
@@ -221,19 +222,12 @@ def test_in_between_frames_never_fade_in_the_newer_frames_filled_border():
     only about 89 / 93 / 96 % of them; the rest must come from the older frame, not a smeared edge."""
     import cv2
 
-    from deforum_engine.backends.preview import PreviewBackend
     from deforum_engine.frame.cadence import coverage
-    from deforum_engine.loop import FrameLoop, Key
     from deforum_engine.steps import Move
 
     plan = build_plan(settings(W=128, H=128, max_frames=5, diffusion_cadence=4, zoom="0:(1.02)", angle="0:(0)",
                                translation_x="0:(0)"))
-    loop = FrameLoop.for_render(plan, PreviewBackend(), None)
-    rng = np.random.default_rng(3)
-    older, newer = (cv2.GaussianBlur(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8), (0, 0), 1.5)
-                    for _ in range(2))
-    motion = loop.motion(0, 4)
-    tweens = dict(loop.in_between(Key(older), Key(newer), motion, 0))
+    loop, older, newer, motion, tweens = in_betweens_of_two_textures(plan)
     to_new = np.linalg.inv(motion[-1].flat)
     covered = []
     for offset in (1, 2, 3):
