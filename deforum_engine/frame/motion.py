@@ -35,27 +35,58 @@ def _matrices(rows) -> np.ndarray:
     return np.stack(entries, axis=-1).reshape(entries[0].shape + (3, 3))
 
 
-def _translation(dx, dy) -> np.ndarray:
-    """Matrices moving points by (dx, dy)."""
-    return _matrices([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+# The maths below multiplies matrices written as rows of entries (numbers or per-frame arrays), entry
+# by entry: for a whole render's frames that is a few dozen array operations instead of stacks of
+# (n, 3, 3) products. Exact zeros and ones are skipped, so the sparse camera matrices cost little.
+
+def _times(a, b):
+    if isinstance(a, float) and a in (0.0, 1.0):
+        return b if a == 1.0 else 0.0
+    if isinstance(b, float) and b in (0.0, 1.0):
+        return a if b == 1.0 else 0.0
+    return a * b
 
 
-def _about(matrix: np.ndarray, cx: float, cy: float) -> np.ndarray:
-    """Conjugate 3x3 linear maps so that they pivot on (cx, cy) instead of the origin."""
-    return _translation(cx, cy) @ matrix @ _translation(-cx, -cy)
+def _product(a, b):
+    """a @ b for 3x3 matrices written as rows of entries."""
+    return [[sum((_times(a[i][k], b[k][j]) for k in range(3)), 0.0) for j in range(3)] for i in range(3)]
 
 
-def _rotations(theta, phi, gamma) -> np.ndarray:
+def _translation(dx, dy):
+    """Rows of the matrix moving points by (dx, dy)."""
+    return [[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]]
+
+
+def _about(matrix, cx: float, cy: float):
+    """Conjugate a 3x3 linear map so that it pivots on (cx, cy) instead of the origin."""
+    return _product(_product(_translation(cx, cy), matrix), _translation(-cx, -cy))
+
+
+def _rotations(theta, phi, gamma):
     """3D rotation (y down, z away from the viewer): roll theta, then pan gamma, then tilt phi.
 
     Deforum's rotation matrices (animation.getRotationMatrixManual) in these axes: its z points
     toward the viewer, so its tilt and pan change sign here, its roll does not (clockwise on screen).
     """
     t, p, g = (np.deg2rad(np.asarray(angle, dtype=np.float64)) for angle in (theta, phi, gamma))
-    roll = _matrices([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
-    pan = _matrices([[np.cos(g), 0.0, -np.sin(g)], [0.0, 1.0, 0.0], [np.sin(g), 0.0, np.cos(g)]])
-    tilt = _matrices([[1.0, 0.0, 0.0], [0.0, np.cos(p), np.sin(p)], [0.0, -np.sin(p), np.cos(p)]])
-    return tilt @ pan @ roll
+    roll = [[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]]
+    pan = [[np.cos(g), 0.0, -np.sin(g)], [0.0, 1.0, 0.0], [np.sin(g), 0.0, np.cos(g)]]
+    tilt = [[1.0, 0.0, 0.0], [0.0, np.cos(p), np.sin(p)], [0.0, -np.sin(p), np.cos(p)]]
+    return _product(_product(tilt, pan), roll)
+
+
+def _perspective_rows(width: int, height: int, flip: PerspectiveFlip):
+    fv = np.asarray(flip.fv, dtype=np.float64)
+    if not np.all((0.0 < fv) & (fv < 180.0)):
+        raise ValueError(f"perspective_flip_fv must be between 0 and 180 degrees, got {flip.fv}")
+    focal = np.hypot(width, height) / (2.0 * np.sin(np.deg2rad(fv) / 2.0))
+    r = _rotations(flip.theta, flip.phi, flip.gamma)
+    # Plane point (x, y, 0) relative to the centre -> camera coordinates, plane `focal` away, seen
+    # through a pinhole of focal length `focal`.
+    projected = [[focal * r[0][0], focal * r[0][1], 0.0], [focal * r[1][0], focal * r[1][1], 0.0],
+                 [r[2][0], r[2][1], focal]]
+    h = _about(projected, (width - 1) / 2.0, (height - 1) / 2.0)
+    return [[entry / h[2][2] for entry in row] for row in h]
 
 
 def perspective_matrix(width: int, height: int, flip: PerspectiveFlip) -> np.ndarray:
@@ -67,18 +98,7 @@ def perspective_matrix(width: int, height: int, flip: PerspectiveFlip) -> np.nda
     here it turns about the centre. The flip's fields may be per-frame arrays: then one
     homography per frame, (n, 3, 3).
     """
-    fv = np.asarray(flip.fv, dtype=np.float64)
-    if not np.all((0.0 < fv) & (fv < 180.0)):
-        raise ValueError(f"perspective_flip_fv must be between 0 and 180 degrees, got {flip.fv}")
-    focal = np.hypot(width, height) / (2.0 * np.sin(np.deg2rad(fv) / 2.0))
-    r = _rotations(flip.theta, flip.phi, flip.gamma)
-    # Plane point (x, y, 0) relative to the centre -> camera coordinates, plane `focal` away.
-    plane_to_camera = _matrices(
-        [[r[..., 0, 0], r[..., 0, 1], 0.0], [r[..., 1, 0], r[..., 1, 1], 0.0], [r[..., 2, 0], r[..., 2, 1], focal]]
-    )
-    camera = _matrices([[focal, 0.0, 0.0], [0.0, focal, 0.0], [0.0, 0.0, 1.0]])
-    h = _about(camera @ plane_to_camera, (width - 1) / 2.0, (height - 1) / 2.0)
-    return h / h[..., 2:3, 2:3]
+    return _matrices(_perspective_rows(width, height, flip))
 
 
 def motion_matrix(
@@ -114,5 +134,6 @@ def motion_matrix(
     if perspective is None:
         return _matrices([[c, s, px - c * px - s * py + translation_x],
                           [-s, c, py + s * px - c * py + translation_y], [0.0, 0.0, 1.0]])
-    spin = _matrices([[c, s, px - c * px - s * py], [-s, c, py + s * px - c * py], [0.0, 0.0, 1.0]])
-    return _translation(translation_x, translation_y) @ perspective_matrix(width, height, perspective) @ spin
+    spin = [[c, s, px - c * px - s * py], [-s, c, py + s * px - c * py], [0.0, 0.0, 1.0]]
+    flipped = _product(_perspective_rows(width, height, perspective), spin)
+    return _matrices(_product(_translation(translation_x, translation_y), flipped))
