@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import threading
 import warnings
 from dataclasses import dataclass
@@ -144,17 +143,9 @@ def _warn_substitution(name: str, original: str, model: str) -> None:
 
 
 def _resolve_source(model: str, setting: str) -> str:
-    """An existing local folder as an absolute path, or a hub id; SettingsError for a missing path."""
-    text = os.fspath(model).strip()
-    path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise SettingsError(f"{setting}: {path} is a file; give a model folder (config.json, "
-                                "preprocessor_config.json, weights) or a hub id")
-        return str(path.resolve())
-    if text.startswith((".", "/", "~", "\\")) or text.count("/") > 1:
-        raise SettingsError(f"{setting}: {text} does not exist; give a depth model folder or a hub id")
-    return text
+    from .models import folder_or_hub_id
+
+    return folder_or_hub_id(model, setting, "a depth model folder (config.json, preprocessor_config.json, weights)")
 
 
 # ----------------------------------------------------------------------------------------- loading

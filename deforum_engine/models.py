@@ -362,7 +362,8 @@ def load_image_prompt_adapter(pipes: Pipelines, ip_adapter: str | os.PathLike | 
     (SD 1.5: ip-adapter_sd15.safetensors) or `sdxl_models/` (SDXL: ip-adapter_sdxl_vit-h.safetensors),
     the ViT-H image encoder in `models/image_encoder/`. Default: h94/IP-Adapter.
     """
-    source = _resolve_adapter_source(ip_adapter if ip_adapter is not None else IP_ADAPTER_REPO)
+    source = folder_or_hub_id(ip_adapter if ip_adapter is not None else IP_ADAPTER_REPO, "ip_adapter",
+                              "a folder in the h94/IP-Adapter layout")
     if pipes.ip_adapter == source:
         return
     if pipes.ip_adapter is not None:
@@ -391,17 +392,18 @@ def unload_image_prompt_adapter(pipes: Pipelines) -> None:
     pipes.ip_adapter = None
 
 
-def _resolve_adapter_source(ip_adapter: str | os.PathLike) -> str:
-    text = os.fspath(ip_adapter).strip()
+def folder_or_hub_id(value: str | os.PathLike, setting: str, folder: str) -> str:
+    """An existing local folder as an absolute path, or a hub id; SettingsError for a file or a
+    missing path. `folder` says what the folder must hold, for the message."""
+    text = os.fspath(value).strip()
     path = Path(text).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise SettingsError(f"ip_adapter: {path} is a file; give a folder in the h94/IP-Adapter layout or a hub id")
+            raise SettingsError(f"{setting}: {path} is a file; give {folder} or a hub id")
         return str(path.resolve())
-    if text.startswith((".", "/", "~")) or text.count("/") > 1:
-        raise SettingsError(f"ip_adapter: {text} does not exist; give an h94/IP-Adapter-layout folder or a hub id")
+    if text.startswith((".", "/", "~", "\\")) or text.count("/") > 1:
+        raise SettingsError(f"{setting}: {text} does not exist; give {folder} or a hub id")
     return text
-
 
 def _check_adapter_files(source: str, subfolder: str, weight_name: str) -> None:
     """Check the weights and encoder config exist (locally, or in the hub cache when offline)."""

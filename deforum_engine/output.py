@@ -112,15 +112,18 @@ class RenderFolder:
 
     def read(self) -> tuple[dict, "Settings"]:
         """The render's recorded info and its resolved settings; SettingsError if it holds no render."""
-        from .settings import validate_settings
-
         if not self.is_render() or self.status() is None:
             raise SettingsError(
                 f"{self.root}: not a render folder (no settings.json / render.json); "
                 "give the folder that `deforum-engine render` wrote"
             )
-        raw = json.loads(self.settings_path.read_text())
-        return self.info(), validate_settings(raw, str(self.settings_path))
+        return self.info(), self.saved_settings()
+
+    def saved_settings(self) -> "Settings":
+        """The resolved settings in settings.json, validated as any settings are."""
+        from .settings import validate_settings
+
+        return validate_settings(json.loads(self.settings_path.read_text()), str(self.settings_path))
 
     def ensure_writable(self) -> None:
         """Create the folders and check that files can be written there."""

@@ -9,7 +9,6 @@ start after the server was killed (its job is still marked running).
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import threading
@@ -208,7 +207,7 @@ class RenderWorker:
                 return "finished", None
             if not folder.is_render():
                 return "failed", f"{folder.root}: the render folder or its settings.json is gone; delete this job"
-            settings = validate_settings(json.loads(folder.settings_path.read_text()), str(folder.settings_path))
+            settings = folder.saved_settings()
             backend = None if job.preview else self._model_backend(settings)
             if backend is not None and settings.image_prompt is not None:
                 screen_image(backend.pipelines, settings.image_prompt, self.uploads.label(settings.image_prompt))
