@@ -59,7 +59,7 @@ def child(path: str, fps: float) -> None:
     start = time.perf_counter()
     import librosa.beat  # noqa: F401  (compiles or loads the numba kernels)
     imported = time.perf_counter()
-    from deforum_engine.audio import analyse_audio
+    from deforum_engine.plan.audio import analyse_audio
     analyse_audio(path, fps, cache=False)
     done = time.perf_counter()
     print(json.dumps({"import_librosa_beat": imported - start, "analyse": done - imported}))
@@ -100,7 +100,7 @@ def main() -> None:
               f" + analyse {fresh['analyse']:.2f} s")
 
         os.environ["DEFORUM_ENGINE_CACHE"] = str(tmp / "cache")
-        from deforum_engine.audio import analyse_audio, decode_audio
+        from deforum_engine.plan.audio import analyse_audio, decode_audio
         analyse_audio(song, args.fps, cache=False)  # imports and JIT out of the way
         decode_s, _ = timed(decode_audio, song)
         warm_s, features = timed(analyse_audio, song, args.fps, cache=False)

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deforum_engine.batch import run_batch
+from deforum_engine.batch.local import run_batch
 
 
 def make_jobs(folder: Path, count: int, frames: int, size: int) -> list[Path]:

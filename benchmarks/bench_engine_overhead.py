@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from deforum_engine.backends.base import FrameRequest, RenderContext  # noqa: E402
 from deforum_engine.backends.diffusers import DiffusersBackend  # noqa: E402
-from deforum_engine.samplers import step_counts  # noqa: E402
+from deforum_engine.prompts.samplers import step_counts  # noqa: E402
 from tiny_models import build_tiny_sd  # noqa: E402
 
 PROMPT, NEGATIVE, SAMPLER = "a lighthouse on a cliff, stormy sea", "blurry, low quality", "Euler a"

@@ -138,7 +138,7 @@ def build_depth_model(shape: str, folder: Path) -> Path:
 
 def depth_rows(shape: str, repeats: int) -> None:
     """ms per call of the depth estimate, depth -> z and the 3D warp at 512x512 and 1024x576."""
-    from deforum_engine.depth import depth_to_z, load_depth_model
+    from deforum_engine.models.depth import depth_to_z, load_depth_model
     from deforum_engine.frame.motion3d import Lens, camera_move
     from deforum_engine.frame.warp3d import warp_3d
 
@@ -199,9 +199,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.depth:
         return depth_rows(args.depth, repeats=args.frames)
-    from deforum_engine import models, render
-    from deforum_engine.samplers import step_counts
-    from deforum_engine.settings import validate_settings
+    from deforum_engine import render
+    from deforum_engine.models import loading as models
+    from deforum_engine.prompts.samplers import step_counts
+    from deforum_engine.config.settings import validate_settings
 
     cuda = torch.cuda.is_available()
     dtype = torch.float16 if cuda else torch.float32

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import torch  # noqa: E402
 
 from deforum_engine.backends.diffusers import DiffusersBackend  # noqa: E402
-from deforum_engine.jobs import render_in_lockstep  # noqa: E402
-from deforum_engine.rendering import render  # noqa: E402
-from deforum_engine.settings import validate_settings  # noqa: E402
+from deforum_engine.batch.jobs import render_in_lockstep  # noqa: E402
+from deforum_engine.rendering.recipe import render  # noqa: E402
+from deforum_engine.config.settings import validate_settings  # noqa: E402
 
 
 def main() -> None:

@@ -5,8 +5,8 @@
 import statistics
 import time
 
-from deforum_engine.plan import build_plan
-from deforum_engine.settings import validate_settings
+from deforum_engine.plan.frame_plan import build_plan
+from deforum_engine.config.settings import validate_settings
 
 SETTINGS = {
     "max_frames": 100_000,

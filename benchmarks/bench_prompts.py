@@ -19,8 +19,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from deforum_engine.plan import build_plan  # noqa: E402
-from deforum_engine.settings import validate_settings  # noqa: E402
+from deforum_engine.plan.frame_plan import build_plan  # noqa: E402
+from deforum_engine.config.settings import validate_settings  # noqa: E402
 
 PLANS = {
     "two switching sub-prompts (2 distinct texts per key)":

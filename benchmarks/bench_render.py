@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deforum_engine.rendering import render
+from deforum_engine.rendering.recipe import render
 from deforum_engine.output import VideoWriter, read_frame
-from deforum_engine.settings import validate_settings
+from deforum_engine.config.settings import validate_settings
 
 
 def heavy_settings(size: int, frames: int, preset: str) -> dict:

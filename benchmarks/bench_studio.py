@@ -89,7 +89,7 @@ def watch(url: str, document: dict, preview: bool, fetch_frames: bool) -> dict:
 def engine_baseline(document: dict, preview: bool, folder: Path) -> tuple[float, float]:
     """The same render through the Python API in this process: (seconds to the first frame, frames/s)."""
     from deforum_engine import render
-    from deforum_engine.settings import validate_settings
+    from deforum_engine.config.settings import validate_settings
 
     started = time.perf_counter()
     first = []

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench_frame_steps import test_frame, timed_ms  # noqa: E402
-from deforum_engine.depth import depth_to_z, load_depth_model  # noqa: E402
+from deforum_engine.models.depth import depth_to_z, load_depth_model  # noqa: E402
 from deforum_engine.frame.motion3d import CameraStep, Lens, camera_move  # noqa: E402
 from deforum_engine.frame.warp3d import _grid_sample, warp_3d, warp_3d_path  # noqa: E402
 

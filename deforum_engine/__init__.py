@@ -9,23 +9,23 @@ The Python API is what the CLI calls:
 """
 from importlib import import_module
 
-from .errors import RenderCancelled, RenderError, SettingsError
+from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     "evaluate_schedule": "schedules",
     "evaluate_string_schedule": "schedules",
-    "load_settings": "settings_files",
-    "Settings": "settings",
-    "build_plan": "plan",
-    "FramePlan": "plan",
-    "render": "rendering",
-    "resume": "rendering",
-    "RenderResult": "rendering",
-    "list_presets": "presets",
-    "analyse_audio": "audio",
-    "run_batch": "batch",
+    "load_settings": "config.files",
+    "Settings": "config.settings",
+    "build_plan": "plan.frame_plan",
+    "FramePlan": "plan.frame_plan",
+    "render": "rendering.recipe",
+    "resume": "rendering.recipe",
+    "RenderResult": "rendering.recipe",
+    "list_presets": "config.presets",
+    "analyse_audio": "plan.audio",
+    "run_batch": "batch.local",
 }
 __all__ = ["RenderCancelled", "RenderError", "SettingsError", *_EXPORTS]
 

@@ -14,15 +14,16 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .errors import RenderError, SettingsError
-from .settings import IgnoredSettingsWarning
+from deforum_engine.config.frame_values import BY_NAME, motion_values
+from deforum_engine.config.settings import IgnoredSettingsWarning
+from deforum_engine.errors import RenderError, SettingsError
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from deforum_engine.config.settings import Settings
 
 
 def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
-    from .settings_files import parse_override
+    from deforum_engine.config.files import parse_override
 
     overrides = dict(parse_override(pair) for pair in pairs or [])
     if model:
@@ -31,7 +32,7 @@ def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
 
 
 def _load(args) -> "Settings":
-    from .settings_files import load_settings
+    from deforum_engine.config.files import load_settings
 
     settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))
     if settings.name is None:
@@ -43,7 +44,7 @@ def _load(args) -> "Settings":
 
 
 def cmd_schedule(args) -> int:
-    from .schedules import evaluate_schedule
+    from deforum_engine.schedules import evaluate_schedule
 
     values = evaluate_schedule(args.text, args.frames, seed=args.seed, fps=args.fps, setting="schedule")
     if args.json:
@@ -55,7 +56,7 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from .plan import build_plan
+    from deforum_engine.plan.frame_plan import build_plan
 
     plan = build_plan(_load(args))
     if args.json:
@@ -70,12 +71,9 @@ def _plan_table(plan) -> str:
     head = (f"{settings.name}: {settings.animation_mode}, {plan.frame_count} frames, {settings.W}x{settings.H}, "
             f"{settings.fps:g} fps, seed {settings.seed}, cadence {settings.diffusion_cadence}, "
             f"border {settings.border}, color coherence {settings.color_coherence}")
-    motion = (["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z",
-               "fov"] if settings.animation_mode == "3D" else ["zoom", "angle", "translation_x", "translation_y"])
-    columns = [*motion, "strength", "noise", "cfg_scale", "steps", "seed"]
-    short = {"translation_x": "tx", "translation_y": "ty", "translation_z": "tz", "rotation_3d_x": "rx",
-             "rotation_3d_y": "ry", "rotation_3d_z": "rz", "cfg_scale": "cfg"}
-    header = f"{'frame':>6} " + " ".join(f"{short.get(c, c):>10}" for c in columns) + "  sampler    prompt"
+    columns = [value.name for value in motion_values(settings.animation_mode)]
+    columns += ["strength", "noise", "cfg_scale", "steps", "seed"]
+    header = f"{'frame':>6} " + " ".join(f"{BY_NAME[c].header:>10}" for c in columns) + "  sampler    prompt"
     rows = [head, header]
     for index in range(plan.frame_count):
         cells = " ".join(f"{plan.values[c][index]:>10.5g}" for c in columns)
@@ -85,7 +83,7 @@ def _plan_table(plan) -> str:
 
 
 def cmd_presets(args) -> int:
-    from .presets import list_presets, load_preset
+    from deforum_engine.config.presets import list_presets, load_preset
 
     if args.action == "show":
         if not args.name:
@@ -109,8 +107,8 @@ def cmd_presets(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .plan import build_plan
-    from .plot import plot_plan
+    from deforum_engine.plan.frame_plan import build_plan
+    from deforum_engine.plan.plot import plot_plan
 
     path = plot_plan(build_plan(_load(args)), Path(args.output))
     print(f"wrote {path}")
@@ -118,7 +116,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .rendering import render
+    from deforum_engine.rendering.recipe import render
 
     settings = _load(args)
     result = render(settings, out=args.out, preview=args.preview, quiet=args.quiet)
@@ -127,7 +125,7 @@ def cmd_render(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from .rendering import resume
+    from deforum_engine.rendering.recipe import resume
 
     result = resume(args.folder, quiet=args.quiet)
     _report(result, args.quiet)
@@ -144,7 +142,8 @@ def _report(result, quiet: bool) -> None:
 
 
 def cmd_encode(args) -> int:
-    from .output import RenderFolder, encode_folder
+    from deforum_engine.output.folder import RenderFolder
+    from deforum_engine.output.video import encode_folder
 
     folder = RenderFolder(Path(args.folder))
     _, settings = folder.read()
@@ -156,7 +155,7 @@ def cmd_encode(args) -> int:
 
 
 def cmd_audio(args) -> int:
-    from .audio import analyse_audio, features_to_json, plot_features
+    from deforum_engine.plan.audio import analyse_audio, features_to_json, plot_features
 
     features = analyse_audio(Path(args.file), args.fps, bpm=args.bpm)
     if args.plot:
@@ -170,7 +169,7 @@ def cmd_audio(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from .batch import run_batch
+    from deforum_engine.batch.local import run_batch
 
     report = run_batch(
         [Path(p) for p in args.settings], out=Path(args.out), preview=args.preview, model=args.model,
@@ -185,10 +184,10 @@ def cmd_serve(args) -> int:
     import os
 
     try:
-        from .studio.server import serve
+        from deforum_engine.studio.server import serve
     except ModuleNotFoundError as error:
         raise SettingsError(f"serve: the studio needs {error.name}: pip install 'deforum-engine[studio]'") from None
-    from .studio.config import TOKEN_ENV, StudioConfig
+    from deforum_engine.studio.config import TOKEN_ENV, StudioConfig
 
     serve(StudioConfig(data=Path(args.data), model=args.model, ip_adapter=args.ip_adapter, preview_only=args.preview,
                        token=args.token or os.environ.get(TOKEN_ENV) or None, host=args.host, port=args.port))
@@ -268,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(func=cmd_batch)
 
-    from .studio.config import DEFAULT_DATA  # light: no web framework is imported until `serve` runs
+    from deforum_engine.studio.config import DEFAULT_DATA  # light: no web framework is imported until `serve` runs
 
     sub = commands.add_parser("serve", help="the studio: a local web app and HTTP API")
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (other than localhost needs --token)")

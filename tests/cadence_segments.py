@@ -8,7 +8,7 @@ def in_betweens_of_two_textures(plan, cadence: int = 4):
     import cv2
 
     from deforum_engine.backends.preview import PreviewBackend
-    from deforum_engine.loop import FrameLoop, Key
+    from deforum_engine.rendering.loop import FrameLoop, Key
 
     loop = FrameLoop.for_render(plan, PreviewBackend(), None)
     rng = np.random.default_rng(3)

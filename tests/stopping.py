@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from polling import wait_for
+
 
 class StopAfter:
     """A backend that behaves like `inner` for `frames` generate calls, then blocks for good."""
@@ -45,13 +47,6 @@ def stopped_render(folder: Path, settings_path: Path, after: int, *extra: str, e
     return process
 
 
-def wait_for(condition, timeout: float = 120) -> None:
-    """Poll a condition that is bound to come true (a stopped render's writer catching up)."""
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "timed out"
-        time.sleep(0.01)
-
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
@@ -59,7 +54,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--marker", type=Path, required=True)
     args, cli_args = parser.parse_known_args(argv)
 
-    from deforum_engine import cli, rendering
+    from deforum_engine import cli
+
+    from deforum_engine.rendering import recipe as rendering
 
     make = rendering.make_backend
     rendering.make_backend = lambda settings, preview: StopAfter(make(settings, preview), args.after, args.marker)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from polling import wait_for
 
 FLAGGED_SEED = 99  # the seed of the picture the tiny safety checker is built to flag
 
@@ -44,17 +45,10 @@ def png_bomb(width: int = 9000, height: int = 9000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
-def wait_for(get_status, statuses=("finished", "failed", "cancelled"), timeout: float = 60.0, every: float = 0.02,
-             until=None) -> dict:
+def wait_for_job(get_status, statuses=("finished", "failed", "cancelled"), timeout: float = 60.0, every: float = 0.02,
+                 until=None) -> dict:
     """Poll `get_status()` (a job's status dict) until its status is in `statuses` (or `until(status)`)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        status = get_status()
-        if (until(status) if until is not None else status["status"] in statuses):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job did not get there in {timeout} s: {status}")
-        time.sleep(every)
+    return wait_for(get_status, until or (lambda status: status["status"] in statuses), timeout, every)
 
 
 def read_frames(folder: Path) -> list[np.ndarray]:

@@ -8,17 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..settings import Settings
-    from .base import Backend
+    from deforum_engine.config.settings import Settings
+    from deforum_engine.backends.base import Backend
 
 
 def make_backend(settings: "Settings", preview: bool) -> "Backend":
     """The preview backend, or diffusers with the settings' model (loaded once per process)."""
     if preview:
-        from .preview import PreviewBackend
+        from deforum_engine.backends.preview import PreviewBackend
 
         return PreviewBackend()
-    from .diffusers import DiffusersBackend
+    from deforum_engine.backends.diffusers import DiffusersBackend
 
     return DiffusersBackend(settings.model, device=settings.device, dtype=settings.dtype,
                             ip_adapter=settings.ip_adapter, safety_checker=settings.safety_checker,

@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import models
-from ..errors import RenderError, SettingsError
-from ..images import fit_image, load_image
-from ..prompt_weights import is_plain, split_composable
-from ..samplers import SchedulerCache, step_counts
-from .base import FrameRequest, RenderContext
-from .prompt_embeddings import PromptEncoder, TextEmbedding, compose
+from deforum_engine.models import loading as models
+from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.frame.images import fit_image, load_image
+from deforum_engine.prompts.weights import is_plain, split_composable
+from deforum_engine.prompts.samplers import SchedulerCache, step_counts
+from deforum_engine.backends.base import FrameRequest, RenderContext
+from deforum_engine.backends.prompt_embeddings import PromptEncoder, TextEmbedding, compose
 
 log = logging.getLogger(__name__)
 

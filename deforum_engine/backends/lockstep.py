@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SettingsError
-from .base import FrameRequest, RenderContext
+from deforum_engine.errors import SettingsError
+from deforum_engine.backends.base import FrameRequest, RenderContext
 
 
 @dataclass

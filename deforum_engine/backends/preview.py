@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .base import FrameRequest, RenderContext
+from deforum_engine.backends.base import FrameRequest, RenderContext
 
 
 def neutral_pattern(width: int, height: int, seed: int) -> np.ndarray:

@@ -27,8 +27,8 @@ from typing import Any, Sequence
 
 import torch
 
-from ..errors import RenderError
-from ..prompt_weights import Fragment, parse_attention
+from deforum_engine.errors import RenderError
+from deforum_engine.prompts.weights import Fragment, parse_attention
 
 COMMA_BACKTRACK = 20  # a full chunk breaks after a comma at most this many tokens back (A1111's default)
 

@@ -15,9 +15,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from .errors import StudioError
-from .jobs import Job
-from .service import Studio
+from deforum_engine.studio.errors import StudioError
+from deforum_engine.studio.jobs import Job
+from deforum_engine.studio.service import Studio
 
 _STATUS = {"queued": ("ACCEPTED", "QUEUED"), "running": ("ACCEPTED", "GENERATING"),
            "finished": ("SUCCEEDED", "DONE"), "failed": ("FAILED", "DONE"), "cancelled": ("CANCELLED", "DONE")}

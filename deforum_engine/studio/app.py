@@ -19,18 +19,18 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from ..errors import RenderError, SettingsError
-from ..presets import list_presets
-from ..settings import INFLUENCE_LEVELS, Settings
-from ..styles import STYLE_NAMES
-from .a1111 import a1111_routes
-from .config import StudioConfig
-from .documents import engine_names, jobs_file_documents
-from .errors import StudioError
-from .guard import RequestGuard
-from .jobs import DONE
-from .service import Studio, zip_frames
-from .uploads import UPLOAD_KINDS
+from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.config.presets import list_presets
+from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
+from deforum_engine.config.styles import STYLE_NAMES
+from deforum_engine.studio.a1111 import a1111_routes
+from deforum_engine.studio.config import StudioConfig
+from deforum_engine.studio.documents import engine_names, jobs_file_documents
+from deforum_engine.studio.errors import StudioError
+from deforum_engine.studio.guard import RequestGuard
+from deforum_engine.studio.jobs import DONE
+from deforum_engine.studio.service import Studio, zip_frames
+from deforum_engine.studio.uploads import UPLOAD_KINDS
 
 STATIC = Path(__file__).resolve().parent / "static"
 FRAME_TICK = 0.02  # seconds between looks at a running job's newest frame (in memory) for its event stream

@@ -5,7 +5,7 @@ import ipaddress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..errors import SettingsError
+from deforum_engine.errors import SettingsError
 
 DEFAULT_DATA = Path("studio-data")
 TOKEN_ENV = "DEFORUM_ENGINE_TOKEN"

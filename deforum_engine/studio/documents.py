@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SettingsError
-from ..importers.deforum import import_deforum, looks_like_deforum
-from ..plan import build_plan
-from ..presets import load_preset
-from ..settings import Settings, validate_settings
-from .errors import StudioError
-from .uploads import UPLOAD_ID, UploadStore
+from deforum_engine.errors import SettingsError
+from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
+from deforum_engine.plan.frame_plan import build_plan
+from deforum_engine.config.presets import load_preset
+from deforum_engine.config.settings import Settings, validate_settings
+from deforum_engine.studio.errors import StudioError
+from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 
 UPLOAD_FIELDS = ("image_prompt", "init_image", "color_coherence_image", "soundtrack_path")
 SERVER_FIELDS = ("model", "model_config_dir", "ip_adapter", "tiny_vae_model", "depth_model", "adabins_model",
@@ -131,7 +131,7 @@ def _server_side(data: dict[str, Any], server: dict[str, Any], source: str) -> d
 def jobs_file_documents(text: str, base: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
     """The documents of a jobs file (TOML: [matrix] and/or [[jobs]], as `deforum-engine batch` reads it)
     over a base document given inline; returns (job name, document) pairs."""
-    from ..batch import read_jobs_file
+    from deforum_engine.batch.local import read_jobs_file
 
     with tempfile.TemporaryDirectory(prefix="studio-jobs-") as folder:
         root = Path(folder).resolve()

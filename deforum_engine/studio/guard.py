@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 from urllib.parse import parse_qs, urlsplit
 
-from .config import is_loopback
+from deforum_engine.studio.config import is_loopback
 
 COOKIE = "deforum_engine_token"
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .database import Database
-from .errors import StudioError
+from deforum_engine.studio.database import Database
+from deforum_engine.studio.errors import StudioError
 
 JOB_ID = re.compile(r"^[0-9a-f]{12}$")
 STOPPED = ("failed", "cancelled")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SettingsError
-from ..presets import Preset, list_presets
-from ..settings import validate_settings
-from .errors import StudioError
+from deforum_engine.errors import SettingsError
+from deforum_engine.config.presets import Preset, list_presets
+from deforum_engine.config.settings import validate_settings
+from deforum_engine.studio.errors import StudioError
 
 CLIP_SETTINGS = {"W": 128, "H": 128, "max_frames": 45, "fps": 15, "seed": 1, "add_soundtrack": False,
                  "crf": 23, "video_preset": "veryfast"}
@@ -48,7 +48,7 @@ class PresetPreviews:
         return path
 
     def _render(self, preset: Preset, path: Path) -> None:
-        from ..rendering import render
+        from deforum_engine.rendering.recipe import render
 
         work = self.folder / f".work-{path.stem}"
         shutil.rmtree(work, ignore_errors=True)

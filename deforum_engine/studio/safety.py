@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SettingsError
-from ..images import load_image
+from deforum_engine.errors import SettingsError
+from deforum_engine.frame.images import load_image
 
 
 def can_screen(pipelines) -> bool:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import sys
 
-from .config import StudioConfig, check_exposure, is_loopback
+from deforum_engine.studio.config import StudioConfig, check_exposure, is_loopback
 
 
 def serve(config: StudioConfig) -> None:
     """Run the studio until Ctrl-C; a render running then resumes at the next start."""
     import uvicorn
 
-    from .app import create_app
+    from deforum_engine.studio.app import create_app
 
     check_exposure(config.host, config.token)
     app = create_app(config)

@@ -10,17 +10,18 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import SettingsError
-from ..output import RenderFolder, read_frame
-from ..settings import Settings, save_settings
-from .config import StudioConfig
-from .database import Database
-from .documents import Document, read_document, server_settings
-from .errors import StudioError
-from .jobs import DONE, STOPPED, Job, JobStore
-from .previews import PresetPreviews
-from .uploads import UploadStore
-from .worker import RenderWorker, encode_frame
+from deforum_engine.errors import SettingsError
+from deforum_engine.output.atomic import read_frame
+from deforum_engine.output.folder import RenderFolder
+from deforum_engine.config.settings import Settings, save_settings
+from deforum_engine.studio.config import StudioConfig
+from deforum_engine.studio.database import Database
+from deforum_engine.studio.documents import Document, read_document, server_settings
+from deforum_engine.studio.errors import StudioError
+from deforum_engine.studio.jobs import DONE, STOPPED, Job, JobStore
+from deforum_engine.studio.previews import PresetPreviews
+from deforum_engine.studio.uploads import UploadStore
+from deforum_engine.studio.worker import RenderWorker, encode_frame
 
 
 class Studio:

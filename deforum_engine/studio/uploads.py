@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
-from ..errors import SettingsError
-from ..images import ALLOWED_FORMATS, IMAGE_PROMPT_MAX_MB, check_image_file
-from ..output import check_soundtrack
-from .database import Database
-from .errors import StudioError
+from deforum_engine.errors import SettingsError
+from deforum_engine.frame.images import ALLOWED_FORMATS, IMAGE_PROMPT_MAX_MB, check_image_file
+from deforum_engine.output.video import check_soundtrack
+from deforum_engine.studio.database import Database
+from deforum_engine.studio.errors import StudioError
 
 MB = 1024 * 1024
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")

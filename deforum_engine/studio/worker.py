@@ -19,16 +19,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..backends import make_backend
-from ..errors import RenderCancelled, RenderError, SettingsError
-from ..output import RenderFolder, encode_png
-from ..rendering import render, resume
-from ..settings import Settings, validate_settings
-from .config import StudioConfig
-from .errors import StudioError
-from .jobs import DONE, STOPPED, Job, JobStore
-from .safety import screen_image
-from .uploads import UploadStore
+from deforum_engine.backends import make_backend
+from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
+from deforum_engine.output.atomic import encode_png
+from deforum_engine.output.folder import RenderFolder
+from deforum_engine.rendering.recipe import render, resume
+from deforum_engine.config.settings import Settings, validate_settings
+from deforum_engine.studio.config import StudioConfig
+from deforum_engine.studio.errors import StudioError
+from deforum_engine.studio.jobs import DONE, STOPPED, Job, JobStore
+from deforum_engine.studio.safety import screen_image
+from deforum_engine.studio.uploads import UploadStore
 
 log = logging.getLogger(__name__)
 RATE_WINDOW = 30  # frames/s is measured over the last this-many frames

@@ -1,0 +1,1 @@
+"""Batches: jobs files, one job rendered / resumed / skipped, local and Ray executors."""

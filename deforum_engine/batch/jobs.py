@@ -1,0 +1,94 @@
+"""One job of a batch, rendered: validated up front, then rendered, resumed or skipped.
+
+Both executors (local processes in batch.py, Ray actors in ray_executor.py) run jobs through
+`render_job`; lockstep groups (several renders sharing one model, see backends/lockstep.py) run
+through `render_in_lockstep`. A job's failure is its result, never the batch's end.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from deforum_engine.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Job:
+    """One render of a batch: where its settings come from and what they override."""
+
+    name: str
+    settings_path: Path | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    status: str  # done | resumed | skipped | failed
+    seconds: float = 0.0
+    output: str = ""
+    error: str = ""
+
+
+def validate_job(job: Job, model: str | None) -> dict[str, Any]:
+    """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
+    from deforum_engine.rendering.inputs import check_inputs
+    from deforum_engine.config.files import load_settings
+
+    overrides = {"name": job.name, **job.overrides}
+    if model:
+        overrides["model"] = model
+    settings = load_settings(job.settings_path, overrides)
+    return check_inputs(settings).plan.settings.to_json_dict()
+
+
+def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
+    """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
+    from deforum_engine.output.folder import RenderFolder
+    from deforum_engine.rendering.recipe import render, resume
+    from deforum_engine.config.settings import validate_settings
+
+    started = time.perf_counter()
+    try:
+        status = RenderFolder(folder).status()
+        if status == "finished":
+            return JobResult(name, "skipped", 0.0, folder)
+        if status is not None:
+            result = resume(folder, quiet=quiet)
+            return JobResult(name, "resumed", time.perf_counter() - started, str(result.video))
+        result = render(validate_settings(settings_json, name), out=folder, preview=preview, quiet=quiet)
+        return JobResult(name, "done", time.perf_counter() - started, str(result.video))
+    except Exception as error:  # noqa: BLE001 - a batch boundary: the job fails with its reason, the others go on
+        return JobResult(name, "failed", time.perf_counter() - started, error=f"{type(error).__name__}: {error}")
+
+
+def render_in_lockstep(jobs: list, inner, quiet: bool = True) -> list:
+    """Render `jobs` ((settings, output folder) pairs) together on `inner`'s model, batching their frames.
+
+    Returns, per job, its RenderResult or the exception that stopped it; one failing render never
+    stops the others. Image prompts are refused here, before the model loads: their adapter scale
+    and embedding belong to one render.
+    """
+    from deforum_engine.backends.lockstep import LockstepBackend
+    from deforum_engine.rendering.recipe import render
+
+    with_image_prompt = [str(out) for settings, out in jobs if settings.image_prompt is not None]
+    if with_image_prompt:
+        raise SettingsError(f"lockstep renders cannot use an image prompt ({', '.join(with_image_prompt)}); "
+                            "render those one by one")
+    shared = LockstepBackend(inner, len(jobs))
+
+    def one(job):
+        settings, out = job
+        try:
+            return render(settings, out=out, backend=shared, quiet=quiet)
+        except Exception as error:  # noqa: BLE001 - reported per job by the caller
+            return error
+        finally:
+            shared.leave()
+
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="lockstep") as pool:
+        return list(pool.map(one, jobs))

@@ -1,0 +1,1 @@
+"""Settings: the model, files, presets, styles and the importers of other tools' files."""

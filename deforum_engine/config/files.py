@@ -1,0 +1,117 @@
+"""Settings files in: JSON or TOML (the engine's own), Deforum's flat `.txt` files, motion presets
+and `--set KEY=VALUE` overrides, merged and validated into one `Settings`.
+
+Precedence, lowest first: the defaults, the motion preset, the file, the overrides. Paths inside a
+file are relative to the file. Deforum files go through `importers/deforum.py` first.
+"""
+from __future__ import annotations
+
+import json
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+from deforum_engine.errors import SettingsError
+from deforum_engine.config.settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
+
+
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """Read a JSON or TOML settings file into a dict (no validation yet)."""
+    if not path.is_file():
+        raise SettingsError(f"{path}: no such settings file")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        if path.suffix.lower() == ".toml":
+            return tomllib.loads(text)
+        data = json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise SettingsError(f"{path}: not valid {kind}: {error}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: a settings file holds one object of settings, got {type(data).__name__}")
+    return data
+
+
+def resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths inside a settings (or jobs) file are relative to that file."""
+    resolved = dict(values)
+    for key in PATH_FIELDS:
+        if resolved.get(key):
+            resolved[key] = str((base / Path(resolved[key]).expanduser()).resolve())
+    for key in PATH_LIST_FIELDS:
+        value = resolved.get(key)
+        folders = [value] if isinstance(value, str) else value
+        if isinstance(folders, (list, tuple)):  # anything else is left for validation to refuse
+            resolved[key] = [str((base / Path(folder).expanduser()).resolve()) if isinstance(folder, str) and folder
+                             else folder for folder in folders]
+    for key in ("model", "ip_adapter", "tiny_vae_model", "parseq_manifest", "depth_model", "adabins_model"):
+        value = resolved.get(key)
+        if isinstance(value, str) and value and not value.lstrip().startswith("{") and _looks_local(value, base):
+            resolved[key] = str((base / Path(value).expanduser()).resolve())
+    return resolved
+
+
+def _looks_local(value: str, base: Path) -> bool:
+    """A model/adapter/manifest given as a path (not a hub id or inline JSON)."""
+    if value.startswith((".", "/", "~")) or value.endswith((".safetensors", ".ckpt", ".json")):
+        return True
+    return (base / value).exists()
+
+
+def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
+    from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
+
+    if not looks_like_deforum(data):
+        return data
+    imported = import_deforum(data, source)
+    if imported.ignored:
+        warnings.warn(
+            f"{source}: Deforum settings for features this engine does not have were ignored: "
+            + ", ".join(imported.ignored),
+            IgnoredSettingsWarning,
+            stacklevel=3,
+        )
+    for note in imported.notes:
+        warnings.warn(f"{source}: {note}", IgnoredSettingsWarning, stacklevel=3)
+    return imported.settings
+
+
+def load_settings(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    preset_dirs: list[Path] | None = None,
+) -> Settings:
+    """Load a settings file (JSON, TOML or a Deforum .txt), apply its motion preset and overrides.
+
+    Precedence, lowest first: defaults, the motion preset, the file, `overrides` (e.g. `--set`).
+    """
+    from deforum_engine.config.presets import load_preset
+
+    data: dict[str, Any] = {}
+    source = "settings"
+    base = Path.cwd()
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        base = path.resolve().parent
+        data = _import_if_deforum(read_settings_file(path), source)
+    overrides = dict(overrides or {})
+    preset_name = overrides.get("motion_preset", data.get("motion_preset"))
+    preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
+    merged = {**preset_values, **resolve_paths(data, base), **resolve_paths(overrides, Path.cwd())}
+    return validate_settings(merged, source)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `KEY=VALUE` override; the value is read as JSON when it can be (numbers, true, null)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SettingsError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_frames=60")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value

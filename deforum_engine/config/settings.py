@@ -1,0 +1,263 @@
+"""The settings model: every knob of a render, validated once before any work starts.
+
+Field names follow Deforum's, so settings pasted from a Deforum file keep their meaning.
+`validate_settings` turns a dict of settings into one `Settings`, every problem a SettingsError
+naming the setting; settings_files.load_settings reads the files.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+
+from deforum_engine.config.frame_values import SCHEDULE_SETTINGS
+from deforum_engine.errors import SettingsError
+
+DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on Artstation"}
+
+# Image prompt influence levels -> IP-Adapter scale (documented in the README).
+INFLUENCE_LEVELS = {"very_low": 0.2, "low": 0.4, "medium": 0.6, "high": 0.8, "very_high": 1.0}
+
+SeedBehavior = Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"]
+AnimationMode = Literal["2D", "3D", "None"]
+DEPTH_ALGORITHMS = ("Midas-3-Hybrid", "Midas-3.1-BeitLarge", "Zoe", "Depth-Anything-V2-Small", "Leres", "AdaBins",
+                    "Midas+AdaBins (old)", "Zoe+AdaBins (old)")
+Schedule = str  # keyframe text; numbers are turned into constant schedules on load
+
+
+class IgnoredSettingsWarning(UserWarning):
+    """Keys of an imported Deforum file that name features this engine does not have."""
+
+
+_CONFIG = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+# The per-frame schedules, one field each, from the table of per-frame values (Deforum's names and defaults).
+_ScheduleSettings = create_model(
+    "_ScheduleSettings", __config__=_CONFIG,
+    **{setting: (Schedule if default is not None else Schedule | None, default)
+       for setting, default in SCHEDULE_SETTINGS.items()},
+)
+
+
+class Settings(_ScheduleSettings):
+    """All settings of one render. Schedules are keyframe strings (see the README)."""
+
+    model_config = _CONFIG
+
+    # Animation mode: 2D warps (zoom, angle, translation in pixels), 3D camera moves through a depth map
+    animation_mode: AnimationMode = "2D"
+    # Canvas and timing
+    W: int = 512
+    H: int = 512
+    max_frames: int | Literal["auto"] = 120
+    fps: float = Field(15.0, gt=0, le=240)
+    # Seeds
+    seed: int = -1
+    seed_behavior: SeedBehavior = "iter"
+    seed_iter_N: int = Field(1, ge=1)
+    # 2D motion: enable_perspective_flip and border (the per-frame schedules: config/frame_values.py)
+    enable_perspective_flip: bool = False
+    border: Literal["replicate", "wrap", "reflect"] = "replicate"
+    # 3D camera (used when animation_mode is 3D; its per-frame schedules: config/frame_values.py)
+    aspect_ratio_use_old_formula: bool = False
+    use_depth_warping: bool = True
+    depth_algorithm: str = "Midas-3-Hybrid"
+    depth_model: str | None = None  # hub id or folder of a transformers depth model, in place of depth_algorithm's
+    adabins_model: str | None = None  # the "(old)" combos' AdaBins stand-in; default Intel/zoedepth-nyu
+    depth_normalization: Literal["steady", "per_frame"] = "steady"  # per_frame: Deforum's, each map on its own
+    midas_weight: float = Field(0.2, ge=0, le=1)
+    padding_mode: Literal["border", "reflection", "zeros"] = "border"
+    sampling_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    save_depth_maps: bool = False
+    # Coherence and diffusion
+    steps: int = Field(25, ge=1, le=1000)
+    enable_noise_multiplier_scheduling: bool = False  # Deforum's own default is on, at 1.05 (README)
+    sampler: str = "Euler a"
+    sampler_schedule: Schedule | None = None
+    color_coherence: Literal["None", "RGB", "HSV", "LAB", "Image"] = "LAB"
+    color_coherence_image: Path | None = None
+    # With an init image, whose colours the frames keep: the init image's (the engine's choice) or
+    # frame 0's output (Deforum's; files imported from Deforum get this).
+    color_coherence_source: Literal["init_image", "first_frame"] = "init_image"
+    diffusion_cadence: int = Field(1, ge=1, le=50)
+    noise_type: Literal["uniform", "perlin"] = "perlin"
+    perlin_octaves: int = Field(4, ge=1, le=8)
+    perlin_persistence: float = Field(0.5, gt=0, le=1)
+    # Prompts
+    prompts: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROMPTS))
+    positive_prompts: str = ""
+    negative_prompts: str = ""
+    prompt_style: str = "none"
+    prompt_blend_frames: int = Field(0, ge=0)
+    lora_dirs: tuple[Path, ...] = ()  # folders holding the `name.safetensors` files that <lora:name:w> tags use
+    # Init image and image prompt
+    init_image: Path | None = None
+    strength: float | None = Field(None, ge=0, le=1)  # Deforum's init strength: how much of the init survives
+    init_denoise: float | None = Field(None, ge=0, le=1)  # the same knob as other tools name it: 1 - strength
+    init_fit: Literal["resize", "crop", "pad"] = "crop"
+    image_prompt: Path | None = None
+    image_prompt_influence: str | float = "medium"
+    image_prompt_mode: Literal["all", "style", "layout"] = "all"
+    image_prompt_max_mb: float = Field(5.0, gt=0)
+    # Model
+    model: str | None = None
+    model_config_dir: Path | None = None
+    ip_adapter: str | None = None
+    device: str | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    safety_checker: bool = True
+    compile_unet: bool = False  # torch.compile the UNet: pays on GPUs over long renders; the first frame compiles
+    vae: Literal["full", "tiny"] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
+    tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
+    # Soundtrack
+    soundtrack_path: Path | None = None
+    add_soundtrack: bool = True  # Deforum's "File" / "None" / "Init Video" are read too (see _soundtrack_choice)
+    bpm: float | None = Field(None, gt=0)
+    # Presets and Parseq
+    motion_preset: str | None = None
+    parseq_manifest: str | None = None
+    parseq_use_deltas: bool = True
+    parseq_non_schedule_overrides: bool = True  # false: max_frames, fps and cadence stay the settings' own
+    # Deforum compatibility: fill NaN schedule frames from the finite frames around them (on for Deforum files)
+    deforum_nan_fill: bool = False
+    # Output
+    name: str | None = None
+    crf: int = Field(17, ge=0, le=51)
+    video_preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = "medium"
+
+    @field_validator("W", "H")
+    @classmethod
+    def _multiple_of_8(cls, value: int, info) -> int:
+        if value < 64 or value > 8192:
+            raise ValueError(f"must be between 64 and 8192 pixels, got {value}")
+        if value % 8:
+            low, high = value - value % 8, value - value % 8 + 8
+            raise ValueError(
+                f"must be a multiple of 8 (the model's latent grid and the H.264 encoder need it): "
+                f"{value} is not; use {low} or {high}"
+            )
+        return value
+
+    @field_validator("add_soundtrack", mode="before")
+    @classmethod
+    def _soundtrack_choice(cls, value: Any) -> Any:
+        """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing; "Init Video" (the engine has
+        no video input) adds nothing either, as when a Deforum file is imported."""
+        if not isinstance(value, str) or value.strip().lower() not in ("file", "none", "init video"):
+            return value
+        if value.strip().lower() == "init video":
+            warnings.warn("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
+                          "set soundtrack_path to an audio file and add_soundtrack to \"File\" to add one",
+                          IgnoredSettingsWarning, stacklevel=2)
+        return value.strip().lower() == "file"
+
+    @field_validator("lora_dirs", mode="before")
+    @classmethod
+    def _folder_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (str, Path)) else value
+
+    @field_validator("max_frames")
+    @classmethod
+    def _positive_frames(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @field_validator("image_prompt_influence")
+    @classmethod
+    def _influence(cls, value: str | float) -> str | float:
+        if isinstance(value, (int, float)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"a number must be in [0, 1], got {value}")
+            return float(value)
+        if value.strip().lower().replace(" ", "_") in INFLUENCE_LEVELS:
+            return value.strip().lower().replace(" ", "_")
+        if ":" not in value:
+            raise ValueError(
+                f"{value!r} is not one of {', '.join(INFLUENCE_LEVELS)}, a number in [0, 1], "
+                "or a schedule like '0:(0.2), 60:(0.8)'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "Settings":
+        if self.strength is not None and self.init_denoise is not None:
+            raise ValueError(
+                "give either `strength` (Deforum: how much of the init image survives, 0.8 keeps most of it) "
+                "or `init_denoise` (other tools: how much is repainted, = 1 - strength), not both"
+            )
+        if self.max_frames == "auto" and self.soundtrack_path is None:
+            raise ValueError("max_frames = 'auto' covers a soundtrack: set soundtrack_path, or give a number")
+        if self.color_coherence == "Image" and self.color_coherence_image is None:
+            raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
+        return self
+
+    @property
+    def init_strength(self) -> float:
+        """How much of the init image survives (Deforum's `strength`; default 0.8)."""
+        if self.strength is not None:
+            return self.strength
+        if self.init_denoise is not None:
+            return 1.0 - self.init_denoise
+        return 0.8
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Settings as plain JSON values, as saved beside a render."""
+        return self.model_dump(mode="json")
+
+
+SETTING_NAMES = tuple(Settings.model_fields)
+SCHEDULE_FIELDS = tuple(SCHEDULE_SETTINGS)
+PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
+PATH_LIST_FIELDS = ("lora_dirs",)
+
+
+def _suggest(key: str, names: tuple[str, ...]) -> str:
+    """A 'did you mean' hint for a mistyped setting name."""
+    candidates = set(names)
+    stripped = key.removesuffix("_schedule")
+    if stripped in candidates:
+        return f"did you mean `{stripped}`?"
+    if f"{key}_schedule" in candidates:
+        return f"did you mean `{key}_schedule`?"
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else "see the settings reference in the README"
+
+
+def validate_settings(values: dict[str, Any], source: str = "settings") -> Settings:
+    """Validate a dict of settings; every problem becomes one SettingsError naming the setting."""
+    unknown = [key for key in values if key not in SETTING_NAMES]
+    if unknown:
+        problems = [f"unknown setting `{key}`: {_suggest(key, SETTING_NAMES)}" for key in unknown]
+        raise SettingsError(f"{source}: " + "; ".join(problems))
+    values = {key: _schedule_text(key, value) for key, value in values.items()}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(f"{source}: " + "; ".join(_describe(e) for e in error.errors())) from None
+
+
+def _schedule_text(key: str, value: Any) -> Any:
+    """A bare number where a schedule is expected means a constant schedule."""
+    if key in SCHEDULE_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"0:({value!r})"
+    return value
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "literal_error":
+        message = message.replace("Input should be", "must be")
+    where = f"`{location}`: " if location else ""
+    return f"{where}{message} (got {error['input']!r})" if location and "got" not in message else f"{where}{message}"
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write resolved settings as JSON (seed included, so the render can be reproduced)."""
+    path.write_text(json.dumps(settings.to_json_dict(), indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""One cache for every loaded model: pipelines, depth, and the offline checks."""

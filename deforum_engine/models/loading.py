@@ -1,0 +1,498 @@
+"""Loading diffusers pipelines and IP-Adapters, once per process.
+
+`model` may be
+- a Hugging Face hub id (`stable-diffusion-v1-5/stable-diffusion-v1-5`): downloaded once into the
+  hub cache; with `HF_HUB_OFFLINE=1` only the cache is used, and a model missing from it is an
+  error that says so at once (no retries);
+- a local folder in the diffusers layout (`model_index.json`, `unet/`, `vae/`, ...): what
+  `save_pretrained` writes and what a hub snapshot looks like; works offline;
+- a single `.safetensors` / `.ckpt` checkpoint (A1111 / ComfyUI style), loaded with diffusers'
+  `from_single_file`. It holds weights only: the component configs come from `config=` (setting
+  `model_config_dir`), a local diffusers folder of the same family (any SD 1.5 / SDXL snapshot, or
+  `hf download <repo> --include "*.json" "*.txt" --local-dir FOLDER`). Online, diffusers fetches them
+  from the hub instead; offline, `config=` is required.
+
+Stable Diffusion 1.x / 2.x and SDXL (turbo and LCM variants included) load through diffusers'
+auto-pipelines: one text-to-image pipeline, and an image-to-image pipeline sharing its weights.
+
+Safety checker: used when the model ships one (SD 1.x hub repos do; SDXL and single-file
+checkpoints do not); `safety_checker=False` turns it off. A flagged frame comes back black.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import socket
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from deforum_engine.errors import RenderError, SettingsError
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD 1.5: the model Deforum presets were tuned on
+FAST_MODEL = "stabilityai/sd-turbo"  # SD 2.1 distilled: 1-4 steps, cfg_scale about 1, 512x512
+IP_ADAPTER_REPO = "h94/IP-Adapter"
+IMAGE_ENCODER_SUBFOLDER = "models/image_encoder"  # ViT-H, used by the SD 1.5 and the SDXL "vit-h" adapters
+IP_ADAPTER_WEIGHTS = {  # family -> (subfolder, weight file) in the h94/IP-Adapter layout
+    "sd": ("models", "ip-adapter_sd15.safetensors"),
+    "sdxl": ("sdxl_models", "ip-adapter_sdxl_vit-h.safetensors"),
+}
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+_DTYPES = {
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float32": "float32", "fp32": "float32", "float": "float32",
+}
+_POINT_LOCAL = (
+    "point --model (setting `model`) at a local diffusers folder (with model_index.json) "
+    "or a .safetensors checkpoint plus `model_config_dir` (a local diffusers folder of its family)"
+)
+
+
+@dataclass
+class Pipelines:
+    """A loaded model: a text-to-image and an image-to-image pipeline sharing the same weights."""
+
+    txt2img: Any
+    img2img: Any
+    model: str
+    family: str  # "sd" (1.x / 2.x) or "sdxl"
+    device: str
+    dtype: Any
+    scheduler_config: Any = None  # the model's own scheduler config, the base for every sampler
+    ip_adapter: str | None = None  # the IP-Adapter currently loaded into the UNet
+    loras: dict[str, str] = field(default_factory=dict)  # LoRA file -> adapter name, each loaded once
+    active_loras: tuple | None = ()  # the ActiveLora set switched on now (empty: LoRAs off; None: unknown)
+
+
+TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}  # TAESD weights per family
+_PIPELINES: dict[tuple, Pipelines] = {}  # the process-wide model cache, see load_pipeline
+
+
+def hub_offline() -> bool:
+    """True when only local files may be used: HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set, or the
+    hub cannot be reached at all (then huggingface_hub would retry for a minute before failing)."""
+    return _offline_by_setting() or not _hub_reachable()
+
+
+def _offline_by_setting() -> bool:
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return constants.HF_HUB_OFFLINE or any(flag.strip().lower() in ("1", "true", "yes", "on") for flag in flags)
+
+
+@functools.cache
+def _hub_reachable() -> bool:
+    """One quick connection to the hub's host (3 s at most), checked once per process."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The torch device to render on: `device` if given (and present), else cuda, mps or cpu."""
+    import torch
+
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    device = str(device).lower()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SettingsError(f"device: {device!r} asked for, but torch sees no CUDA GPU; use 'cpu' or 'auto'")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise SettingsError("device: 'mps' asked for, but Apple MPS is not available; use 'cpu' or 'auto'")
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise SettingsError(f"device: {device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def resolve_dtype(device: str, dtype: Any = None):
+    """The weights' dtype: `dtype` if given (a torch.dtype or a name), else fp16 on CUDA / MPS, fp32 on CPU."""
+    import torch
+
+    if dtype in (None, "", "auto"):
+        return torch.float16 if device.split(":")[0] in ("cuda", "mps") else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise SettingsError(f"dtype: {dtype!r} is not a dtype; use auto, float16, bfloat16 or float32")
+    return getattr(torch, name)
+
+
+def load_pipeline(
+    model: str | os.PathLike | None = None,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    safety_checker: bool = True,
+    config: str | os.PathLike | None = None,
+    tiny_vae: str | os.PathLike | bool | None = None,
+    compile_unet: bool = False,
+) -> Pipelines:
+    """Load `model` once per process (hub id, diffusers folder or single checkpoint file).
+
+    `compile_unet` wraps the UNet in torch.compile (worth it on GPUs for long renders; the first
+    frame pays the compile time). `tiny_vae` swaps the autoencoder for a tiny one (TAESD, diffusers' AutoencoderTiny): True for
+    the family's default weights, or a hub id / local folder. It decodes and encodes many times
+    faster and is lossy (slightly softer detail). Calling again with the same arguments returns the
+    same Pipelines object.
+    """
+    device = resolve_device(device)
+    dtype = resolve_dtype(device, dtype)
+    source = _resolve_source(model if model is not None else DEFAULT_MODEL)
+    config_dir = _check_config_dir(config) if config is not None else None
+    tiny = None if not tiny_vae else (True if tiny_vae is True else _resolve_source(tiny_vae))
+    key = (source, device, str(dtype), bool(safety_checker), config_dir, tiny, bool(compile_unet))
+    if key not in _PIPELINES:
+        pipes = _load(source, device, dtype, bool(safety_checker), config_dir)
+        if tiny:
+            _use_tiny_vae(pipes, TINY_VAES[pipes.family] if tiny is True else tiny)
+        if compile_unet:
+            _compile_unet(pipes)
+        _PIPELINES[key] = pipes
+    return _PIPELINES[key]
+
+
+def _compile_unet(pipes: Pipelines) -> None:
+    """torch.compile the shared UNet; the compilation itself happens on the first frame."""
+    import torch
+
+    compiled = torch.compile(pipes.txt2img.unet)
+    for pipe in (pipes.txt2img, pipes.img2img):
+        pipe.register_modules(unet=compiled)
+
+
+def _use_tiny_vae(pipes: Pipelines, source: str) -> None:
+    """Put a tiny autoencoder (TAESD) in both pipelines, in place of the model's own."""
+    from diffusers import AutoencoderTiny
+
+    vae = _from_pretrained(AutoencoderTiny, source, dtype=pipes.dtype).to(pipes.device)
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    for pipe in (pipes.txt2img, pipes.img2img):
+        pipe.register_modules(vae=vae)
+        pipe.vae_scale_factor = factor
+        pipe.image_processor.config.vae_scale_factor = factor
+
+
+def _resolve_source(model: str | os.PathLike) -> str:
+    """An existing local path as an absolute string, or a hub id; SettingsError for a missing path."""
+    text = os.fspath(model).strip()
+    path = Path(text).expanduser()
+    if path.exists():
+        return str(path.resolve())
+    looks_like_path = text.startswith((".", "/", "~", "\\")) or text.lower().endswith(SINGLE_FILE_SUFFIXES)
+    if looks_like_path or text.count("/") > 1 or "\\" in text:
+        raise SettingsError(f"model: {text} does not exist; give a diffusers folder, a checkpoint file or a hub id")
+    return text
+
+
+def _check_config_dir(config: str | os.PathLike) -> str:
+    path = Path(config).expanduser()
+    if not (path / "model_index.json").is_file():
+        raise SettingsError(
+            f"model_config_dir: {path} is not a diffusers model folder (no model_index.json); "
+            "give a local folder of the checkpoint's family, e.g. a Stable Diffusion 1.5 snapshot"
+        )
+    return str(path.resolve())
+
+
+def _load(source: str, device: str, dtype: Any, safety_checker: bool, config_dir: str | None) -> Pipelines:
+    """Load the pipelines for `source`, move them to `device`, check the tokenizers."""
+    from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
+
+    path = Path(source)
+    if path.is_file():
+        base, index = _load_single_file(path, dtype, config_dir)
+        family = _family(source, index)
+    else:
+        index = _read_model_index(source)
+        family = _family(source, index)  # before any weights load: refuse other model families cheaply
+        kwargs = _safety_kwargs(index, safety_checker)
+        base = _from_pretrained(AutoPipelineForText2Image, source, dtype=dtype, **kwargs)
+    txt2img = AutoPipelineForText2Image.from_pipe(base)
+    img2img = AutoPipelineForImage2Image.from_pipe(base)
+    for pipe in (txt2img, img2img):
+        pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+    if device.startswith("cuda"):
+        import torch
+
+        base.unet.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores; shared by both
+    _check_tokenizers(source, txt2img)
+    return Pipelines(
+        txt2img=txt2img, img2img=img2img, model=source, family=family, device=device, dtype=dtype,
+        scheduler_config=base.scheduler.config,
+    )
+
+
+def _read_model_index(source: str) -> dict:
+    """model_index.json of a local folder or hub id (from the cache only, when offline)."""
+    path = Path(source)
+    if path.is_dir():
+        index_file = path / "model_index.json"
+        if not index_file.is_file():
+            raise SettingsError(
+                f"model: {source} is not a diffusers model folder (no model_index.json); "
+                "give a folder saved with save_pretrained / downloaded from the hub, or a .safetensors checkpoint"
+            )
+        return json.loads(index_file.read_text())
+    from diffusers import DiffusionPipeline
+
+    try:
+        return dict(DiffusionPipeline.load_config(source, local_files_only=hub_offline()))
+    except (OSError, ValueError) as error:
+        raise _hub_error(source, error) from error
+
+
+def _hub_error(source: str, error: Exception) -> RenderError:
+    if _offline_by_setting():
+        return RenderError(
+            f"model {source!r} is not in the local Hugging Face cache and the hub is offline "
+            f"(HF_HUB_OFFLINE=1), so it cannot be downloaded; {_POINT_LOCAL}"
+        )
+    if not _hub_reachable():
+        return RenderError(
+            f"model {source!r} is not in the local Hugging Face cache, and the Hugging Face hub cannot be "
+            f"reached from this machine (no network), so it cannot be downloaded; {_POINT_LOCAL}"
+        )
+    return RenderError(f"model {source!r} could not be loaded from the Hugging Face hub ({error}); {_POINT_LOCAL}")
+
+
+def _from_pretrained(pipeline_class: Any, source: str, **kwargs: Any):
+    """pipeline_class.from_pretrained, local-only for folders and offline mode, with clear errors."""
+    local_only = Path(source).is_dir() or hub_offline()
+    try:
+        return pipeline_class.from_pretrained(source, local_files_only=local_only, **kwargs)
+    except (OSError, ValueError) as error:
+        if Path(source).is_dir():
+            raise RenderError(f"model folder {source} could not be loaded ({error})") from error
+        raise _hub_error(source, error) from error
+
+
+def _safety_kwargs(index: dict, safety_checker: bool) -> dict:
+    """Pipeline kwargs that drop the safety checker when it is turned off (and the model has that slot)."""
+    if "safety_checker" in index and not safety_checker:
+        return {"safety_checker": None, "requires_safety_checker": False}
+    return {}
+
+
+def _load_single_file(path: Path, dtype: Any, config_dir: str | None):
+    """from_single_file for a .safetensors / .ckpt checkpoint; offline it needs a local config folder."""
+    import diffusers
+
+    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise SettingsError(f"model: {path} is a file but not a .safetensors or .ckpt checkpoint")
+    if config_dir is None and hub_offline():
+        raise SettingsError(
+            f"model: {path} is a single-file checkpoint; offline (HF_HUB_OFFLINE=1) it needs the model's "
+            "configs from a local diffusers folder of the same family: --set model_config_dir=FOLDER "
+            "(setting `model_config_dir`), e.g. a Stable Diffusion 1.5 snapshot"
+        )
+    index = json.loads((Path(config_dir) / "model_index.json").read_text()) if config_dir else {}
+    class_name = index.get("_class_name") or _guess_single_file_class(path)
+    pipeline_class = getattr(diffusers, class_name)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if config_dir:
+        kwargs.update(config=config_dir, local_files_only=True)
+    if "safety_checker" in index:
+        kwargs.update(safety_checker=None)  # a single checkpoint ships no safety checker
+    try:
+        return pipeline_class.from_single_file(str(path), **kwargs), {"_class_name": class_name}
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise RenderError(f"model: {path} could not be loaded as a {class_name} checkpoint ({error})") from error
+
+
+def _guess_single_file_class(path: Path) -> str:
+    """StableDiffusionXLPipeline for SDXL checkpoints (two text encoders), else StableDiffusionPipeline."""
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            if any(key.startswith("conditioner.embedders.1") for key in handle.keys()):
+                return "StableDiffusionXLPipeline"
+    return "StableDiffusionPipeline"
+
+
+def _family(source: str, index: dict) -> str:
+    """'sdxl' or 'sd' from the pipeline class name; SettingsError for other model families."""
+    class_name = str(index.get("_class_name", ""))
+    if "XL" in class_name:
+        return "sdxl"
+    if class_name.startswith(("StableDiffusion", "LatentConsistencyModel")):
+        return "sd"
+    raise SettingsError(
+        f"model: {source} is a {class_name or 'unknown'} model; this engine renders with Stable Diffusion "
+        "1.x / 2.x and SDXL models (turbo and LCM variants included)"
+    )
+
+
+def _check_tokenizers(source: str, pipe: Any) -> None:
+    """Refuse tokenizers that loaded empty (transformers can do that offline instead of raising)."""
+    for name in ("tokenizer", "tokenizer_2"):
+        tokenizer = getattr(pipe, name, None)
+        if tokenizer is None:
+            continue
+        if len(tokenizer) <= 2 or not 0 < tokenizer.model_max_length <= 100_000:
+            raise RenderError(
+                f"model {source}: its {name} loaded empty ({len(tokenizer)} tokens, model_max_length "
+                f"{tokenizer.model_max_length}); the tokenizer files are missing or could not be downloaded. "
+                f"Re-download the model, or {_POINT_LOCAL}"
+            )
+
+
+def load_image_prompt_adapter(pipes: Pipelines, ip_adapter: str | os.PathLike | None = None) -> None:
+    """Load an IP-Adapter and its CLIP image encoder into `pipes` (once; a different one replaces it).
+
+    `ip_adapter` is a hub id or a local folder in the h94/IP-Adapter layout: weights in `models/`
+    (SD 1.5: ip-adapter_sd15.safetensors) or `sdxl_models/` (SDXL: ip-adapter_sdxl_vit-h.safetensors),
+    the ViT-H image encoder in `models/image_encoder/`. Default: h94/IP-Adapter.
+    """
+    source = folder_or_hub_id(ip_adapter if ip_adapter is not None else IP_ADAPTER_REPO, "ip_adapter",
+                              "a folder in the h94/IP-Adapter layout")
+    if pipes.ip_adapter == source:
+        return
+    if pipes.ip_adapter is not None:
+        unload_image_prompt_adapter(pipes)
+    subfolder, weight_name = IP_ADAPTER_WEIGHTS[pipes.family]
+    _check_adapter_files(source, subfolder, weight_name)
+    encoder = _load_image_encoder(source, pipes)
+    pipes.img2img.register_modules(image_encoder=encoder)
+    try:
+        pipes.img2img.load_ip_adapter(
+            source, subfolder=subfolder, weight_name=weight_name, image_encoder_folder=None,
+            local_files_only=Path(source).is_dir() or hub_offline(),
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise RenderError(f"ip_adapter {source}: {subfolder}/{weight_name} could not be loaded ({error})") from error
+    pipes.txt2img.register_modules(image_encoder=encoder, feature_extractor=pipes.img2img.feature_extractor)
+    pipes.ip_adapter = source
+
+
+def unload_image_prompt_adapter(pipes: Pipelines) -> None:
+    """Restore the plain UNet attention (no image prompt) on both pipelines."""
+    if pipes.ip_adapter is None:
+        return
+    pipes.img2img.unload_ip_adapter()
+    pipes.txt2img.register_modules(image_encoder=None)
+    pipes.ip_adapter = None
+
+
+def folder_or_hub_id(value: str | os.PathLike, setting: str, folder: str) -> str:
+    """An existing local folder as an absolute path, or a hub id; SettingsError for a file or a
+    missing path. `folder` says what the folder must hold, for the message."""
+    text = os.fspath(value).strip()
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise SettingsError(f"{setting}: {path} is a file; give {folder} or a hub id")
+        return str(path.resolve())
+    if text.startswith((".", "/", "~", "\\")) or text.count("/") > 1:
+        raise SettingsError(f"{setting}: {text} does not exist; give {folder} or a hub id")
+    return text
+
+def _check_adapter_files(source: str, subfolder: str, weight_name: str) -> None:
+    """Check the weights and encoder config exist (locally, or in the hub cache when offline)."""
+    needed = (f"{subfolder}/{weight_name}", f"{IMAGE_ENCODER_SUBFOLDER}/config.json")
+    if Path(source).is_dir():
+        missing = [name for name in needed if not (Path(source) / name).is_file()]
+        if missing:
+            raise SettingsError(
+                f"ip_adapter: {source} lacks {', '.join(missing)}; the folder must follow the h94/IP-Adapter "
+                "layout (weights under models/ or sdxl_models/, the image encoder in models/image_encoder/)"
+            )
+        return
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        missing = [name for name in needed if not isinstance(try_to_load_from_cache(source, name), str)]
+        if missing:
+            raise RenderError(
+                f"ip_adapter {source!r}: {', '.join(missing)} not in the local Hugging Face cache and the hub is "
+                "offline (HF_HUB_OFFLINE=1); point --ip-adapter (setting `ip_adapter`) at a local folder in "
+                "the h94/IP-Adapter layout"
+            )
+
+
+def _load_image_encoder(source: str, pipes: Pipelines):
+    """The CLIP vision encoder from `<source>/models/image_encoder`, on the pipeline's device and dtype."""
+    from transformers import CLIPVisionModelWithProjection
+
+    try:
+        encoder = CLIPVisionModelWithProjection.from_pretrained(
+            source, subfolder=IMAGE_ENCODER_SUBFOLDER, dtype=pipes.dtype,
+            local_files_only=Path(source).is_dir() or hub_offline(),
+        )
+    except (OSError, ValueError) as error:
+        raise RenderError(f"ip_adapter {source}: the image encoder could not be loaded ({error})") from error
+    return encoder.to(pipes.device)
+
+
+def activate_loras(pipes: Pipelines, loras: tuple) -> None:
+    """Switch `pipes` to this set of LoRAs (prompt_weights.ActiveLora) at their weights; () turns them off.
+
+    Each file is loaded once per model with diffusers' load_lora_weights (A1111 / kohya and diffusers
+    layouts), as an adapter of its own; switching sets only change adapter weights.
+    """
+    loras = tuple(loras)
+    if loras == pipes.active_loras:
+        return
+    try:
+        for lora in loras:
+            _load_lora(pipes, lora.path)
+    except RenderError:
+        pipes.active_loras = None  # a failed load can leave other adapters on: set the next set in full
+        raise
+    pipe = pipes.txt2img  # shares its UNet and text encoders with img2img
+    if not loras:
+        pipe.disable_lora()
+    else:
+        if not pipes.active_loras:
+            pipe.enable_lora()
+        components = pipe.get_list_adapters()
+        names = [pipes.loras[lora.path] for lora in loras]
+        pipe.set_adapters(names, [_lora_weights(lora, name, components) for lora, name in zip(loras, names)])
+    pipes.active_loras = loras
+
+
+def _load_lora(pipes: Pipelines, path: str) -> None:
+    if path in pipes.loras:
+        return
+    from diffusers.utils import USE_PEFT_BACKEND
+
+    if not USE_PEFT_BACKEND:
+        raise RenderError(f"LoRA {path}: loading LoRAs needs the peft package (pip install 'peft>=0.17')")
+    file = Path(path)
+    name = f"{re.sub(r'[^A-Za-z0-9_]', '_', file.stem)}_{len(pipes.loras)}"  # unique, and readable in logs
+    try:
+        with warnings.catch_warnings():  # peft's note that a model now holds several adapters: that is the point
+            warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+            pipes.txt2img.load_lora_weights(str(file.parent), weight_name=file.name, adapter_name=name,
+                                            local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise RenderError(f"LoRA {path} could not be loaded into this {pipes.family} model ({error}); "
+                          f"is it a LoRA for {'SDXL' if pipes.family == 'sdxl' else 'Stable Diffusion 1.x / 2.x'}?") from error
+    pipes.loras[path] = name
+
+
+def _lora_weights(lora: Any, name: str, components: dict[str, list[str]]) -> float | dict[str, float]:
+    """One weight, or per component when the text-encoder and UNet weights differ (`<lora:name:te:unet>`)."""
+    if lora.text_encoder == lora.unet:
+        return float(lora.unet)
+    weights = {part: float(lora.unet if part == "unet" else lora.text_encoder)
+               for part, adapters in components.items() if name in adapters}
+    return weights

@@ -1,0 +1,542 @@
+"""Settings -> FramePlan: every per-frame value of a render, computed once before the loop starts.
+
+The loop never evaluates a schedule; it reads `plan.frame(i)`. Everything that can be wrong with
+the settings (a schedule, a prompt key, a sampler name, a value out of range) fails here, with a
+SettingsError naming the setting and frame, before any model loads.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from deforum_engine.errors import SettingsError
+from deforum_engine.frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
+from deforum_engine.frame.motion3d import Lens, camera_moves
+from deforum_engine.prompts.weights import LORA_SUFFIX, ActiveLora, backtick_expressions, backtick_filler, extract_loras, find_lora
+from deforum_engine.prompts.text import split_negative
+from deforum_engine.schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
+                        evaluate_string_schedule)
+from deforum_engine.config.frame_values import BY_NAME, PER_FRAME_VALUES, TEXT_VALUES, unread_by
+from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
+
+# Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
+NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
+INTEGER_VALUES = tuple(value.name for value in PER_FRAME_VALUES if value.integer)
+SEED_LIMIT = 2**32
+_AUDIO_NAME = re.compile(r"\b(" + "|".join(AUDIO_VARIABLES) + r")\b")
+_TEMPO_NAME = re.compile(r"\b(bpm|beat)\b")
+
+
+class TextTrack(Sequence[str]):
+    """Per-frame text (prompts, samplers) as a few distinct strings and one index per frame.
+
+    A 100,000-frame render has a handful of prompts; storing an index per frame keeps the plan
+    small and fast to build, and reads like a list.
+    """
+
+    def __init__(self, table: Sequence[str], codes: np.ndarray) -> None:
+        self.table = tuple(table)
+        self.codes = np.asarray(codes, dtype=np.int32)
+
+    @classmethod
+    def constant(cls, text: str, frames: int) -> "TextTrack":
+        return cls([text], np.zeros(frames, dtype=np.int32))
+
+    @classmethod
+    def from_list(cls, items: Sequence[str]) -> "TextTrack":
+        table = list(dict.fromkeys(items))
+        lookup = {text: code for code, text in enumerate(table)}
+        return cls(table, np.fromiter((lookup[text] for text in items), dtype=np.int32, count=len(items)))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.table[code] for code in self.codes[index]]
+        return self.table[self.codes[index]]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"TextTrack({len(self)} frames, {len(self.table)} distinct)"
+
+
+def _denoise(self) -> float:
+    """img2img denoising strength: Deforum's strength is how much of the frame survives."""
+    return 1.0 - self.strength
+
+
+# Everything one frame needs, as plain typed values: the table's numbers, then the frame's texts.
+FrameValues = make_dataclass(
+    "FrameValues",
+    [("index", int), *[(value.name, int if value.integer else float) for value in PER_FRAME_VALUES],
+     *[(name, str) for name in TEXT_VALUES],
+     ("loras", tuple, field(default=())),  # ActiveLora entries (file, text-encoder weight, UNet weight)
+     ],
+    namespace={"denoise": property(_denoise), "__doc__": "Everything one frame needs, as plain typed values."},
+    frozen=True,
+)
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """The picture every frame is drawn on: its size, and what fills edges that motion uncovers."""
+
+    width: int
+    height: int
+    border: str  # replicate | wrap | reflect
+
+
+@dataclass(frozen=True)
+class Camera3D:
+    """3D mode's camera, frame by frame (frame/motion3d.py), and how the re-projection samples."""
+
+    moves: np.ndarray  # (frames, 4, 4): how the camera moves from frame i - 1 to frame i
+    fov: np.ndarray  # (frames,) field of view, degrees
+    aspect: np.ndarray  # (frames,) aspect_ratio_schedule, or W / H with aspect_ratio_use_old_formula
+    padding_mode: str  # border | reflection | zeros
+    sampling_mode: str  # bicubic | bilinear | nearest
+    depth_warping: bool  # use_depth_warping; False: the camera moves over flat depth
+
+    def lens(self, index: int) -> Lens:
+        return Lens(float(self.fov[index]), float(self.aspect[index]))
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """Everything a render does, frame by frame, computed before the first frame.
+
+    The loop reads only `canvas`, `motion`, `camera`, `diffused_frames` and `frame(i)`; `settings`
+    (the resolved settings: seed, frame count ...) is kept for the summary, the output and `plan --json`.
+    """
+
+    settings: Settings
+    canvas: Canvas
+    motion: np.ndarray  # (frames, 3, 3): how frame i moves the picture of frame i - 1 (see frame/warp.py)
+    values: dict[str, np.ndarray]
+    strings: dict[str, TextTrack]
+    diffused_frames: tuple[int, ...]
+    audio: Any = None  # AudioFeatures when a soundtrack was analysed
+    notes: tuple[str, ...] = field(default=())
+    camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.settings.max_frames)
+
+    def frame(self, index: int) -> FrameValues:
+        """The values of one frame."""
+        numbers = {
+            name: int(array[index]) if name in INTEGER_VALUES else float(array[index])
+            for name, array in self.values.items()
+        }
+        texts = {name: items[index] for name, items in self.strings.items()}
+        return FrameValues(index=index, **numbers, **texts)
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"settings": {...}, "frames": {name: [value per frame]}}` as `plan --json` prints it."""
+        frames: dict[str, list] = {}
+        for name, array in self.values.items():
+            frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
+        frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
+        return {"settings": self.settings.to_json_dict(), "frames": frames}
+
+
+def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
+    """Resolve the settings (seed, frame count, Parseq, soundtrack) and compute every frame's values."""
+    settings = _resolve_seed(settings)
+    parseq = _load_parseq(settings, base_dir)
+    if parseq is not None:
+        settings = _apply_parseq_options(settings, parseq)
+    audio = _analyse_soundtrack(settings)
+    if settings.max_frames == "auto":
+        settings = settings.model_copy(update={"max_frames": audio.frames})
+    frames = int(settings.max_frames)
+    variables = audio.variables(settings.bpm) if audio is not None else {}
+    if settings.bpm is not None:
+        variables["bpm"] = settings.bpm
+
+    unused = _unused_by_mode(settings)
+    values = {
+        name: np.full(frames, BY_NAME[name].neutral) if field_name in unused else
+        evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
+                          variables=variables, setting=field_name, nan_fill=settings.deforum_nan_fill)
+        for name, field_name in NUMERIC_SCHEDULES.items()
+    }
+    values["steps"] = _steps(settings, frames, variables)
+    values["noise_multiplier"] = _noise_multiplier(settings, frames, variables)
+    values["image_prompt_scale"] = _image_prompt_scale(settings, frames, variables)
+    strings = {"sampler": _samplers(settings, frames, variables)}
+    strings.update(_prompts(settings, frames, variables, _parseq_prompts(parseq, frames)))
+    values["blend_weight"] = strings.pop("blend_weight")
+    diffused = _diffused_frames(frames, settings.diffusion_cadence)
+    values["seed"] = _seeds(settings, frames, variables, diffused)
+    if parseq is not None:
+        _override_with_parseq(values, strings, parseq, frames)
+    _check_ranges(values)
+    values = {name: np.ascontiguousarray(array) for name, array in values.items()}
+    canvas = Canvas(settings.W, settings.H, settings.border)
+    return FramePlan(
+        settings=settings,
+        canvas=canvas,
+        motion=_motion(values, canvas, settings),
+        values=values,
+        strings=strings,
+        diffused_frames=diffused,
+        audio=audio,
+        camera=_camera(values, settings),
+    )
+
+
+def _motion(values: dict[str, np.ndarray], canvas: Canvas, settings: Settings) -> np.ndarray:
+    """Every frame's 2D motion matrix, in one vectorised pass.
+
+    In 3D mode the camera moves through the depth map instead; only the perspective flip (which
+    Deforum applies before the 3D warp) is a 2D motion there.
+    """
+    flip = None
+    if settings.enable_perspective_flip:
+        flip = PerspectiveFlip(values["perspective_flip_theta"], values["perspective_flip_phi"],
+                               values["perspective_flip_gamma"], values["perspective_flip_fv"])
+    if settings.animation_mode == "3D":
+        frames = len(values["zoom"])
+        still = np.broadcast_to(np.eye(3), (frames, 3, 3))
+        return np.ascontiguousarray(still if flip is None else perspective_matrix(canvas.width, canvas.height, flip))
+    return motion_matrix(canvas.width, canvas.height, angle=values["angle"], zoom=values["zoom"],
+                         translation_x=values["translation_x"], translation_y=values["translation_y"],
+                         center_x=values["transform_center_x"], center_y=values["transform_center_y"],
+                         perspective=flip)
+
+
+def _camera(values: dict[str, np.ndarray], settings: Settings) -> Camera3D | None:
+    """3D mode's per-frame camera moves (4x4, one vectorised pass) and lenses; None in 2D mode."""
+    if settings.animation_mode != "3D":
+        return None
+    aspect = values["aspect_ratio"]
+    if settings.aspect_ratio_use_old_formula:
+        aspect = np.full_like(aspect, settings.W / settings.H)
+    moves = camera_moves(values["translation_x"], values["translation_y"], values["translation_z"],
+                         values["rotation_3d_x"], values["rotation_3d_y"], values["rotation_3d_z"])
+    return Camera3D(moves=moves, fov=values["fov"], aspect=aspect, padding_mode=settings.padding_mode,
+                    sampling_mode=settings.sampling_mode, depth_warping=settings.use_depth_warping)
+
+
+def _unused_by_mode(settings: Settings) -> tuple[str, ...]:
+    """Schedules the animation mode never reads, as in Deforum: 3D ignores the 2D zoom, angle and
+    transform centre (files often hold placeholders such as zoom 0 there); 2D ignores the 3D camera.
+    They are not evaluated, so a placeholder can never fail a render."""
+    return tuple(value.setting for value in unread_by(settings.animation_mode))
+
+
+def _resolve_seed(settings: Settings) -> Settings:
+    """Seed -1 picks a seed; it is recorded in the resolved settings so the render can be repeated."""
+    if settings.seed != -1:
+        return settings
+    return settings.model_copy(update={"seed": random.SystemRandom().randrange(SEED_LIMIT)})
+
+
+def _diffused_frames(frames: int, cadence: int) -> tuple[int, ...]:
+    """Frames that go through the backend: every cadence-th, and always the last one."""
+    keys = list(range(0, frames, cadence))
+    if keys[-1] != frames - 1:
+        keys.append(frames - 1)
+    return tuple(keys)
+
+
+def _uses(settings: Settings, pattern: re.Pattern) -> bool:
+    unused = _unused_by_mode(settings)
+    texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values() if name not in unused]
+    texts += [settings.steps_schedule or "", settings.seed_schedule, str(settings.image_prompt_influence)]
+    texts += [settings.noise_multiplier_schedule if settings.enable_noise_multiplier_scheduling else ""]
+    texts += [source for text in (*settings.prompts.values(), settings.positive_prompts, settings.negative_prompts)
+              for source in backtick_expressions(text)]  # Deforum's prompt maths
+    return any(isinstance(text, str) and pattern.search(text) for text in texts)
+
+
+def _analyse_soundtrack(settings: Settings):
+    """Audio features when a schedule uses them (or max_frames is 'auto'); a SettingsError if no soundtrack."""
+    needs_audio = _uses(settings, _AUDIO_NAME) or (settings.bpm is None and _uses(settings, _TEMPO_NAME))
+    if settings.soundtrack_path is None:
+        return None  # schedules using audio variables fail in the evaluator with a clear message
+    if not needs_audio and settings.max_frames != "auto":
+        return None
+    from deforum_engine.plan.audio import analyse_audio
+
+    max_frames = None if settings.max_frames == "auto" else int(settings.max_frames)
+    return analyse_audio(settings.soundtrack_path, settings.fps, bpm=settings.bpm, max_frames=max_frames)
+
+
+def _steps(settings: Settings, frames: int, variables: dict) -> np.ndarray:
+    if settings.steps_schedule is None:
+        return np.full(frames, float(settings.steps))
+    steps = evaluate_schedule(settings.steps_schedule, frames, seed=settings.seed, fps=settings.fps,
+                              variables=variables, setting="steps_schedule", nan_fill=settings.deforum_nan_fill)
+    return np.trunc(steps)  # Deforum's int()
+
+
+def _noise_multiplier(settings: Settings, frames: int, variables: dict) -> np.ndarray:
+    """img2img starting-noise multiplier per frame (A1111's initial_noise_multiplier); 1.0 unless switched on."""
+    if not settings.enable_noise_multiplier_scheduling:
+        return np.ones(frames)
+    return evaluate_schedule(settings.noise_multiplier_schedule, frames, seed=settings.seed, fps=settings.fps,
+                             variables=variables, setting="noise_multiplier_schedule")
+
+
+def _image_prompt_scale(settings: Settings, frames: int, variables: dict) -> np.ndarray:
+    """Image-prompt influence per frame as an IP-Adapter scale (0 without an image prompt)."""
+    if settings.image_prompt is None:
+        return np.zeros(frames)
+    influence = settings.image_prompt_influence
+    if isinstance(influence, float):
+        return np.full(frames, influence)
+    if influence in INFLUENCE_LEVELS:
+        return np.full(frames, INFLUENCE_LEVELS[influence])
+    return evaluate_schedule(influence, frames, seed=settings.seed, fps=settings.fps, variables=variables,
+                             setting="image_prompt_influence", nan_fill=settings.deforum_nan_fill)
+
+
+def _samplers(settings: Settings, frames: int, variables: dict) -> TextTrack:
+    from deforum_engine.prompts.samplers import check_sampler
+
+    if settings.sampler_schedule is None:
+        return TextTrack.constant(check_sampler(settings.sampler, setting="sampler"), frames)
+    names = TextTrack.from_list(evaluate_string_schedule(settings.sampler_schedule, frames, seed=settings.seed,
+                                                         fps=settings.fps, variables=variables,
+                                                         setting="sampler_schedule"))
+    return TextTrack([check_sampler(name, setting="sampler_schedule") for name in names.table], names.codes)
+
+
+def _join(*parts: str) -> str:
+    return " ".join(part.strip() for part in parts if part and part.strip())
+
+
+def _prompts(settings: Settings, frames: int, variables: dict,
+             keyed: dict[int, tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    """Per-frame prompt, negative prompt and LoRAs (a prompt holds until the next key), styled, with
+    Deforum's backtick maths evaluated at each frame, LoRA tags taken out, and blending.
+
+    `keyed` (frame -> (prompt, negative, where it comes from)) replaces the settings' prompts: Parseq's."""
+    if keyed is None:
+        keyed = _keyed_prompts(settings, frames, variables)
+    keys = sorted(keyed)
+    owner = np.searchsorted(np.array(keys, dtype=np.int64), np.arange(frames, dtype=np.int64), side="right") - 1
+    owner = np.maximum(owner, 0)  # before the first key, the first prompt holds
+    texts = _PromptTexts(settings, frames, variables)
+    bounds = np.searchsorted(owner, np.arange(len(keys) + 1))  # key i owns frames bounds[i] .. bounds[i+1]-1
+    table: list[tuple[str, str, tuple]] = []
+    codes = np.zeros(frames, dtype=np.int32)
+    for position, key in enumerate(keys):
+        start, stop = int(bounds[position]), int(bounds[position + 1])
+        if start < stop:
+            entries, local = texts.at(keyed[key], np.arange(start, stop))
+            codes[start:stop] = len(table) + local
+            table.extend(entries)
+    targets = {key: texts.at(keyed[key], np.array([key]))[0][0] for key in keys}  # each key at its own frame
+    blend_prompt, blend_negative, blend_weight = _blend(keys, targets, frames, settings.prompt_blend_frames)
+    return {"prompt": TextTrack([entry[0] for entry in table], codes),
+            "negative_prompt": TextTrack([entry[1] for entry in table], codes),
+            "loras": TextTrack([entry[2] for entry in table], codes),
+            "blend_prompt": blend_prompt, "blend_negative_prompt": blend_negative, "blend_weight": blend_weight}
+
+
+def _keyed_prompts(settings: Settings, frames: int, variables: dict) -> dict[int, tuple[str, str, str]]:
+    """The settings' prompts by frame, split at --neg, with the global prompts and the style applied."""
+    from deforum_engine.config.styles import apply_style
+
+    if not settings.prompts:
+        raise SettingsError("prompts: no prompts given; add at least {\"0\": \"your prompt\"}")
+    keyed: dict[int, tuple[str, str, str]] = {}  # frame -> (prompt, negative, the setting it comes from)
+    scalars = {k: v for k, v in variables.items() if np.ndim(v) == 0}
+    for key, text in settings.prompts.items():
+        setting = f"prompts[{key!r}]"
+        frame = evaluate_frame_key(str(key), frames, seed=settings.seed, fps=settings.fps, variables=scalars,
+                                   setting=setting)
+        positive, negative = split_negative(text)
+        styled = apply_style(settings.prompt_style, _join(settings.positive_prompts, positive),
+                             _join(negative, settings.negative_prompts))
+        keyed[frame] = (*styled, setting)
+    return keyed
+
+
+def _parseq_prompts(parseq, frames: int) -> dict[int, tuple[str, str, str]] | None:
+    """Parseq's per-frame prompts as keys where the text changes (None when Parseq does not manage them).
+
+    Deforum uses them as they are (no global prompts, no style), but reads backticks and LoRA tags in them."""
+    if parseq is None or "prompt" not in parseq.strings:
+        return None
+    from deforum_engine.config.importers.parseq import extend_to
+
+    pairs = list(zip(extend_to(parseq.strings["prompt"], frames), extend_to(parseq.strings["negative_prompt"], frames)))
+    return {frame: (*pair, f"parseq_manifest: rendered_frames[{frame}].deforum_prompt")
+            for frame, pair in enumerate(pairs) if frame == 0 or pair != pairs[frame - 1]}
+
+
+class _PromptTexts:
+    """A keyed prompt's texts at given frames: backticks evaluated, LoRA tags resolved to files and removed."""
+
+    def __init__(self, settings: Settings, frames: int, variables: dict):
+        self.settings, self.frames, self.variables = settings, frames, variables
+        self.found: dict[str, str] = {}  # LoRA name -> file
+
+    def at(self, entry: tuple[str, str, str], at_frames: np.ndarray) -> tuple[list[tuple[str, str, tuple]], np.ndarray]:
+        """Distinct (prompt, negative, LoRAs) over `at_frames`, and for each frame the index of its entry."""
+        positive, negative, setting = entry
+        sources = backtick_expressions(positive) + backtick_expressions(negative)
+        if not sources:
+            return [self.without_loras(positive, negative, setting)], np.zeros(len(at_frames), dtype=np.int32)
+        settings = self.settings
+        values = np.stack([
+            evaluate_expression(source, at_frames, self.frames, seed=settings.seed, fps=settings.fps,
+                                variables=self.variables, setting=setting, label=f"backtick expression {number}")
+            for number, source in enumerate(sources, 1)
+        ], axis=1)
+        rows, codes = _distinct_rows(values)
+        split = len(backtick_expressions(positive))
+        fill_positive, fill_negative = backtick_filler(positive), backtick_filler(negative)
+        entries = [self.without_loras(fill_positive(row[:split]), fill_negative(row[split:]), setting)
+                   for row in rows.tolist()]
+        return entries, codes
+
+    def without_loras(self, positive: str, negative: str, setting: str) -> tuple[str, str, tuple]:
+        """The texts without their LoRA tags, and the LoRAs they name (one per file, sorted by file)."""
+        if "<" not in positive and "<" not in negative:
+            return positive, negative, ()
+        positive, positive_tags = extract_loras(positive, setting)
+        negative, negative_tags = extract_loras(negative, setting)
+        active = {}
+        for tag in positive_tags + negative_tags:
+            path = self.lora_file(tag.name, setting)
+            active[path] = ActiveLora(path, tag.text_encoder, tag.unet)
+        return positive, negative, tuple(active[path] for path in sorted(active))
+
+    def lora_file(self, name: str, setting: str) -> str:
+        if name not in self.found:
+            folders = self.settings.lora_dirs
+            path = find_lora(name, folders)
+            if path is None:
+                where = (f"in {', '.join(str(folder) for folder in folders)}" if folders
+                         else "because no LoRA folders are set")
+                file_name = name if name.lower().endswith(LORA_SUFFIX) else name + LORA_SUFFIX
+                raise SettingsError(f"{setting}: LoRA {name!r} not found: no {file_name} {where}; "
+                                    f"put the file there or add its folder to `lora_dirs`")
+            self.found[name] = str(path)
+        return self.found[name]
+
+
+def _distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a float array and each row's index among them (np.unique(axis=0) without
+    its slow sort of whole rows: one 1-D unique per column, combined into one small integer key)."""
+    key = np.zeros(len(values), dtype=np.int64)
+    for column in values.T:
+        distinct, codes = np.unique(column, return_inverse=True)
+        _, key = np.unique(key * len(distinct) + codes.reshape(-1), return_inverse=True)
+    _, first = np.unique(key, return_index=True)
+    return values[first], key.reshape(-1).astype(np.int32)
+
+
+def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTrack, TextTrack, np.ndarray]:
+    """Prompt blending: over the `span` frames before a key, fade towards that key's prompt.
+
+    The keyed frame itself shows exactly the keyed prompt, as in Deforum; the frames before it
+    interpolate the embeddings with weights 1/(span+1) ... span/(span+1).
+    """
+    codes = np.zeros(frames, dtype=np.int32)  # code 0: no blending; code i+1: towards keys[i]
+    weight = np.zeros(frames)
+    for position, (previous, key) in enumerate(zip(keys, keys[1:]), start=1):
+        start, stop = max(previous + 1, key - span), min(key, frames)
+        if span and start < stop:
+            codes[start:stop] = position + 1
+            weight[start:stop] = (np.arange(start, stop) - (key - span) + 1) / (span + 1)
+    positives = [""] + [keyed[key][0] for key in keys]
+    negatives = [""] + [keyed[key][1] for key in keys]
+    return TextTrack(positives, codes), TextTrack(negatives, codes), weight
+
+
+def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int, ...]) -> np.ndarray:
+    """Per-frame seeds under Deforum's seed behaviours; 'random' and -1 are reproducible from the seed.
+
+    Deforum's next_seed runs after every diffused frame; for `iter` it adds 1 when its counter (from 0)
+    is a multiple of seed_iter_N, so with N = 2 the diffused frames get s, s+1, s+1, s+2, s+2 ...
+    A seed_schedule value is truncated to a whole number, as Deforum's int() does.
+    """
+    rng = np.random.default_rng(settings.seed)
+    if settings.seed_behavior == "schedule":
+        seeds = evaluate_schedule(settings.seed_schedule, frames, seed=settings.seed, fps=settings.fps,
+                                  variables=variables, setting="seed_schedule", nan_fill=settings.deforum_nan_fill)
+        seeds = np.trunc(seeds).astype(np.int64)  # Deforum's int()
+        random_seeds = rng.integers(0, SEED_LIMIT, size=frames)
+        return np.where(seeds == -1, random_seeds, seeds) % SEED_LIMIT
+    ordinal = np.arange(len(diffused))
+    base, every = settings.seed, settings.seed_iter_N
+    behaviour = {
+        "iter": lambda k: base + (k + every - 1) // every,  # +1 after diffused frames 0, N, 2N ...
+        "fixed": lambda k: np.full_like(k, base),
+        "random": lambda k: np.concatenate([[base], rng.integers(0, SEED_LIMIT, size=len(k) - 1)]),
+        "ladder": lambda k: base + k // 2 + 2 * (k % 2),  # +2, -1, +2, -1 ...
+        "alternate": lambda k: base + k % 2,  # +1, -1, +1 ...
+    }[settings.seed_behavior]
+    per_diffused = np.asarray(behaviour(ordinal), dtype=np.int64) % SEED_LIMIT
+    # Frames between diffused frames carry the seed of the diffused frame before them.
+    owner = np.arange(frames) // settings.diffusion_cadence
+    owner[-1] = len(diffused) - 1
+    return per_diffused[owner]
+
+
+def _check_ranges(values: dict[str, np.ndarray]) -> None:
+    for value in PER_FRAME_VALUES:
+        name, low, high, inclusive = value.name, value.low, value.high, value.low_inclusive
+        if low is None:
+            continue
+        array = values[name]
+        bad_low = array < low if inclusive else array <= low
+        bad = bad_low | (array > high) if high is not None else bad_low
+        if bad.any():
+            frame = int(np.argmax(bad))
+            bounds = f"{'>=' if inclusive else '>'} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+            setting = value.setting
+            raise SettingsError(f"{setting}: frame {frame} has value {array[frame]:g}; it must be {bounds}")
+
+
+def _load_parseq(settings: Settings, base_dir: Path | None):
+    if not settings.parseq_manifest:
+        return None
+    from deforum_engine.config.importers.parseq import load_parseq_manifest, parseq_overrides
+
+    manifest = load_parseq_manifest(settings.parseq_manifest, base_dir)
+    return parseq_overrides(manifest, use_deltas=settings.parseq_use_deltas)
+
+
+def _apply_parseq_options(settings: Settings, parseq) -> Settings:
+    """Parseq's frame count, fps and cadence win over the settings', as in Deforum, unless
+    parseq_non_schedule_overrides is off: then only Parseq's per-frame values apply."""
+    update: dict[str, Any] = {}
+    if settings.parseq_non_schedule_overrides:
+        update["max_frames"] = parseq.frame_count
+        if parseq.fps:
+            update["fps"] = float(parseq.fps)
+        if parseq.cadence:
+            update["diffusion_cadence"] = int(parseq.cadence)
+    if any(name.startswith("perspective_flip") for name in parseq.managed):
+        update["enable_perspective_flip"] = True
+    return settings.model_copy(update=update)
+
+
+def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> None:
+    """Fields Parseq manages replace the settings' own; the rest fall back to the settings.
+
+    Past Parseq's last frame its last value repeats."""
+    from deforum_engine.config.importers.parseq import extend_to
+
+    for name, array in parseq.values.items():
+        if name in values:
+            extended = np.asarray(extend_to(np.asarray(array, dtype=np.float64), frames))
+            values[name] = np.trunc(extended) if name in INTEGER_VALUES else extended  # Deforum's int()
+    if "sampler" in parseq.strings:  # the prompts were read from Parseq with the settings' prompts (_prompts)
+        strings["sampler"] = TextTrack.from_list(extend_to(list(parseq.strings["sampler"]), frames))

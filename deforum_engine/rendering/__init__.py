@@ -1,0 +1,1 @@
+"""The render: inputs checked, steps chosen once, the frame loop, the recipe, the summary."""

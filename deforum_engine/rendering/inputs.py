@@ -1,0 +1,68 @@
+"""A render's inputs, checked before any model loads: the plan, and the pictures it starts from.
+
+`check_inputs` turns settings into everything the loop needs, typed: the plan (every per-frame
+value), frame 0's init image fitted to the canvas with the denoise it gets, and which colours the
+frames are matched to. Every problem (a schedule, a missing or corrupt file, an unreadable
+soundtrack) is a SettingsError here, so nothing has been loaded or written when it is raised.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from deforum_engine.frame.images import check_image_file, fit_image, fit_warning, load_image
+from deforum_engine.output.video import check_soundtrack
+from deforum_engine.plan.frame_plan import FramePlan, build_plan
+from deforum_engine.config.settings import Settings
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    """The checked inputs of one render."""
+
+    plan: FramePlan
+    init: np.ndarray | None  # frame 0's starting picture at W x H, or None for text-to-image
+    init_denoise: float  # how much of `init` frame 0 repaints (1.0 for text-to-image)
+    color_mode: str | None  # the colour space frames are matched in; None: no colour coherence
+    color_image: np.ndarray | None  # what colours are matched to; None: frame 0's output
+
+
+def check_inputs(settings: Settings) -> RenderInputs:
+    """Everything that can be wrong with the input fails here, before any model loads."""
+    plan = build_plan(settings)
+    settings = plan.settings
+    init = _init_image(settings)
+    if settings.image_prompt is not None:
+        check_image_file(settings.image_prompt, role="image_prompt",
+                         max_bytes=int(settings.image_prompt_max_mb * 1024 * 1024))
+    if settings.soundtrack_path is not None and settings.add_soundtrack:
+        check_soundtrack(settings.soundtrack_path)
+    color_mode, color_image = _color_target(settings, init)
+    init_denoise = 1.0 if init is None else 1.0 - settings.init_strength
+    return RenderInputs(plan, init, init_denoise, color_mode, color_image)
+
+
+def _init_image(settings: Settings) -> np.ndarray | None:
+    """The init image fitted to W x H (with a warning when it is much smaller), or None."""
+    if settings.init_image is None:
+        return None
+    check_image_file(settings.init_image, role="init_image")
+    raw = load_image(settings.init_image)
+    warning = fit_warning(raw, settings.W, settings.H)
+    if warning:
+        print(f"warning: init_image {settings.init_image}: {warning}", file=sys.stderr)
+    return fit_image(raw, settings.W, settings.H, settings.init_fit)
+
+
+def _color_target(settings: Settings, init: np.ndarray | None) -> tuple[str | None, np.ndarray | None]:
+    """(colour space, reference picture): a given image (matched in LAB); else the init image, unless
+    `color_coherence_source` asks for frame 0's output as Deforum does; None means frame 0's output."""
+    mode = settings.color_coherence
+    if mode == "None":
+        return None, None
+    if mode == "Image":
+        check_image_file(settings.color_coherence_image, role="color_coherence_image")
+        return "LAB", fit_image(load_image(settings.color_coherence_image), settings.W, settings.H, "crop")
+    return mode, init if settings.color_coherence_source == "init_image" else None

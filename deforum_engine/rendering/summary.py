@@ -1,0 +1,69 @@
+"""The render summary: what a render will do, in plain words, before its first frame."""
+from __future__ import annotations
+
+import numpy as np
+
+from deforum_engine.backends.base import Backend
+from deforum_engine.models.depth import DepthChoice
+from deforum_engine.plan.frame_plan import FramePlan
+from deforum_engine.prompts.samplers import step_counts
+
+
+def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None = None) -> str:
+    """Frames, size and seed; the animation mode (and the depth model, `depth`, in 3D); what survives
+    of each frame, and how many steps really run."""
+    settings = plan.settings
+    strength, steps = plan.values["strength"], plan.values["steps"]
+    lines = []
+    if backend.is_preview:
+        lines.append("MOTION PREVIEW: no model; frames show motion, coherence and cadence (no noise, no diffusion).")
+    lines.append(
+        f"{plan.frame_count} frames at {plan.canvas.width}x{plan.canvas.height}, {settings.fps:g} fps "
+        f"({plan.frame_count / settings.fps:.1f} s), seed {settings.seed}, "
+        f"{len(plan.diffused_frames)} diffused (cadence {settings.diffusion_cadence})."
+    )
+    if plan.camera is not None:
+        lines.append(_describe_3d(plan, depth))
+    if depth is not None and settings.save_depth_maps:
+        lines.append(f"Depth maps of every frame go to depth/ beside frames/ ({depth.describe()}).")
+    low, high = float(strength.min()), float(strength.max())
+    keep = f"{low:.0%}" if low == high else f"{low:.0%}-{high:.0%}"
+    denoise = f"{1 - high:.2f}" if low == high else f"{1 - high:.2f}-{1 - low:.2f}"
+    later = list(plan.diffused_frames[1:]) or [0]  # frame 0 is text-to-image or the init image
+    pairs = set(zip(steps[later].tolist(), strength[later].tolist()))
+    real = sorted(step_counts(int(n), 1 - s)[1] for n, s in pairs)
+    lines.append(
+        f"Each diffused frame keeps {keep} of the previous one (strength_schedule): img2img denoise {denoise}, "
+        f"so {_span(real)} of {_span(sorted(int(n) for n, _ in pairs))} steps really run per frame "
+        f"(AUTOMATIC1111's count: int(steps x denoise) + 1)."
+    )
+    multiplier = plan.values["noise_multiplier"]
+    if np.any(multiplier != 1.0):
+        lines.append(f"img2img starting noise x {_range(multiplier)} (noise_multiplier_schedule).")
+    if settings.init_image is not None:
+        lines.append(
+            f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
+            f"(denoise {1 - settings.init_strength:.2f})."
+        )
+    return "\n".join(lines)
+
+
+def _range(values: np.ndarray) -> str:
+    low, high = float(values.min()), float(values.max())
+    return f"{low:g}" if low == high else f"{low:g}-{high:g}"
+
+
+def _span(values: list[int]) -> str:
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+
+def _describe_3d(plan: FramePlan, depth: DepthChoice | None) -> str:
+    """3D mode: which depth the camera moves through."""
+    if not plan.camera.depth_warping:
+        through = "over flat depth (use_depth_warping is off)"
+    elif depth is None:
+        through = "over flat depth (motion preview: no depth model)"
+    else:
+        through = f"through the {depth.describe()}"
+    return (f"3D camera (Deforum's): each frame re-projected {through}; "
+            f"{plan.camera.sampling_mode} sampling, {plan.camera.padding_mode} padding.")

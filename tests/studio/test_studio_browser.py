@@ -1,0 +1,160 @@
+"""The studio's page in a real browser: Debian's headless Chromium driven by Playwright's Python package.
+
+A person's path: open the page, switch the image prompt on and pick a picture with the file input,
+drop an init image on its drop zone, slide the influence to "high", choose a motion preset, click
+Create on a motion preview, watch frames arrive, see the video play, download it. Screenshots of
+the page before and during the render go to tests/artifacts/ (not kept in git).
+
+Skipped, with the reason, when Chromium or Playwright is missing, unless DEFORUM_REQUIRE_BROWSER=1
+(CI sets it), which turns the skip into a failure. Playwright's own browser downloads are never used.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from studio_helpers import encoded, picture
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--no-first-run"]
+
+
+def _missing() -> str | None:
+    try:
+        import fastapi  # noqa: F401
+        import playwright.sync_api  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as error:
+        return f"{error.name} is not installed (pip install -e '.[dev]'; never `playwright install`)"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (Debian: apt-get install chromium)"
+    return None
+
+
+@pytest.fixture
+def browser():
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("DEFORUM_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"DEFORUM_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def studio_url(tmp_path):
+    """The studio (motion previews) under uvicorn on a free loopback port, in a thread of this process."""
+    import uvicorn
+
+    from deforum_engine.studio.app import create_app
+    from deforum_engine.studio.config import StudioConfig
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(StudioConfig(data=tmp_path / "data", preview_only=True))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the studio did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(15)
+
+
+def _drop_file(page, selector: str, name: str, data: bytes, mime: str) -> None:
+    """Drag and drop a file onto an element, as a person dragging it from the desktop would."""
+    page.evaluate(
+        """([selector, name, data, mime]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            const target = document.querySelector(selector);
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+            }
+        }""",
+        [selector, name, base64.b64encode(data).decode(), mime],
+    )
+
+
+def test_a_person_makes_a_motion_preview_with_an_image_prompt_and_downloads_it(browser, studio_url, tmp_path):
+    from deforum_engine.output import probe_video
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    garden = tmp_path / "garden.png"
+    garden.write_bytes(encoded(picture(160, 120, seed=8)))
+    page = browser.new_page(viewport={"width": 1360, "height": 1000}, accept_downloads=True)
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(studio_url)
+    page.wait_for_selector(".preset[data-preset=spiral_in]")
+    assert page.text_content("#mode-badge") == "motion previews (no model)"
+    page.screenshot(path=str(ARTIFACTS / "studio-before.png"), full_page=True)
+
+    page.fill("#prompt", "a lighthouse on a cliff at dusk, oil painting")
+    page.click("label.switch-row")  # the image prompt switch
+    page.set_input_files("#image-prompt-file", str(garden))
+    page.wait_for_selector("#image-prompt-thumb:not([hidden])")
+    assert page.text_content("#image-prompt-name") == "garden.png"
+    page.locator("#influence-slider").fill("3")
+    assert page.text_content("#influence-label") == "high" and page.input_value("#influence-value") == "0.8"
+    page.click("#init-details summary")
+    _drop_file(page, "#init-image-drop", "dusk.png", encoded(picture(256, 256, seed=3)), "image/png")
+    page.wait_for_selector("#init-image-thumb:not([hidden])")
+    assert page.text_content("#init-image-name") == "dusk.png"
+    page.click(".preset[data-preset=spiral_in]")
+    page.wait_for_function("document.getElementById('preset-clip').readyState >= 2")
+    for field, value in (("#max-frames", "72"), ("#width", "192"), ("#height", "192"), ("#seed", "42")):
+        page.fill(field, value)
+
+    page.click("#create-button")
+    page.wait_for_selector("#live-frame[data-shown]")
+    page.screenshot(path=str(ARTIFACTS / "studio-during.png"), full_page=True)
+    assert "frames" in page.text_content("#progress-text")
+    page.wait_for_selector("#result-video:not([hidden])", timeout=60_000)
+    page.wait_for_function("(() => { const v = document.getElementById('result-video');"
+                           " return v.currentTime > 0 && v.videoWidth === 192 && !v.error; })()")
+    page.screenshot(path=str(ARTIFACTS / "studio-finished.png"), full_page=True)
+    with page.expect_download() as download:
+        page.click("#download-video")
+    video = tmp_path / "download.mp4"
+    download.value.save_as(video)
+    assert probe_video(video)["frames"] == 72
+
+    with page.expect_download() as download:
+        page.click("#download-settings")
+    settings_file = tmp_path / "settings.json"
+    download.value.save_as(settings_file)
+    settings = json.loads(settings_file.read_text())
+    assert (settings["image_prompt_influence"], settings["motion_preset"], settings["seed"]) == ("high", "spiral_in", 42)
+    assert settings["init_image"] and settings["image_prompt"] and settings["prompt_style"] == "none"
+
+    # The settings file loads back into the form.
+    page.reload()
+    page.wait_for_selector(".preset[data-preset=spiral_in]")
+    page.set_input_files("#settings-file", str(settings_file))
+    page.wait_for_selector("#image-prompt-thumb:not([hidden])")
+    assert page.input_value("#prompt") == "a lighthouse on a cliff at dusk, oil painting"
+    assert page.text_content("#image-prompt-name") == "garden.png" and page.text_content("#init-image-name") == "dusk.png"
+    assert page.get_attribute(".preset[data-preset=spiral_in]", "aria-selected") == "true"
+    assert page.input_value("#seed") == "42" and page.text_content("#influence-label") == "high"
+    assert problems == []
