@@ -122,7 +122,8 @@ def read_by(mode: str) -> tuple[PerFrameValue, ...]:
 
 
 def unread_by(mode: str) -> tuple[PerFrameValue, ...]:
-    return tuple(value for value in PER_FRAME_VALUES if value not in read_by(mode))
+    read = read_by(mode)
+    return tuple(value for value in PER_FRAME_VALUES if value not in read)
 
 
 def motion_values(mode: str) -> tuple[PerFrameValue, ...]:
