@@ -52,6 +52,36 @@ def test_settings_error_exit_status_and_message(tmp_path, capsys):
     assert "did you mean `zoom`" in capsys.readouterr().err
 
 
+def closed_set_settings():
+    """Every setting with a closed set of allowed values, found on the settings model (so a new one is tested too)."""
+    from typing import Literal, get_args, get_origin
+
+    from deforum_engine.config import choices
+    from deforum_engine.config.settings import Settings
+
+    found = {"depth_algorithm": choices.DEPTH_ALGORITHMS}
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        options = [annotation] if get_origin(annotation) is Literal else \
+            [option for option in get_args(annotation) if option is not type(None)]
+        literals = [option for option in options if get_origin(option) is Literal]
+        if literals and all(isinstance(value, str) for value in get_args(literals[0])) and len(options) == 1:
+            # the Literal alone, or the Literal or None
+            found[name] = get_args(literals[0])
+    return sorted(found.items())
+
+
+@pytest.mark.parametrize("setting, allowed", closed_set_settings(), ids=[name for name, _ in closed_set_settings()])
+def test_a_wrong_choice_fails_plan_naming_the_setting_and_its_values(setting, allowed, tmp_path, capsys):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"max_frames": 3, "animation_mode": "3D", setting: "Marigold"} if setting !=
+                               "animation_mode" else {"max_frames": 3, setting: "Marigold"}))
+    assert main(["plan", str(path)]) == 2
+    message = capsys.readouterr().err
+    assert f"`{setting}`" in message and "Marigold" in message
+    assert all(repr(value) in message for value in allowed), message
+
+
 def test_presets_list_and_show(capsys):
     assert main(["presets", "--json"]) == 0
     presets = json.loads(capsys.readouterr().out)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from deforum_engine.config import choices
 from deforum_engine.config.frame_values import SCHEDULE_SETTINGS
 from deforum_engine.errors import SettingsError
 
@@ -22,10 +23,6 @@ DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on A
 # Image prompt influence levels -> IP-Adapter scale (documented in the README).
 INFLUENCE_LEVELS = {"very_low": 0.2, "low": 0.4, "medium": 0.6, "high": 0.8, "very_high": 1.0}
 
-SeedBehavior = Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"]
-AnimationMode = Literal["2D", "3D", "None"]
-DEPTH_ALGORITHMS = ("Midas-3-Hybrid", "Midas-3.1-BeitLarge", "Zoe", "Depth-Anything-V2-Small", "Leres", "AdaBins",
-                    "Midas+AdaBins (old)", "Zoe+AdaBins (old)")
 Schedule = str  # keyframe text; numbers are turned into constant schedules on load
 
 
@@ -48,7 +45,7 @@ class Settings(_ScheduleSettings):
     model_config = _CONFIG
 
     # Animation mode: 2D warps (zoom, angle, translation in pixels), 3D camera moves through a depth map
-    animation_mode: AnimationMode = "2D"
+    animation_mode: Literal[choices.ANIMATION_MODES] = "2D"
     # Canvas and timing
     W: int = 512
     H: int = 512
@@ -56,34 +53,34 @@ class Settings(_ScheduleSettings):
     fps: float = Field(15.0, gt=0, le=240)
     # Seeds
     seed: int = -1
-    seed_behavior: SeedBehavior = "iter"
+    seed_behavior: Literal[choices.SEED_BEHAVIORS] = "iter"
     seed_iter_N: int = Field(1, ge=1)
     # 2D motion: enable_perspective_flip and border (the per-frame schedules: config/frame_values.py)
     enable_perspective_flip: bool = False
-    border: Literal["replicate", "wrap", "reflect"] = "replicate"
+    border: Literal[choices.BORDERS] = "replicate"
     # 3D camera (used when animation_mode is 3D; its per-frame schedules: config/frame_values.py)
     aspect_ratio_use_old_formula: bool = False
     use_depth_warping: bool = True
     depth_algorithm: str = "Midas-3-Hybrid"
     depth_model: str | None = None  # hub id or folder of a transformers depth model, in place of depth_algorithm's
     adabins_model: str | None = None  # the "(old)" combos' AdaBins stand-in; default Intel/zoedepth-nyu
-    depth_normalization: Literal["steady", "per_frame"] = "steady"  # per_frame: Deforum's, each map on its own
+    depth_normalization: Literal[choices.DEPTH_NORMALIZATIONS] = "steady"  # per_frame: Deforum's, each map on its own
     midas_weight: float = Field(0.2, ge=0, le=1)
-    padding_mode: Literal["border", "reflection", "zeros"] = "border"
-    sampling_mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    padding_mode: Literal[choices.PADDING_MODES] = "border"
+    sampling_mode: Literal[choices.SAMPLING_MODES] = "bicubic"
     save_depth_maps: bool = False
     # Coherence and diffusion
     steps: int = Field(25, ge=1, le=1000)
     enable_noise_multiplier_scheduling: bool = False  # Deforum's own default is on, at 1.05 (README)
     sampler: str = "Euler a"
     sampler_schedule: Schedule | None = None
-    color_coherence: Literal["None", "RGB", "HSV", "LAB", "Image"] = "LAB"
+    color_coherence: Literal[choices.COLOR_COHERENCES] = "LAB"
     color_coherence_image: Path | None = None
     # With an init image, whose colours the frames keep: the init image's (the engine's choice) or
     # frame 0's output (Deforum's; files imported from Deforum get this).
-    color_coherence_source: Literal["init_image", "first_frame"] = "init_image"
+    color_coherence_source: Literal[choices.COLOR_COHERENCE_SOURCES] = "init_image"
     diffusion_cadence: int = Field(1, ge=1, le=50)
-    noise_type: Literal["uniform", "perlin"] = "perlin"
+    noise_type: Literal[choices.NOISE_TYPES] = "perlin"
     perlin_octaves: int = Field(4, ge=1, le=8)
     perlin_persistence: float = Field(0.5, gt=0, le=1)
     # Prompts
@@ -97,20 +94,20 @@ class Settings(_ScheduleSettings):
     init_image: Path | None = None
     strength: float | None = Field(None, ge=0, le=1)  # Deforum's init strength: how much of the init survives
     init_denoise: float | None = Field(None, ge=0, le=1)  # the same knob as other tools name it: 1 - strength
-    init_fit: Literal["resize", "crop", "pad"] = "crop"
+    init_fit: Literal[choices.INIT_FITS] = "crop"
     image_prompt: Path | None = None
     image_prompt_influence: str | float = "medium"
-    image_prompt_mode: Literal["all", "style", "layout"] = "all"
+    image_prompt_mode: Literal[choices.IMAGE_PROMPT_MODES] = "all"
     image_prompt_max_mb: float = Field(5.0, gt=0)
     # Model
     model: str | None = None
     model_config_dir: Path | None = None
     ip_adapter: str | None = None
     device: str | None = None
-    dtype: Literal["float32", "float16", "bfloat16"] | None = None
+    dtype: Literal[choices.DTYPES] | None = None
     safety_checker: bool = True
     compile_unet: bool = False  # torch.compile the UNet: pays on GPUs over long renders; the first frame compiles
-    vae: Literal["full", "tiny"] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
+    vae: Literal[choices.VAES] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
     tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
     # Soundtrack
     soundtrack_path: Path | None = None
@@ -126,9 +123,7 @@ class Settings(_ScheduleSettings):
     # Output
     name: str | None = None
     crf: int = Field(17, ge=0, le=51)
-    video_preset: Literal[
-        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
-    ] = "medium"
+    video_preset: Literal[choices.X264_PRESETS] = "medium"
 
     @field_validator("W", "H")
     @classmethod
@@ -148,13 +143,23 @@ class Settings(_ScheduleSettings):
     def _soundtrack_choice(cls, value: Any) -> Any:
         """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing; "Init Video" (the engine has
         no video input) adds nothing either, as when a Deforum file is imported."""
-        if not isinstance(value, str) or value.strip().lower() not in ("file", "none", "init video"):
+        if not isinstance(value, str) or value.strip().lower() not in {c.lower() for c in choices.SOUNDTRACK_CHOICES}:
             return value
         if value.strip().lower() == "init video":
             warnings.warn("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
                           "set soundtrack_path to an audio file and add_soundtrack to \"File\" to add one",
                           IgnoredSettingsWarning, stacklevel=2)
         return value.strip().lower() == "file"
+
+    @field_validator("depth_algorithm")
+    @classmethod
+    def _depth_algorithm_name(cls, value: str) -> str:
+        """Deforum's spelling of the name, checked here so a typo fails before any model loads."""
+        spelled = choices.canonical(value, choices.DEPTH_ALGORITHMS, choices.DEPTH_ALGORITHM_ALIASES)
+        if spelled is None:
+            raise ValueError(f"must be one of {choices.allowed_text(choices.DEPTH_ALGORITHMS)} "
+                             "(or set depth_model to a transformers depth-estimation model and keep the default)")
+        return spelled
 
     @field_validator("lora_dirs", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ dtype, from a hub id (the hub cache only, when offline) or a local folder (what 
 or `hf download REPO --local-dir FOLDER` writes). `check_depth_models` tells, before frame 0,
 whether they can load at all.
 
-Deforum's algorithms and what loads for them (DEPTH_ALGORITHMS):
+Deforum's algorithms and what loads for them (ALGORITHMS):
 - Midas-3-Hybrid: despite the name, Deforum loads dpt_large-midas-2f21e586.pt, DPT-Large, which
   is transformers' Intel/dpt-large. Midas-3.1-BeitLarge: Intel/dpt-beit-large-512. Zoe: Deforum's
   ZoeD_NK, Intel/zoedepth-nyu-kitti. Depth-Anything-V2-Small (Deforum Studio):
@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
+from deforum_engine.config.choices import DEPTH_ALGORITHM_ALIASES, DEPTH_ALGORITHMS, allowed_text, canonical
 from deforum_engine.errors import RenderError, SettingsError
 
 EQUALISATION_BINS = 1024  # Deforum's histogram equalisation of depth maps
 STEADY_WEIGHT = 0.25  # how far each new depth map moves the running histogram ("steady" normalisation)
 ADABINS_STAND_IN = "Intel/zoedepth-nyu"  # AdaBins_nyu's closest transformers model: metric, trained on NYU
-NORMALIZATIONS = ("steady", "per_frame")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class Algorithm:
     blends_adabins: bool = False  # the "(old)" combos: blended with the AdaBins stand-in, legacy transform
 
 
-DEPTH_ALGORITHMS = {algorithm.name.lower(): algorithm for algorithm in (
+# What loads for each of Deforum's names (config/choices.DEPTH_ALGORITHMS; the settings checked the name).
+ALGORITHMS = {algorithm.name: algorithm for algorithm in (
     Algorithm("Midas-3-Hybrid", "Intel/dpt-large"),
     Algorithm("Midas-3.1-BeitLarge", "Intel/dpt-beit-large-512"),
     Algorithm("Zoe", "Intel/zoedepth-nyu-kitti"),
@@ -67,7 +68,6 @@ DEPTH_ALGORITHMS = {algorithm.name.lower(): algorithm for algorithm in (
     Algorithm("Midas+AdaBins (old)", "Intel/dpt-large", blends_adabins=True),
     Algorithm("Zoe+AdaBins (old)", "Intel/zoedepth-nyu-kitti", blends_adabins=True),
 )}
-ALIASES = {"depth-anything": "depth-anything-v2-small"}  # Deforum Studio's name
 
 
 class DepthSubstitutionWarning(UserWarning):
@@ -102,22 +102,17 @@ class DepthChoice:
 
 
 def find_algorithm(name: str) -> Algorithm:
-    """Deforum's depth_algorithm name (any case) -> Algorithm; SettingsError naming the choices."""
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in DEPTH_ALGORITHMS:
-        choices = ", ".join(algorithm.name for algorithm in DEPTH_ALGORITHMS.values())
-        raise SettingsError(f"depth_algorithm: {name!r} is not one of {choices}; "
+    """Deforum's depth_algorithm name (any case, or an alias) -> Algorithm; SettingsError naming the choices."""
+    spelled = canonical(name, DEPTH_ALGORITHMS, DEPTH_ALGORITHM_ALIASES)
+    if spelled is None:
+        raise SettingsError(f"depth_algorithm: {name!r} is not one of {allowed_text(DEPTH_ALGORITHMS)}; "
                             "or set depth_model to a transformers depth-estimation model (hub id or folder)")
-    return DEPTH_ALGORITHMS[key]
+    return ALGORITHMS[spelled]
 
 
 def depth_choice(settings) -> DepthChoice:
     """The depth models `settings` ask for (depth_model / adabins_model override the mapping)."""
     algorithm = find_algorithm(settings.depth_algorithm)
-    if settings.depth_normalization not in NORMALIZATIONS:
-        raise SettingsError(f"depth_normalization: must be one of {', '.join(NORMALIZATIONS)}, "
-                            f"got {settings.depth_normalization!r}")
     if algorithm.stands_in_for and settings.depth_model is None:
         _warn_substitution(algorithm.name, algorithm.stands_in_for, algorithm.model)
     blend = algorithm.blends_adabins and settings.midas_weight < 1.0

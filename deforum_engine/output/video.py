@@ -12,15 +12,12 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
+from deforum_engine.config.choices import X264_PRESETS
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.output.atomic import _ClosesOnExit, _remove, read_frame
 from deforum_engine.output.folder import RenderFolder
 
 log = logging.getLogger(__name__)
-
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
-                "slower", "veryslow", "placebo")
-
 
 # write_frames leaves ffmpeg's stderr on our console and ignores its exit code, so ffmpeg is asked
 # to copy its error messages to a report file (FFREPORT). The variable is read once, when ffmpeg

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from deforum_engine.models.depth import (
-    DEPTH_ALGORITHMS,
+    ALGORITHMS,
     EQUALISATION_BINS,
     DepthSubstitutionWarning,
     _warn_substitution,
@@ -57,12 +57,14 @@ def test_every_deforum_algorithm_has_a_model():
         assert find_algorithm(name).name == name
     assert find_algorithm("midas-3-HYBRID").model == "Intel/dpt-large"  # what Deforum's "Hybrid" really loads
     assert find_algorithm("depth-anything").name == "Depth-Anything-V2-Small"  # Deforum Studio's spelling
-    assert len(DEPTH_ALGORITHMS) == 8
+    assert len(ALGORITHMS) == 8
 
 
 def test_unknown_algorithm_names_the_choices():
     with pytest.raises(SettingsError, match=r"depth_algorithm: 'Marigold' is not one of .*Midas-3-Hybrid.*depth_model"):
-        depth_choice(settings(depth_algorithm="Marigold"))
+        find_algorithm("Marigold")
+    with pytest.raises(SettingsError, match=r"depth_algorithm.*must be one of .*'Midas-3-Hybrid'.*got 'Marigold'"):
+        settings(depth_algorithm="Marigold")  # checked with the settings, before any model loads
 
 
 def test_substitutes_warn_once_and_depth_model_overrides(tiny_dpt_dir):

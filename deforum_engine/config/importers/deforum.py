@@ -24,7 +24,8 @@ from deforum_engine.config.importers.parseq import is_url, load_parseq_manifest
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.schedules import read_deforum_schedule
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
-from deforum_engine.config.settings import DEPTH_ALGORITHMS, SCHEDULE_FIELDS, SETTING_NAMES
+from deforum_engine.config import choices
+from deforum_engine.config.settings import SCHEDULE_FIELDS, SETTING_NAMES
 
 
 @dataclass
@@ -113,11 +114,11 @@ def _text(value: Any) -> str:
 
 
 def _depth_algorithm(value: Any) -> str:
-    by_key = {name.lower(): name for name in DEPTH_ALGORITHMS}
-    key = value.strip().lower() if isinstance(value, str) else None
-    if key not in by_key:
-        raise _Unusable(f"expected one of {', '.join(DEPTH_ALGORITHMS)}")
-    return by_key[key]
+    spelled = choices.canonical(value, choices.DEPTH_ALGORITHMS, choices.DEPTH_ALGORITHM_ALIASES) \
+        if isinstance(value, str) else None
+    if spelled is None:
+        raise _Unusable(f"expected one of {', '.join(choices.DEPTH_ALGORITHMS)}")
+    return spelled
 
 
 def _choice(*allowed: str) -> Callable[[Any], str]:
@@ -137,7 +138,7 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("max_frames", "max_frames", _whole),
     ("fps", "fps", _number),
     ("seed", "seed", _whole),
-    ("seed_behavior", "seed_behavior", _choice("iter", "fixed", "random", "ladder", "alternate", "schedule")),
+    ("seed_behavior", "seed_behavior", _choice(*choices.SEED_BEHAVIORS)),
     ("seed_iter_N", "seed_iter_N", _whole),
     ("seed_schedule", "seed_schedule", _schedule),
     # The per-frame schedules the plan evaluates as they are (config/frame_values.py): same name in Deforum
@@ -145,9 +146,9 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("enable_perspective_flip", "enable_perspective_flip", _flag),
     ("enable_noise_multiplier_scheduling", "enable_noise_multiplier_scheduling", _flag),
     ("noise_multiplier_schedule", "noise_multiplier_schedule", _schedule),
-    ("border", "border", _choice("replicate", "wrap", "reflect")),
+    ("border", "border", _choice(*choices.BORDERS)),
     ("diffusion_cadence", "diffusion_cadence", _whole),
-    ("noise_type", "noise_type", _choice("uniform", "perlin")),
+    ("noise_type", "noise_type", _choice(*choices.NOISE_TYPES)),
     ("perlin_octaves", "perlin_octaves", _whole),
     ("perlin_persistence", "perlin_persistence", _number),
     ("strength", "strength", _number),
@@ -156,8 +157,8 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("use_depth_warping", "use_depth_warping", _flag),
     ("depth_algorithm", "depth_algorithm", _depth_algorithm),
     ("midas_weight", "midas_weight", _number),
-    ("padding_mode", "padding_mode", _choice("border", "reflection", "zeros")),
-    ("sampling_mode", "sampling_mode", _choice("bicubic", "bilinear", "nearest")),
+    ("padding_mode", "padding_mode", _choice(*choices.PADDING_MODES)),
+    ("sampling_mode", "sampling_mode", _choice(*choices.SAMPLING_MODES)),
     ("save_depth_maps", "save_depth_maps", _flag),
     ("parseq_use_deltas", "parseq_use_deltas", _flag),
     ("parseq_non_schedule_overrides", "parseq_non_schedule_overrides", _flag),
@@ -452,7 +453,7 @@ def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
 def _soundtrack_choice(value: Any) -> str:
     if isinstance(value, bool):  # very old files: a plain switch for a soundtrack file
         return "file" if value else "none"
-    return _choice("none", "file", "init video")(value)
+    return _choice(*(choice.lower() for choice in choices.SOUNDTRACK_CHOICES))(value)
 
 
 def _local_path(reader: _Reader, key: str, what: str) -> str:
