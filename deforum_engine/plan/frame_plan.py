@@ -6,30 +6,47 @@ SettingsError naming the setting and frame, before any model loads.
 """
 from __future__ import annotations
 
-import random
-import re
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from deforum_engine.errors import SettingsError
-from deforum_engine.frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
-from deforum_engine.frame.motion3d import Lens, camera_moves
-from deforum_engine.prompts.weights import LORA_SUFFIX, ActiveLora, backtick_expressions, backtick_filler, extract_loras, find_lora
-from deforum_engine.prompts.text import split_negative
-from deforum_engine.schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
-                        evaluate_string_schedule)
-from deforum_engine.config.frame_values import BY_NAME, PER_FRAME_VALUES, TEXT_VALUES, unread_by
+from deforum_engine.config.frame_values import (
+    BY_NAME,
+    PER_FRAME_VALUES,
+    TEXT_VALUES,
+    unread_by,
+)
+from deforum_engine.config.importers.parseq import extend_to
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
+from deforum_engine.config.styles import apply_style
+from deforum_engine.errors import SettingsError
+from deforum_engine.frame.motion import (
+    PerspectiveFlip,
+    motion_matrix,
+    perspective_matrix,
+)
+from deforum_engine.frame.motion3d import Lens, camera_moves
+from deforum_engine.plan.plan_inputs import SEED_LIMIT, PlanInputs, load_plan_inputs
+from deforum_engine.prompts.text import split_negative
+from deforum_engine.prompts.weights import (
+    LORA_SUFFIX,
+    ActiveLora,
+    backtick_expressions,
+    backtick_filler,
+    extract_loras,
+)
+from deforum_engine.schedules import (
+    evaluate_expression,
+    evaluate_frame_key,
+    evaluate_schedule,
+    evaluate_string_schedule,
+)
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
 INTEGER_VALUES = tuple(value.name for value in PER_FRAME_VALUES if value.integer)
-SEED_LIMIT = 2**32
-_AUDIO_NAME = re.compile(r"\b(" + "|".join(AUDIO_VARIABLES) + r")\b")
-_TEMPO_NAME = re.compile(r"\b(bpm|beat)\b")
 
 
 class TextTrack(Sequence[str]):
@@ -150,14 +167,13 @@ class FramePlan:
 
 
 def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
-    """Resolve the settings (seed, frame count, Parseq, soundtrack) and compute every frame's values."""
-    settings = _resolve_seed(settings)
-    parseq = _load_parseq(settings, base_dir)
-    if parseq is not None:
-        settings = _apply_parseq_options(settings, parseq)
-    audio = _analyse_soundtrack(settings)
-    if settings.max_frames == "auto":
-        settings = settings.model_copy(update={"max_frames": audio.frames})
+    """Read what the settings point at (seed -1, Parseq, soundtrack, LoRA files), then plan every frame."""
+    return plan_frames(load_plan_inputs(settings, base_dir))
+
+
+def plan_frames(inputs: PlanInputs) -> FramePlan:
+    """Every frame's values from the loaded inputs. Pure: the same inputs always give the same plan."""
+    settings, parseq, audio = inputs.settings, inputs.parseq, inputs.audio
     frames = int(settings.max_frames)
     variables = audio.variables(settings.bpm) if audio is not None else {}
     if settings.bpm is not None:
@@ -174,7 +190,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     values["noise_multiplier"] = _noise_multiplier(settings, frames, variables)
     values["image_prompt_scale"] = _image_prompt_scale(settings, frames, variables)
     strings = {"sampler": _samplers(settings, frames, variables)}
-    strings.update(_prompts(settings, frames, variables, _parseq_prompts(parseq, frames)))
+    strings.update(_prompts(settings, frames, variables, inputs.lora_files, _parseq_prompts(parseq, frames)))
     values["blend_weight"] = strings.pop("blend_weight")
     diffused = _diffused_frames(frames, settings.diffusion_cadence)
     values["seed"] = _seeds(settings, frames, variables, diffused)
@@ -235,42 +251,12 @@ def _unused_by_mode(settings: Settings) -> tuple[str, ...]:
     return tuple(value.setting for value in unread_by(settings.animation_mode))
 
 
-def _resolve_seed(settings: Settings) -> Settings:
-    """Seed -1 picks a seed; it is recorded in the resolved settings so the render can be repeated."""
-    if settings.seed != -1:
-        return settings
-    return settings.model_copy(update={"seed": random.SystemRandom().randrange(SEED_LIMIT)})
-
-
 def _diffused_frames(frames: int, cadence: int) -> tuple[int, ...]:
     """Frames that go through the backend: every cadence-th, and always the last one."""
     keys = list(range(0, frames, cadence))
     if keys[-1] != frames - 1:
         keys.append(frames - 1)
     return tuple(keys)
-
-
-def _uses(settings: Settings, pattern: re.Pattern) -> bool:
-    unused = _unused_by_mode(settings)
-    texts = [getattr(settings, name) for name in NUMERIC_SCHEDULES.values() if name not in unused]
-    texts += [settings.steps_schedule or "", settings.seed_schedule, str(settings.image_prompt_influence)]
-    texts += [settings.noise_multiplier_schedule if settings.enable_noise_multiplier_scheduling else ""]
-    texts += [source for text in (*settings.prompts.values(), settings.positive_prompts, settings.negative_prompts)
-              for source in backtick_expressions(text)]  # Deforum's prompt maths
-    return any(isinstance(text, str) and pattern.search(text) for text in texts)
-
-
-def _analyse_soundtrack(settings: Settings):
-    """Audio features when a schedule uses them (or max_frames is 'auto'); a SettingsError if no soundtrack."""
-    needs_audio = _uses(settings, _AUDIO_NAME) or (settings.bpm is None and _uses(settings, _TEMPO_NAME))
-    if settings.soundtrack_path is None:
-        return None  # schedules using audio variables fail in the evaluator with a clear message
-    if not needs_audio and settings.max_frames != "auto":
-        return None
-    from deforum_engine.plan.audio import analyse_audio
-
-    max_frames = None if settings.max_frames == "auto" else int(settings.max_frames)
-    return analyse_audio(settings.soundtrack_path, settings.fps, bpm=settings.bpm, max_frames=max_frames)
 
 
 def _steps(settings: Settings, frames: int, variables: dict) -> np.ndarray:
@@ -317,7 +303,7 @@ def _join(*parts: str) -> str:
     return " ".join(part.strip() for part in parts if part and part.strip())
 
 
-def _prompts(settings: Settings, frames: int, variables: dict,
+def _prompts(settings: Settings, frames: int, variables: dict, lora_files: dict[str, str],
              keyed: dict[int, tuple[str, str, str]] | None = None) -> dict[str, Any]:
     """Per-frame prompt, negative prompt and LoRAs (a prompt holds until the next key), styled, with
     Deforum's backtick maths evaluated at each frame, LoRA tags taken out, and blending.
@@ -328,7 +314,7 @@ def _prompts(settings: Settings, frames: int, variables: dict,
     keys = sorted(keyed)
     owner = np.searchsorted(np.array(keys, dtype=np.int64), np.arange(frames, dtype=np.int64), side="right") - 1
     owner = np.maximum(owner, 0)  # before the first key, the first prompt holds
-    texts = _PromptTexts(settings, frames, variables)
+    texts = _PromptTexts(settings, frames, variables, lora_files)
     bounds = np.searchsorted(owner, np.arange(len(keys) + 1))  # key i owns frames bounds[i] .. bounds[i+1]-1
     table: list[tuple[str, str, tuple]] = []
     codes = np.zeros(frames, dtype=np.int32)
@@ -348,8 +334,6 @@ def _prompts(settings: Settings, frames: int, variables: dict,
 
 def _keyed_prompts(settings: Settings, frames: int, variables: dict) -> dict[int, tuple[str, str, str]]:
     """The settings' prompts by frame, split at --neg, with the global prompts and the style applied."""
-    from deforum_engine.config.styles import apply_style
-
     if not settings.prompts:
         raise SettingsError("prompts: no prompts given; add at least {\"0\": \"your prompt\"}")
     keyed: dict[int, tuple[str, str, str]] = {}  # frame -> (prompt, negative, the setting it comes from)
@@ -371,8 +355,6 @@ def _parseq_prompts(parseq, frames: int) -> dict[int, tuple[str, str, str]] | No
     Deforum uses them as they are (no global prompts, no style), but reads backticks and LoRA tags in them."""
     if parseq is None or "prompt" not in parseq.strings:
         return None
-    from deforum_engine.config.importers.parseq import extend_to
-
     pairs = list(zip(extend_to(parseq.strings["prompt"], frames), extend_to(parseq.strings["negative_prompt"], frames)))
     return {frame: (*pair, f"parseq_manifest: rendered_frames[{frame}].deforum_prompt")
             for frame, pair in enumerate(pairs) if frame == 0 or pair != pairs[frame - 1]}
@@ -381,9 +363,9 @@ def _parseq_prompts(parseq, frames: int) -> dict[int, tuple[str, str, str]] | No
 class _PromptTexts:
     """A keyed prompt's texts at given frames: backticks evaluated, LoRA tags resolved to files and removed."""
 
-    def __init__(self, settings: Settings, frames: int, variables: dict):
+    def __init__(self, settings: Settings, frames: int, variables: dict, lora_files: dict[str, str]):
         self.settings, self.frames, self.variables = settings, frames, variables
-        self.found: dict[str, str] = {}  # LoRA name -> file
+        self.lora_files = lora_files  # LoRA name -> file, found by load_plan_inputs
 
     def at(self, entry: tuple[str, str, str], at_frames: np.ndarray) -> tuple[list[tuple[str, str, tuple]], np.ndarray]:
         """Distinct (prompt, negative, LoRAs) over `at_frames`, and for each frame the index of its entry."""
@@ -417,17 +399,14 @@ class _PromptTexts:
         return positive, negative, tuple(active[path] for path in sorted(active))
 
     def lora_file(self, name: str, setting: str) -> str:
-        if name not in self.found:
+        if name not in self.lora_files:
             folders = self.settings.lora_dirs
-            path = find_lora(name, folders)
-            if path is None:
-                where = (f"in {', '.join(str(folder) for folder in folders)}" if folders
-                         else "because no LoRA folders are set")
-                file_name = name if name.lower().endswith(LORA_SUFFIX) else name + LORA_SUFFIX
-                raise SettingsError(f"{setting}: LoRA {name!r} not found: no {file_name} {where}; "
-                                    f"put the file there or add its folder to `lora_dirs`")
-            self.found[name] = str(path)
-        return self.found[name]
+            where = (f"in {', '.join(str(folder) for folder in folders)}" if folders
+                     else "because no LoRA folders are set")
+            file_name = name if name.lower().endswith(LORA_SUFFIX) else name + LORA_SUFFIX
+            raise SettingsError(f"{setting}: LoRA {name!r} not found: no {file_name} {where}; "
+                                f"put the file there or add its folder to `lora_dirs`")
+        return self.lora_files[name]
 
 
 def _distinct_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -504,36 +483,10 @@ def _check_ranges(values: dict[str, np.ndarray]) -> None:
             raise SettingsError(f"{setting}: frame {frame} has value {array[frame]:g}; it must be {bounds}")
 
 
-def _load_parseq(settings: Settings, base_dir: Path | None):
-    if not settings.parseq_manifest:
-        return None
-    from deforum_engine.config.importers.parseq import load_parseq_manifest, parseq_overrides
-
-    manifest = load_parseq_manifest(settings.parseq_manifest, base_dir)
-    return parseq_overrides(manifest, use_deltas=settings.parseq_use_deltas)
-
-
-def _apply_parseq_options(settings: Settings, parseq) -> Settings:
-    """Parseq's frame count, fps and cadence win over the settings', as in Deforum, unless
-    parseq_non_schedule_overrides is off: then only Parseq's per-frame values apply."""
-    update: dict[str, Any] = {}
-    if settings.parseq_non_schedule_overrides:
-        update["max_frames"] = parseq.frame_count
-        if parseq.fps:
-            update["fps"] = float(parseq.fps)
-        if parseq.cadence:
-            update["diffusion_cadence"] = int(parseq.cadence)
-    if any(name.startswith("perspective_flip") for name in parseq.managed):
-        update["enable_perspective_flip"] = True
-    return settings.model_copy(update=update)
-
-
 def _override_with_parseq(values: dict, strings: dict, parseq, frames: int) -> None:
     """Fields Parseq manages replace the settings' own; the rest fall back to the settings.
 
     Past Parseq's last frame its last value repeats."""
-    from deforum_engine.config.importers.parseq import extend_to
-
     for name, array in parseq.values.items():
         if name in values:
             extended = np.asarray(extend_to(np.asarray(array, dtype=np.float64), frames))

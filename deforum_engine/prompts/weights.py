@@ -204,6 +204,16 @@ def _weight(text: str | None, tag: str, setting: str, default: float = 1.0) -> f
     return value
 
 
+def lora_names(text: str) -> list[str]:
+    """The names of the LoRAs `<lora:name:...>` (or `<lyco:...>`) tags in `text` load, in order."""
+    names = []
+    for match in _EXTRA_NETWORK.finditer(text):
+        positional = [item.strip() for item in match.group(2).split(":") if "=" not in item]
+        if match.group(1).lower() in ("lora", "lyco") and positional and positional[0]:
+            names.append(positional[0])  # as _lora_tag reads it: the first argument without `=`
+    return names
+
+
 def find_lora(name: str, folders: Sequence[Path]) -> Path | None:
     """`name.safetensors` in the first folder that has it (directly, else in a subfolder); None if absent.
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from deforum_engine.frame.images import check_image_file, fit_image, fit_warning, load_image
 from deforum_engine.output.video import check_soundtrack
-from deforum_engine.plan.frame_plan import FramePlan, build_plan
+from deforum_engine.plan.frame_plan import FramePlan, plan_frames
+from deforum_engine.plan.plan_inputs import load_plan_inputs
 from deforum_engine.config.settings import Settings
 
 
@@ -31,7 +32,7 @@ class RenderInputs:
 
 def check_inputs(settings: Settings) -> RenderInputs:
     """Everything that can be wrong with the input fails here, before any model loads."""
-    plan = build_plan(settings)
+    plan = plan_frames(load_plan_inputs(settings))  # every file the plan reads is read here
     settings = plan.settings
     init = _init_image(settings)
     if settings.image_prompt is not None:

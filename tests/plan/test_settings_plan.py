@@ -337,3 +337,23 @@ def test_each_animation_mode_evaluates_only_the_schedules_it_uses():
     assert list(two_d.values["translation_z"]) == [0.0] * 3
     with pytest.raises(SettingsError, match="zoom"):
         build_plan(validate_settings({"zoom": "0: (0)", "max_frames": 3, "seed": 1}))
+
+
+def test_planning_is_pure_once_its_inputs_are_loaded(tmp_path):
+    from deforum_engine.plan.frame_plan import plan_frames
+    from deforum_engine.plan.plan_inputs import load_plan_inputs
+
+    lora = tmp_path / "styles" / "ink.safetensors"
+    lora.parent.mkdir()
+    lora.write_bytes(b"weights")
+    settings = validate_settings({"seed": -1, "seed_behavior": "random", "max_frames": 6, "lora_dirs": [str(tmp_path)],
+                                  "prompts": {"0": "a cat <lora:ink:0.5>", "3": "a dog"}})
+    inputs = load_plan_inputs(settings)
+    assert inputs.settings.seed != -1  # drawn once, here, and recorded
+    assert inputs.lora_files == {"ink": str(lora.resolve())}
+    lora.unlink()  # planning reads no file and draws nothing: the same inputs give the same plan
+    first, second = plan_frames(inputs), plan_frames(inputs)
+    assert first.to_json() == second.to_json()
+    assert first.frame(0).loras == ((str(lora.resolve()), 0.5, 0.5),) and first.frame(3).loras == ()
+    with pytest.raises(SettingsError, match=r"prompts\['0'\]: LoRA 'ink' not found"):
+        build_plan(settings)  # build_plan loads its inputs itself: now the file is gone
