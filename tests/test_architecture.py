@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 LAYERS = [
     ("errors",),
     ("prompts", "prompt_weights", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
-    ("settings",),  # the settings model
+    ("settings", "srt_labels"),  # the settings model
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
     ("settings_files",),  # load_settings: files, presets, importers, overrides
     ("frame", "frame.motion", "frame.motion3d", "frame.warp", "frame.warp3d", "frame.cadence", "frame.color",
@@ -27,6 +27,7 @@ LAYERS = [
     ("inputs", "summary"),
     ("loop",),  # the frame loop
     ("rendering",),  # render() / resume(): the recipe
+    ("post", "post.srt"),  # after the render: the gen-info .srt
     ("jobs",),
     ("batch", "ray_executor"),
     # the studio (`serve`): a web layer over rendering and batch files
