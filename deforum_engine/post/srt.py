@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import SettingsError
 from ..output import RenderFolder
 from ..plan import FramePlan, build_plan
+from ..settings import Settings
 from ..schedules import ScheduleWarning, evaluate_frame_key, evaluate_schedule, read_deforum_schedule
 from ..srt_labels import DEFORUM_DEFAULTS, GEN_INFO_PARAMS, PROMPT_LABEL, TEXT_SCHEDULES
 
@@ -52,6 +53,13 @@ _3D_ONLY = ("translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", 
 def srt_path(folder: RenderFolder) -> Path:
     """`<folder>/<timestring>.srt`, the timestring being the folder's name (the video is `<timestring>.mp4`)."""
     return folder.root / f"{folder.root.name}.srt"
+
+
+def check_gen_info(settings: Settings) -> None:
+    """Before a render: every schedule the .srt will report must read (a SettingsError names the one that
+    does not), so a render never fails at its end for its subtitles."""
+    if settings.deforum_save_gen_info_as_srt:
+        gen_info_srt(build_plan(settings), frames=0)
 
 
 def write_gen_info(folder: RenderFolder, plan: FramePlan | None = None) -> Path | None:
