@@ -30,7 +30,8 @@ from ..errors import SettingsError
 from ..output import RenderFolder
 from ..plan import FramePlan, build_plan
 from ..settings import Settings
-from ..schedules import ScheduleWarning, evaluate_frame_key, evaluate_schedule, read_deforum_schedule
+from ..schedules import (ScheduleWarning, evaluate_expression, evaluate_frame_key, evaluate_schedule, parse_schedule,
+                         read_deforum_schedule)
 from ..srt_labels import DEFORUM_DEFAULTS, GEN_INFO_PARAMS, PROMPT_LABEL, TEXT_SCHEDULES
 
 # Schedules whose rendered values the plan holds (by the plan's name), in the mode that uses them.
@@ -185,11 +186,30 @@ def _numbers(plan: FramePlan, text, key: str) -> np.ndarray:
     if settings.bpm is not None:
         variables["bpm"] = settings.bpm
     if isinstance(text, str):
-        text = read_deforum_schedule(text, key).text
+        text = _without_negative_keys(read_deforum_schedule(text, key).text, plan, key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)  # NaN frames filled as Deforum fills them
         return evaluate_schedule(text, plan.frame_count, seed=settings.seed, fps=settings.fps,
                                  variables=variables, setting=f"srt: {key}", nan_fill=True)
+
+
+def _without_negative_keys(text: str, plan: FramePlan, key: str) -> str:
+    """Keyframes whose key falls before frame 0 dropped, as Deforum never reaches them (the default seed
+    schedule's "max_f-2" in a 1- or 2-frame render)."""
+    if ":" not in text:
+        return text
+    settings = plan.settings
+    entries = parse_schedule(text, f"srt: {key}")
+
+    def before_start(entry) -> bool:
+        if entry.key_text.strip().isdigit():
+            return False
+        at = evaluate_expression(entry.key_text, [0], plan.frame_count, seed=settings.seed, fps=settings.fps,
+                                 setting=f"srt: {key}", label=entry.label)
+        return float(at[0]) < 0
+
+    kept = [entry.text for entry in entries if not before_start(entry)]
+    return text if len(kept) == len(entries) or not kept else ", ".join(kept)
 
 
 def deforum_text_schedule(text: str, frames: int, seed: float, fps: float, setting: str) -> list[str]:
