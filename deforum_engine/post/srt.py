@@ -138,7 +138,8 @@ def _column(plan: FramePlan, key: str) -> list:
     """One schedule's value per frame: the plan's (what was rendered), else its text read as Deforum does."""
     settings = plan.settings
     unused = _2D_ONLY if settings.animation_mode == "3D" else _3D_ONLY
-    if key in _PLAN_NAMES and key not in unused:
+    clamped = key == "strength_schedule" and not settings.parseq_manifest  # Deforum prints it before its clamp
+    if key in _PLAN_NAMES and key not in unused and not clamped:
         return list(plan.values[_PLAN_NAMES[key]])
     if key == "noise_multiplier_schedule" and settings.enable_noise_multiplier_scheduling:
         return list(plan.values["noise_multiplier"])
