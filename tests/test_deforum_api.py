@@ -228,3 +228,26 @@ def test_a1111_api_auth_logins_beside_the_token(tmp_path):
     assert anonymous.status_code == wrong.status_code == 401
     assert anonymous.headers["www-authenticate"].startswith("Basic") and "--api-auth" in anonymous.json()["message"]
     assert alice.status_code == bob.status_code == token.status_code == 200
+
+
+def test_what_a_client_sent_and_where_its_job_stands_survive_a_restart(tmp_path):
+    data = tmp_path / "data"
+    with studio(data) as client:
+        good = submit(client, {**DEFORUM, "max_frames": 2}, SRT)["job_ids"][0]
+        bad = submit(client, DEFORUM, {**SRT, "deforum_save_gen_info_as_srt_params": ["Zooom"]})["job_ids"][0]
+        cancelled = submit(client, LONG)["job_ids"][0]
+        wait_for(lambda: as_dict(client, cancelled), until=lambda s: s["phase_progress"] > 0)
+        client.delete(f"/deforum_api/jobs/{cancelled}")
+        before = [done(client, job_id) for job_id in (good, bad, cancelled)]
+        wait_for(lambda: client.get(f"/api/jobs/{cancelled}").json())  # the render has come to its stop
+        before[2] = job(client, cancelled)
+    with studio(data) as client:
+        after = [job(client, job_id) for job_id in (good, bad, cancelled)]
+    assert after == before
+    assert [(s.status, s.phase) for s in after] == [("SUCCEEDED", "DONE"), ("FAILED", "PREPARING"),
+                                                    ("CANCELLED", "GENERATING")]
+    assert after[0].updates == 2 + 2 + 2 and after[0].deforum_settings == [{**DEFORUM, "max_frames": 2}]
+    assert after[2].phase_progress > 0
+    # a bad option fails its job alone, with the reason
+    assert "deforum_save_gen_info_as_srt_params" in after[1].message and "'Zooom'" in after[1].message
+    assert after[1].options_overrides["deforum_save_gen_info_as_srt_params"] == ["Zooom"]
