@@ -102,11 +102,13 @@ class Tracker:
         return Track(**saved) if isinstance(saved, dict) else Track()
 
     def _save(self, job_id: str, values: dict, job: Job | None = None) -> None:
+        """Into the job's deforum_api.json, for jobs this API accepted (the native API's jobs have none)."""
         try:
             job = job or self.studio.jobs.get(job_id)
         except StudioError:
             return  # deleted meanwhile
-        write_state(job.folder, values)
+        if (job.folder / STATE_FILE).is_file():
+            write_state(job.folder, values)
 
 
 def read_state(folder: Path) -> dict:
