@@ -251,7 +251,7 @@ def status_of(studio: Studio, tracker: Tracker, job: Job) -> dict:
     document = state.get("deforum_settings")
     return {
         "id": job.id, "status": status, "phase": phase,
-        "error_type": "TERMINAL" if job.status == "failed" else "NONE",
+        "error_type": _error_type(job, phase),
         "phase_progress": _progress(job, phase, track),
         "started_at": job.created, "last_updated": last, "execution_time": last - job.created,
         "update_interval_time": track.update_interval_time, "updates": track.updates,
@@ -259,6 +259,13 @@ def status_of(studio: Studio, tracker: Tracker, job: Job) -> dict:
         "deforum_settings": None if document is None else [document],
         "options_overrides": state.get("options_overrides"),
     }
+
+
+def _error_type(job: Job, phase: str) -> str:
+    """The extension's: a settings problem is TERMINAL, a failure while generating RETRYABLE."""
+    if job.status != "failed":
+        return "NONE"
+    return "RETRYABLE" if phase in ("GENERATING", "POST_PROCESSING") else "TERMINAL"
 
 
 def _phase(job: Job, track: Track) -> str:
