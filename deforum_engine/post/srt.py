@@ -127,11 +127,46 @@ def _seed_and_cadence(plan: FramePlan) -> tuple[list[int], list[str]]:
     seeds = plan.values["seed"]
     count = len(seeds)
     step = plan.settings.diffusion_cadence
+    frames = np.arange(count)
+    if _parseq_seeds(plan):
+        printed = _seeds_before_parseq(plan)
+    elif step == 1:
+        printed = [int(seed) for seed in seeds]
+    else:
+        printed = [int(seeds[frame]) for frame in np.minimum((frames // step + 1) * step, count - 1)]
     if step == 1:
-        return [int(seed) for seed in seeds], ["false"] * count
-    following = np.minimum((np.arange(count) // step + 1) * step, count - 1)
-    last_of_block = (np.arange(count) % step == step - 1) | (np.arange(count) == count - 1)
-    return [int(seeds[frame]) for frame in following], ["False" if last else "True" for last in last_of_block]
+        return printed, ["false"] * count
+    last_of_block = (frames % step == step - 1) | (frames == count - 1)
+    return printed, ["False" if last else "True" for last in last_of_block]
+
+
+_NEXT_SEED = {  # Deforum's next_seed after its k-th diffused frame (seed_iter_N for iter)
+    "iter": lambda seed, k, every: seed + (1 if k % every == 0 else 0),
+    "fixed": lambda seed, k, every: seed,
+    "ladder": lambda seed, k, every: seed + (2 if k % 2 == 0 else -1),
+    "alternate": lambda seed, k, every: seed + (1 if k % 2 == 0 else -1),
+}
+
+
+def _parseq_seeds(plan: FramePlan) -> bool:
+    settings = plan.settings
+    return (bool(settings.parseq_manifest) and settings.seed_behavior in _NEXT_SEED
+            and _parseq_column(settings.parseq_manifest, "seed", 1) is not None)
+
+
+def _seeds_before_parseq(plan: FramePlan) -> list[int]:
+    """With Parseq managing the seed, Deforum writes a line before it applies the frame's Parseq seed: the
+    line shows the previous diffused frame's Parseq seed moved on by next_seed (frame 0: the settings' seed)."""
+    settings, seeds, step = plan.settings, plan.values["seed"], plan.settings.diffusion_cadence
+    move = _NEXT_SEED[settings.seed_behavior]
+    printed = []
+    for frame in range(len(seeds)):
+        previous = frame - 1 if step == 1 else frame // step * step
+        if previous < 0:
+            printed.append(int(settings.seed))
+        else:
+            printed.append(int(move(int(seeds[previous]), previous // step, settings.seed_iter_N)))
+    return printed
 
 
 def _column(plan: FramePlan, key: str) -> list:

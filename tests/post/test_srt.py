@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +176,17 @@ def test_a_schedule_only_the_srt_reads_is_checked_before_the_render(tmp_path, ca
     error = capsys.readouterr().err
     assert "srt: subseed_schedule" in error and "nope" in error
     assert not (tmp_path / "bad").exists()
+
+
+def test_with_parseq_managing_the_seed_the_lines_show_what_deforum_writes():
+    manifest = (Path(__file__).resolve().parent.parent / "data" / "importers" / "parseq_seed_travel.json").read_text()
+    text = srt_of({**FILE, "seed": 7, "parseq_manifest": manifest}, ["Subseed Sch", "Subseed Str Sch", "Seed Sch",
+                                                                      "Prompt"])
+    lines = [block.split("\n")[2] for block in text.split("\n\n")[:-1]]
+    assert len(lines) == 10  # Parseq's frame count wins
+    # frame 0: the settings' seed; then the previous frame's Parseq seed, truncated, moved on by iter's +1
+    assert [line.split("; ")[2] for line in lines] == ["Seed: 7", "Seed: 101", "Seed: 101", "Seed: 101",
+                                                       "Seed: 102", "Seed: 102", "Seed: 102", "Seed: 103",
+                                                       "Seed: 103", "Seed: 103"]
+    assert lines[1] == ("F#: 1; Cadence: false; Seed: 101; SubSSch: 101; SubSStrSch: 0.333; SeedSch: 100.333; "
+                        "Prompt: a field of sunflowers, impressionist painting")
