@@ -190,3 +190,15 @@ def test_with_parseq_managing_the_seed_the_lines_show_what_deforum_writes():
                                                        "Seed: 103", "Seed: 103"]
     assert lines[1] == ("F#: 1; Cadence: false; Seed: 101; SubSSch: 101; SubSStrSch: 0.333; SeedSch: 100.333; "
                         "Prompt: a field of sunflowers, impressionist painting")
+
+
+def test_a_batch_job_writes_its_srt_too(tmp_path):
+    path = tmp_path / "fox.txt"
+    path.write_text(json.dumps({**FILE, "max_frames": 2}))
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'base = "{path.name}"\n\n[[jobs]]\nname = "fox"\ndeforum_save_gen_info_as_srt = true\n'
+                    'deforum_save_gen_info_as_srt_params = ["Zoom"]\n')
+    assert main(["batch", str(jobs), "--preview", "--quiet", "--out", str(tmp_path / "out")]) == 0
+    written = list((tmp_path / "out").glob("*/*.srt"))
+    assert len(written) == 1 and written[0].stem == written[0].parent.name
+    assert written[0].read_text().split("\n")[2] == "F#: 0; Cadence: false; Seed: 11; Zoom: 1.002"
