@@ -25,6 +25,7 @@ from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.schedules import read_deforum_schedule
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.settings import DEPTH_ALGORITHMS, SCHEDULE_FIELDS, SETTING_NAMES
+from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
 
 
 @dataclass
@@ -175,7 +176,7 @@ _ENGINE_ONLY_KEYS = (
     "image_prompt_influence", "image_prompt_mode", "image_prompt_max_mb", "prompt_style", "prompt_blend_frames",
     "lora_dirs", "model", "model_config_dir", "ip_adapter", "vae", "tiny_vae_model", "compile_unet", "device",
     "dtype", "depth_model", "adabins_model", "depth_normalization", "motion_preset", "name", "crf", "video_preset",
-    "safety_checker", "deforum_nan_fill",
+    "safety_checker", "deforum_nan_fill", "deforum_save_gen_info_as_srt", "deforum_save_gen_info_as_srt_params",
 )
 # What a Deforum file means where the engine's own default differs: Deforum stretches a mismatched init
 # image, fills NaN schedule frames from the frames around them, matches colours to frame 0's output,
@@ -304,6 +305,7 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     notes += _read_schedules(settings)
     notes += _feature_notes(reader, settings)
     ignored = [key for key in raw if key not in reader.used]
+    settings.setdefault("srt_schedules", _srt_schedules(raw))
     return DeforumImport(settings=settings, ignored=ignored, notes=notes)
 
 
@@ -389,6 +391,19 @@ def _studio_sampler(reader: _Reader, notes: list[str]) -> str | None:
     if scheduler not in _COMFY_PLAIN_SCHEDULERS:
         notes.append(f"scheduler {scheduler!r} is not available for {base!r}: using its default noise schedule")
     return base
+
+
+def _srt_schedules(raw: dict) -> dict[str, str]:
+    """The file's schedules that only its gen-info .srt reports (subseeds, masks, hybrid video, steps and
+    sampler schedules that are switched off ...), kept as written; their features stay ignored."""
+    kept = {}
+    for key in SRT_ONLY_SCHEDULES:
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"0: ({value})"
+        if isinstance(value, str) and value.strip():
+            kept[key] = value
+    return kept
 
 
 def _read_schedules(settings: dict[str, Any]) -> list[str]:
