@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_studio import server  # noqa: E402
+from bench_studio import server
 
 DEFORUM = {"W": 64, "H": 64, "seed": 3, "use_init": False, "animation_mode": "2D", "fps": 15,
            "prompts": {"0": "a lighthouse"}, "zoom": "0:(1.01)", "batch_name": "bench"}
@@ -32,8 +32,8 @@ OPTIONS = {"deforum_save_gen_info_as_srt": True, "deforum_save_gen_info_as_srt_p
 def in_process(frames: int, runs: int) -> float:
     """Median seconds of the same render with render() in this process (preview backend)."""
     from deforum_engine.config.importers.deforum import import_deforum
-    from deforum_engine.rendering.recipe import render
     from deforum_engine.config.settings import validate_settings
+    from deforum_engine.rendering.recipe import render
 
     settings = validate_settings(import_deforum({**DEFORUM, "max_frames": frames}, "bench").settings)
     times = []
@@ -47,23 +47,23 @@ def in_process(frames: int, runs: int) -> float:
 
 def through_api(frames: int, jobs: int) -> dict[str, float]:
     accept, status, wall = [], [], []
-    with tempfile.TemporaryDirectory() as data, server(Path(data), "--preview") as (url, _):
-        with httpx.Client(base_url=url, timeout=60) as client:
-            for _ in range(jobs):
-                start = time.perf_counter()
-                answer = client.post("/deforum_api/batches", json={
-                    "deforum_settings": {**DEFORUM, "max_frames": frames}, "options_overrides": OPTIONS})
-                accept.append(time.perf_counter() - start)
-                job_id = answer.json()["job_ids"][0]
-                while True:
-                    asked = time.perf_counter()
-                    state = client.get(f"/deforum_api/jobs/{job_id}").json()
-                    status.append(time.perf_counter() - asked)
-                    if state["status"] != "ACCEPTED":
-                        break
-                    time.sleep(0.005)
-                wall.append(time.perf_counter() - start)
-                assert state["status"] == "SUCCEEDED", state
+    with tempfile.TemporaryDirectory() as data, server(Path(data), "--preview") as (url, _), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        for _ in range(jobs):
+            start = time.perf_counter()
+            answer = client.post("/deforum_api/batches", json={
+                "deforum_settings": {**DEFORUM, "max_frames": frames}, "options_overrides": OPTIONS})
+            accept.append(time.perf_counter() - start)
+            job_id = answer.json()["job_ids"][0]
+            while True:
+                asked = time.perf_counter()
+                state = client.get(f"/deforum_api/jobs/{job_id}").json()
+                status.append(time.perf_counter() - asked)
+                if state["status"] != "ACCEPTED":
+                    break
+                time.sleep(0.005)
+            wall.append(time.perf_counter() - start)
+            assert state["status"] == "SUCCEEDED", state
     return {"accept": statistics.median(accept), "status": statistics.median(status), "wall": statistics.median(wall)}
 
 

@@ -11,7 +11,6 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from deforum_engine.config.frame_values import BY_NAME, motion_values
@@ -31,7 +30,7 @@ def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
     return overrides
 
 
-def _load(args) -> "Settings":
+def _load(args) -> Settings:
     from deforum_engine.config.files import load_settings
 
     settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))
@@ -282,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(func=cmd_batch)
 
-    from deforum_engine.studio.config import DEFAULT_DATA  # light: no web framework is imported until `serve` runs
+    from deforum_engine.studio.config import (
+        DEFAULT_DATA,  # light: no web framework is imported until `serve` runs
+    )
 
     sub = commands.add_parser("serve", help="the studio: a local web app and HTTP API")
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (other than localhost needs --token)")

@@ -37,8 +37,8 @@ class JobResult:
 
 def validate_job(job: Job, model: str | None) -> dict[str, Any]:
     """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
-    from deforum_engine.rendering.inputs import check_inputs
     from deforum_engine.config.files import load_settings
+    from deforum_engine.rendering.inputs import check_inputs
 
     overrides = {"name": job.name, **job.overrides}
     if model:
@@ -51,8 +51,8 @@ def validate_job(job: Job, model: str | None) -> dict[str, Any]:
 
 def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
     """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
-    from deforum_engine.rendering.recipe import render, resume
     from deforum_engine.config.settings import validate_settings
+    from deforum_engine.rendering.recipe import render, resume
 
     started = time.perf_counter()
     try:

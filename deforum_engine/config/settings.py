@@ -12,7 +12,14 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from deforum_engine.config.frame_values import SCHEDULE_SETTINGS
 from deforum_engine.config.srt_labels import GEN_INFO_LABELS, SRT_ONLY_SCHEDULES
@@ -212,7 +219,7 @@ class Settings(_ScheduleSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> "Settings":
+    def _check_combinations(self) -> Settings:
         if self.strength is not None and self.init_denoise is not None:
             raise ValueError(
                 "give either `strength` (Deforum: how much of the init image survives, 0.8 keeps most of it) "

@@ -6,24 +6,47 @@ SettingsError naming the setting and frame, before any model loads.
 """
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from deforum_engine.errors import SettingsError
-from deforum_engine.frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
-from deforum_engine.frame.motion3d import Lens, camera_moves
-from deforum_engine.prompts.weights import LORA_SUFFIX, ActiveLora, backtick_expressions, backtick_filler, extract_loras, find_lora
-from deforum_engine.prompts.text import split_negative
-from deforum_engine.schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
-                        evaluate_string_schedule)
-from deforum_engine.config.frame_values import BY_NAME, PER_FRAME_VALUES, TEXT_VALUES, unread_by
+from deforum_engine.config.frame_values import (
+    BY_NAME,
+    PER_FRAME_VALUES,
+    TEXT_VALUES,
+    unread_by,
+)
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
+from deforum_engine.errors import SettingsError
+from deforum_engine.frame.motion import (
+    PerspectiveFlip,
+    motion_matrix,
+    perspective_matrix,
+)
+from deforum_engine.frame.motion3d import Lens, camera_moves
+from deforum_engine.prompts.text import split_negative
+from deforum_engine.prompts.weights import (
+    LORA_SUFFIX,
+    ActiveLora,
+    backtick_expressions,
+    backtick_filler,
+    extract_loras,
+    find_lora,
+)
+from deforum_engine.schedules import (
+    AUDIO_VARIABLES,
+    evaluate_expression,
+    evaluate_frame_key,
+    evaluate_schedule,
+    evaluate_string_schedule,
+)
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
@@ -45,11 +68,11 @@ class TextTrack(Sequence[str]):
         self.codes = np.asarray(codes, dtype=np.int32)
 
     @classmethod
-    def constant(cls, text: str, frames: int) -> "TextTrack":
+    def constant(cls, text: str, frames: int) -> TextTrack:
         return cls([text], np.zeros(frames, dtype=np.int32))
 
     @classmethod
-    def from_list(cls, items: Sequence[str]) -> "TextTrack":
+    def from_list(cls, items: Sequence[str]) -> TextTrack:
         table = list(dict.fromkeys(items))
         lookup = {text: code for code, text in enumerate(table)}
         return cls(table, np.fromiter((lookup[text] for text in items), dtype=np.int32, count=len(items)))
@@ -450,7 +473,7 @@ def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTr
     """
     codes = np.zeros(frames, dtype=np.int32)  # code 0: no blending; code i+1: towards keys[i]
     weight = np.zeros(frames)
-    for position, (previous, key) in enumerate(zip(keys, keys[1:]), start=1):
+    for position, (previous, key) in enumerate(itertools.pairwise(keys), start=1):
         start, stop = max(previous + 1, key - span), min(key, frames)
         if span and start < stop:
             codes[start:stop] = position + 1
@@ -548,7 +571,10 @@ def _check_ranges(values: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> 
 def _load_parseq(settings: Settings, base_dir: Path | None):
     if not settings.parseq_manifest:
         return None
-    from deforum_engine.config.importers.parseq import load_parseq_manifest, parseq_overrides
+    from deforum_engine.config.importers.parseq import (
+        load_parseq_manifest,
+        parseq_overrides,
+    )
 
     manifest = load_parseq_manifest(settings.parseq_manifest, base_dir)
     return parseq_overrides(manifest, use_deltas=settings.parseq_use_deltas)

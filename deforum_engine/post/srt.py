@@ -29,12 +29,23 @@ import numpy as np
 from deforum_engine.config.frame_values import PER_FRAME_VALUES, unread_by
 from deforum_engine.config.importers.parseq import extend_to, load_parseq_manifest
 from deforum_engine.config.settings import Settings
-from deforum_engine.config.srt_labels import DEFORUM_DEFAULTS, GEN_INFO_PARAMS, PROMPT_LABEL, TEXT_SCHEDULES
+from deforum_engine.config.srt_labels import (
+    DEFORUM_DEFAULTS,
+    GEN_INFO_PARAMS,
+    PROMPT_LABEL,
+    TEXT_SCHEDULES,
+)
 from deforum_engine.errors import SettingsError
 from deforum_engine.output.folder import RenderFolder
 from deforum_engine.plan.frame_plan import FramePlan, build_plan
-from deforum_engine.schedules import (ScheduleWarning, evaluate_expression, evaluate_frame_key, evaluate_schedule,
-                                      parse_schedule, read_deforum_schedule)
+from deforum_engine.schedules import (
+    ScheduleWarning,
+    evaluate_expression,
+    evaluate_frame_key,
+    evaluate_schedule,
+    parse_schedule,
+    read_deforum_schedule,
+)
 
 # Schedules whose rendered values the plan holds: Deforum's setting -> the plan's array (the per-frame table's rows).
 _PLAN_NAMES = {value.setting: value.name for value in PER_FRAME_VALUES if value.evaluated}

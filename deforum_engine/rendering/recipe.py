@@ -18,25 +18,29 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from deforum_engine.backends import make_backend
 from deforum_engine.backends.base import Backend, RenderContext
-from deforum_engine.models.depth import DepthEstimator, depth_choice, load_depth_estimator
+from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.errors import RenderCancelled, SettingsError
-from deforum_engine.rendering.inputs import RenderInputs, check_inputs
-from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
+from deforum_engine.models.depth import (
+    DepthEstimator,
+    depth_choice,
+    load_depth_estimator,
+)
 from deforum_engine.output.folder import RenderFolder, default_folder
 from deforum_engine.output.resume import ResumeState, load_resume_state
 from deforum_engine.output.video import VideoWriter, encode_folder
 from deforum_engine.output.writer import FrameWriter
 from deforum_engine.plan.frame_plan import FramePlan
-from deforum_engine.config.settings import Settings, save_settings
+from deforum_engine.rendering.inputs import RenderInputs, check_inputs
+from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
 from deforum_engine.rendering.summary import describe_plan
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]

@@ -6,7 +6,13 @@ from typing import NamedTuple
 
 from deforum_engine.errors import SettingsError
 from deforum_engine.schedules.expressions import _compile, _compile_value
-from deforum_engine.schedules.grammar import _INTEGER, _Problem, _parse_entry, _quote, _split_entries
+from deforum_engine.schedules.grammar import (
+    _INTEGER,
+    _parse_entry,
+    _Problem,
+    _quote,
+    _split_entries,
+)
 
 
 class DeforumReading(NamedTuple):

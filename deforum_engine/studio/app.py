@@ -19,10 +19,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.config.presets import list_presets
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
 from deforum_engine.config.styles import STYLE_NAMES
+from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.studio.a1111 import a1111_routes
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.documents import engine_names, jobs_file_documents
@@ -277,7 +277,7 @@ def _batch_routes(studio: Studio) -> APIRouter:
     router = APIRouter(tags=["batches"])
 
     @router.post("/batches", status_code=201)
-    def create_batch(request: dict[str, Any] = Body(..., examples=[{"settings": [{"max_frames": 10}, {"max_frames": 20}]},
+    def create_batch(request: dict[str, Any] = Body(..., examples=[{"settings": [{"max_frames": 10}, {"max_frames": 20}]},  # noqa: B008
                                                                      {"jobs_file": "[matrix]\nseed = [1, 2]\n", "base": {"max_frames": 10}}]),
                      preview: bool | None = Query(None)) -> dict:
         """Queue several renders: `settings` (a list of documents), or `jobs_file` (the text of a TOML jobs

@@ -40,7 +40,7 @@ class StudioConfig:
     def database(self) -> Path:
         return self.data / "studio.sqlite3"
 
-    def prepare(self) -> "StudioConfig":
+    def prepare(self) -> StudioConfig:
         """Create the data folders; the paths become absolute so renders never depend on the cwd."""
         config = replace(self, data=Path(self.data).expanduser().resolve())
         for folder in (config.renders_dir, config.uploads_dir, config.previews_dir):

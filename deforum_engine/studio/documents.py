@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deforum_engine.errors import SettingsError
 from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
-from deforum_engine.plan.frame_plan import build_plan
-from deforum_engine.post.srt import gen_info_srt
 from deforum_engine.config.presets import load_preset
 from deforum_engine.config.settings import Settings, validate_settings
+from deforum_engine.errors import SettingsError
+from deforum_engine.plan.frame_plan import build_plan
+from deforum_engine.post.srt import gen_info_srt
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 

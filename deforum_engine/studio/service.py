@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import secrets
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.output.atomic import read_frame
 from deforum_engine.output.folder import RenderFolder
-from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.database import Database
 from deforum_engine.studio.documents import Document, read_document, server_settings

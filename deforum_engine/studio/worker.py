@@ -14,19 +14,19 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from deforum_engine.backends import make_backend
+from deforum_engine.config.settings import Settings, validate_settings
 from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
 from deforum_engine.output.atomic import encode_png
 from deforum_engine.output.folder import RenderFolder
 from deforum_engine.post.srt import check_gen_info, write_gen_info
 from deforum_engine.rendering.recipe import render, resume
-from deforum_engine.config.settings import Settings, validate_settings
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.jobs import DONE, STOPPED, Job, JobStore
@@ -240,7 +240,7 @@ class RenderWorker:
             return ("queued" if self._stopping.is_set() else "cancelled"), None
         except (SettingsError, RenderError) as error:
             return "failed", str(error)
-        except Exception as error:  # noqa: BLE001 - a job boundary: the job fails with its reason, the queue goes on
+        except Exception as error:
             log.exception("job %s failed", job.id)
             return "failed", f"internal error: {type(error).__name__}: {error}"
 
@@ -264,7 +264,7 @@ class RenderWorker:
         try:
             settings = validate_settings({"model": self.config.model, "ip_adapter": self.config.ip_adapter},
                                          "serve --model")
-            self._model_backend(settings).pipelines
+            self._model_backend(settings).pipelines  # noqa: B018 - reading the property loads the pipelines
             self.model_loaded = True
         except (SettingsError, RenderError) as error:
             self.model_error = str(error)

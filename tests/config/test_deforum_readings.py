@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deforum_engine.errors import SettingsError
 from deforum_engine.config.importers.deforum import import_deforum
+from deforum_engine.config.settings import validate_settings
+from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import DeforumReadingWarning, build_plan
 from deforum_engine.schedules import read_deforum_schedule
-from deforum_engine.config.settings import validate_settings
 
 BASE = {"W": 64, "H": 64, "max_frames": 30, "seed": 1, "use_init": False, "animation_mode": "3D",
         "prompts": {"0": "a tunnel"}}

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from deforum_engine.cli import main
-from deforum_engine.errors import SettingsError
 from deforum_engine.config.importers.deforum import import_deforum
+from deforum_engine.config.settings import validate_settings
+from deforum_engine.config.srt_labels import GEN_INFO_LABELS
+from deforum_engine.errors import SettingsError
 from deforum_engine.output.folder import RenderFolder
 from deforum_engine.plan.frame_plan import build_plan
 from deforum_engine.post.srt import gen_info_srt, srt_time
-from deforum_engine.config.settings import validate_settings
-from deforum_engine.config.srt_labels import GEN_INFO_LABELS
 
 # A Deforum settings file (the extension's keys), 2D, cadence 1.
 FILE = {

@@ -10,20 +10,20 @@ import base64
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
 pytest.importorskip("fastapi", reason="the studio's extra is not installed (pip install -e '.[studio]')")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
+from polling import wait_for
 
-from deforum_engine.output import probe_video  # noqa: E402
-from deforum_engine.config.srt_labels import GEN_INFO_LABELS  # noqa: E402
-from deforum_engine.studio.app import create_app  # noqa: E402
-from deforum_engine.studio.config import StudioConfig  # noqa: E402
-from polling import wait_for  # noqa: E402
+from deforum_engine.config.srt_labels import GEN_INFO_LABELS
+from deforum_engine.output import probe_video
+from deforum_engine.studio.app import create_app
+from deforum_engine.studio.config import StudioConfig
 
 
 class Status(str, Enum):
@@ -61,11 +61,11 @@ class JobStatus(BaseModel):
     execution_time: float
     update_interval_time: float
     updates: int
-    message: Optional[str]
-    outdir: Optional[str]
-    timestring: Optional[str]
-    deforum_settings: Optional[list[dict[str, Any]]]
-    options_overrides: Optional[dict[str, Any]]
+    message: str | None
+    outdir: str | None
+    timestring: str | None
+    deforum_settings: list[dict[str, Any]] | None
+    options_overrides: dict[str, Any] | None
 
 
 # A Deforum settings file as the extension saves one (the keys that matter here).

@@ -15,17 +15,22 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from deforum_engine.errors import SettingsError
+from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.importers.parseq import is_url, load_parseq_manifest
+from deforum_engine.config.settings import (
+    DEPTH_ALGORITHMS,
+    SCHEDULE_FIELDS,
+    SETTING_NAMES,
+)
+from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
+from deforum_engine.errors import SettingsError
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.schedules import read_deforum_schedule
-from deforum_engine.config.frame_values import PER_FRAME_VALUES
-from deforum_engine.config.settings import DEPTH_ALGORITHMS, SCHEDULE_FIELDS, SETTING_NAMES
-from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
 
 
 @dataclass
