@@ -11,7 +11,6 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from deforum_engine.config.frame_values import BY_NAME, motion_values
@@ -31,7 +30,7 @@ def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
     return overrides
 
 
-def _load(args) -> "Settings":
+def _load(args) -> Settings:
     from deforum_engine.config.files import load_settings
 
     settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))
@@ -116,10 +115,13 @@ def cmd_plot(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from deforum_engine.post.srt import check_gen_info
     from deforum_engine.rendering.recipe import render
 
     settings = _load(args)
+    check_gen_info(settings)
     result = render(settings, out=args.out, preview=args.preview, quiet=args.quiet)
+    _post(result, args.quiet)
     _report(result, args.quiet)
     return 0
 
@@ -128,8 +130,19 @@ def cmd_resume(args) -> int:
     from deforum_engine.rendering.recipe import resume
 
     result = resume(args.folder, quiet=args.quiet)
+    _post(result, args.quiet)
     _report(result, args.quiet)
     return 0
+
+
+def _post(result, quiet: bool) -> None:
+    """What is made from the finished folder: Deforum's gen-info .srt when the settings ask for it."""
+    from deforum_engine.output.folder import RenderFolder
+    from deforum_engine.post.srt import write_gen_info
+
+    srt = write_gen_info(RenderFolder(result.folder))
+    if srt is not None and not quiet:
+        print(f"gen-info subtitles: {srt}", file=sys.stderr)
 
 
 def _report(result, quiet: bool) -> None:
@@ -190,7 +203,8 @@ def cmd_serve(args) -> int:
     from deforum_engine.studio.config import TOKEN_ENV, StudioConfig
 
     serve(StudioConfig(data=Path(args.data), model=args.model, ip_adapter=args.ip_adapter, preview_only=args.preview,
-                       token=args.token or os.environ.get(TOKEN_ENV) or None, host=args.host, port=args.port))
+                       token=args.token or os.environ.get(TOKEN_ENV) or None, api_auth=args.api_auth,
+                       host=args.host, port=args.port))
     return 0
 
 
@@ -267,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(func=cmd_batch)
 
-    from deforum_engine.studio.config import DEFAULT_DATA  # light: no web framework is imported until `serve` runs
+    from deforum_engine.studio.config import (
+        DEFAULT_DATA,  # light: no web framework is imported until `serve` runs
+    )
 
     sub = commands.add_parser("serve", help="the studio: a local web app and HTTP API")
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (other than localhost needs --token)")
@@ -277,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--preview", action="store_true", help="no model: every render is a motion preview")
     sub.add_argument("--data", default=str(DEFAULT_DATA), help="folder for uploads, renders and the job table")
     sub.add_argument("--token", help="token every request must carry (default: $DEFORUM_ENGINE_TOKEN)")
+    sub.add_argument("--api-auth", metavar="USER:PASS[,USER:PASS]",
+                     help="HTTP Basic logins, as AUTOMATIC1111's --api-auth (accepted beside the token)")
     sub.set_defaults(func=cmd_serve)
     return parser
 

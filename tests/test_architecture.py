@@ -1,4 +1,4 @@
-"""The package's import graph: data flows one way (settings -> plan -> loop -> output -> post), no cycles.
+"""The package's import graph: data flows one way (settings -> plan -> output -> post -> rendering), no cycles.
 
 Every package sits in a layer; a module imports only from its own package, its layer or the layers
 below it (imports inside functions count too; `if TYPE_CHECKING:` imports, which never run, do not),
@@ -20,8 +20,8 @@ LAYERS = [
     ("models",),  # one cache of loaded models, offline checks
     ("backends", "control"),  # the generator interface and its backends; ControlNet units and masks
     ("output",),  # render folder, resume state, video
-    ("rendering",),  # inputs, steps, the frame loop, the recipe, the summary
-    ("post",),  # after the render: interpolation, upscaling, loops, .srt
+    ("post",),  # works on written frames (interpolation, upscaling, loops, the .srt); the recipe runs it last
+    ("rendering",),  # inputs, steps, the frame loop, the recipe (post included), the summary
     ("batch",),  # jobs files, local and Ray executors
     ("studio",),  # `serve`: the web layer over the engine
     ("cli", ""),  # the command line, and the package's lazy top-level API

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.output.folder import RenderFolder
+from deforum_engine.post.srt import gen_info_srt, write_gen_info
 
 
 @dataclass(frozen=True)
@@ -35,21 +37,22 @@ class JobResult:
 
 def validate_job(job: Job, model: str | None) -> dict[str, Any]:
     """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
-    from deforum_engine.rendering.inputs import check_inputs
     from deforum_engine.config.files import load_settings
+    from deforum_engine.rendering.inputs import check_inputs
 
     overrides = {"name": job.name, **job.overrides}
     if model:
         overrides["model"] = model
-    settings = load_settings(job.settings_path, overrides)
-    return check_inputs(settings).plan.settings.to_json_dict()
+    plan = check_inputs(load_settings(job.settings_path, overrides)).plan
+    if plan.settings.deforum_save_gen_info_as_srt:
+        gen_info_srt(plan, frames=0)  # every schedule the .srt reports reads
+    return plan.settings.to_json_dict()
 
 
 def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
     """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
-    from deforum_engine.output.folder import RenderFolder
-    from deforum_engine.rendering.recipe import render, resume
     from deforum_engine.config.settings import validate_settings
+    from deforum_engine.rendering.recipe import render, resume
 
     started = time.perf_counter()
     try:
@@ -58,8 +61,10 @@ def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: b
             return JobResult(name, "skipped", 0.0, folder)
         if status is not None:
             result = resume(folder, quiet=quiet)
+            write_gen_info(RenderFolder(folder))
             return JobResult(name, "resumed", time.perf_counter() - started, str(result.video))
         result = render(validate_settings(settings_json, name), out=folder, preview=preview, quiet=quiet)
+        write_gen_info(RenderFolder(folder))
         return JobResult(name, "done", time.perf_counter() - started, str(result.video))
     except Exception as error:  # noqa: BLE001 - a batch boundary: the job fails with its reason, the others go on
         return JobResult(name, "failed", time.perf_counter() - started, error=f"{type(error).__name__}: {error}")
@@ -84,11 +89,16 @@ def render_in_lockstep(jobs: list, inner, quiet: bool = True) -> list:
     def one(job):
         settings, out = job
         try:
-            return render(settings, out=out, backend=shared, quiet=quiet)
+            result = render(settings, out=out, backend=shared, quiet=quiet)
         except Exception as error:  # noqa: BLE001 - reported per job by the caller
             return error
         finally:
             shared.leave()
+        try:
+            write_gen_info(RenderFolder(result.folder))  # after leaving: the others' frames never wait for it
+        except Exception as error:  # noqa: BLE001 - reported per job by the caller
+            return error
+        return result
 
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="lockstep") as pool:
         return list(pool.map(one, jobs))

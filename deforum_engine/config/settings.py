@@ -12,10 +12,18 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from deforum_engine.config import choices
 from deforum_engine.config.frame_values import SCHEDULE_SETTINGS
+from deforum_engine.config.srt_labels import GEN_INFO_LABELS, SRT_ONLY_SCHEDULES
 from deforum_engine.errors import SettingsError
 
 DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on Artstation"}
@@ -120,6 +128,10 @@ class Settings(_ScheduleSettings):
     parseq_non_schedule_overrides: bool = True  # false: max_frames, fps and cadence stay the settings' own
     # Deforum compatibility: fill NaN schedule frames from the finite frames around them (on for Deforum files)
     deforum_nan_fill: bool = False
+    # Deforum's gen-info subtitles: <folder>/<folder name>.srt, one block per frame (post/srt.py)
+    deforum_save_gen_info_as_srt: bool = False
+    deforum_save_gen_info_as_srt_params: tuple[str, ...] = ()  # Deforum's labels ("Angle", "Noise Sch", "Prompt"...)
+    srt_schedules: dict[str, str] = Field(default_factory=dict)  # a Deforum file's schedules the engine does not use
     # Output
     name: str | None = None
     crf: int = Field(17, ge=0, le=51)
@@ -166,6 +178,28 @@ class Settings(_ScheduleSettings):
     def _folder_list(cls, value: Any) -> Any:
         return [value] if isinstance(value, (str, Path)) else value
 
+    @field_validator("deforum_save_gen_info_as_srt_params", mode="before")
+    @classmethod
+    def _srt_labels(cls, value: Any) -> Any:
+        """Deforum's user labels for the .srt; its unset default (["Noise Schedule"]) matches none and prints none."""
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, (list, tuple)):
+            return value
+        unknown = [label for label in value if label not in GEN_INFO_LABELS and label != "Noise Schedule"]
+        if unknown:
+            raise ValueError(f"unknown label(s) {', '.join(map(repr, unknown))}; Deforum's labels are "
+                             + ", ".join(GEN_INFO_LABELS))
+        return tuple(label for label in value if label != "Noise Schedule")
+
+    @field_validator("srt_schedules")
+    @classmethod
+    def _srt_schedule_names(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(SRT_ONLY_SCHEDULES))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a Deforum schedule the engine lacks; "
+                             f"expected some of {', '.join(SRT_ONLY_SCHEDULES)}")
+        return value
+
     @field_validator("max_frames")
     @classmethod
     def _positive_frames(cls, value: int | str) -> int | str:
@@ -190,7 +224,7 @@ class Settings(_ScheduleSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_combinations(self) -> "Settings":
+    def _check_combinations(self) -> Settings:
         if self.strength is not None and self.init_denoise is not None:
             raise ValueError(
                 "give either `strength` (Deforum: how much of the init image survives, 0.8 keeps most of it) "

@@ -77,9 +77,11 @@ def _rotations(theta, phi, gamma):
 
 def _perspective_rows(width: int, height: int, flip: PerspectiveFlip):
     fv = np.asarray(flip.fv, dtype=np.float64)
-    if not np.all((0.0 < fv) & (fv < 180.0)):
-        raise ValueError(f"perspective_flip_fv must be between 0 and 180 degrees, got {flip.fv}")
-    focal = np.hypot(width, height) / (2.0 * np.sin(np.deg2rad(fv) / 2.0))
+    half_sine = np.sin(np.deg2rad(fv) / 2.0)
+    if not np.all(np.isfinite(fv) & ~np.isclose(half_sine, 0.0, atol=1e-12)):
+        raise ValueError(f"perspective_flip_fv must keep away from 0 (and multiples of 360) degrees, got {flip.fv}")
+    # Deforum's camera distance; outside (0, 180) as its formula gives it (a negative fv: the other side)
+    focal = np.hypot(width, height) / (2.0 * half_sine)
     r = _rotations(flip.theta, flip.phi, flip.gamma)
     # Plane point (x, y, 0) relative to the centre -> camera coordinates, plane `focal` away, seen
     # through a pinhole of focal length `focal`.

@@ -6,9 +6,12 @@ SettingsError naming the setting and frame, before any model loads.
 """
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,11 +64,11 @@ class TextTrack(Sequence[str]):
         self.codes = np.asarray(codes, dtype=np.int32)
 
     @classmethod
-    def constant(cls, text: str, frames: int) -> "TextTrack":
+    def constant(cls, text: str, frames: int) -> TextTrack:
         return cls([text], np.zeros(frames, dtype=np.int32))
 
     @classmethod
-    def from_list(cls, items: Sequence[str]) -> "TextTrack":
+    def from_list(cls, items: Sequence[str]) -> TextTrack:
         table = list(dict.fromkeys(items))
         lookup = {text: code for code, text in enumerate(table)}
         return cls(table, np.fromiter((lookup[text] for text in items), dtype=np.int32, count=len(items)))
@@ -196,7 +199,7 @@ def plan_frames(inputs: PlanInputs) -> FramePlan:
     values["seed"] = _seeds(settings, frames, variables, diffused)
     if parseq is not None:
         _override_with_parseq(values, strings, parseq, frames)
-    _check_ranges(values)
+    _check_ranges(values, skip=_read_as_deforum(values, settings))
     values = {name: np.ascontiguousarray(array) for name, array in values.items()}
     canvas = Canvas(settings.W, settings.H, settings.border)
     return FramePlan(
@@ -428,7 +431,7 @@ def _blend(keys: list[int], keyed: dict, frames: int, span: int) -> tuple[TextTr
     """
     codes = np.zeros(frames, dtype=np.int32)  # code 0: no blending; code i+1: towards keys[i]
     weight = np.zeros(frames)
-    for position, (previous, key) in enumerate(zip(keys, keys[1:]), start=1):
+    for position, (previous, key) in enumerate(itertools.pairwise(keys), start=1):
         start, stop = max(previous + 1, key - span), min(key, frames)
         if span and start < stop:
             codes[start:stop] = position + 1
@@ -468,10 +471,50 @@ def _seeds(settings: Settings, frames: int, variables: dict, diffused: tuple[int
     return per_diffused[owner]
 
 
-def _check_ranges(values: dict[str, np.ndarray]) -> None:
+class DeforumReadingWarning(UserWarning):
+    """A value outside the engine's range read the way Deforum reads it."""
+
+
+def _read_as_deforum(values: dict[str, np.ndarray], settings: Settings) -> tuple[str, ...]:
+    """Values outside the engine's ranges that Deforum reads; returns the names the range check leaves
+    alone. perspective_flip_fv is not checked while the flip is off (nothing reads it). In files read
+    the Deforum way (`deforum_nan_fill`, which imported Deforum files get), each with a warning: a
+    strength below 0 or above 1 is clamped per frame (in place), as Deforum clamps it, and with the
+    flip on a field of view outside (0, 180] goes through Deforum's camera formula as it is (a
+    negative one turns the tilt and pan the other way); only one whose half has no sine (0, 360 ...)
+    cannot be read."""
+    skip = () if settings.enable_perspective_flip else ("perspective_flip_fv",)
+    if not settings.deforum_nan_fill:  # the engine's own files keep the range checks' errors
+        return skip
+    strength = values["strength"]
+    outside = (strength < 0) | (strength > 1)
+    if outside.any():
+        frames = np.flatnonzero(outside)
+        warnings.warn(f"strength_schedule: {len(frames)} frame(s) from frame {frames[0]} are outside [0, 1] "
+                      f"({strength[frames[0]]:g} there): clamped to [0, 1] as Deforum does", DeforumReadingWarning,
+                      stacklevel=3)
+        values["strength"] = np.clip(strength, 0.0, 1.0)
+    if skip:
+        return skip
+    fv = values["perspective_flip_fv"]
+    undefined = np.isclose(np.sin(np.deg2rad(fv) / 2.0), 0.0, atol=1e-12)
+    if undefined.any():
+        frame = int(np.argmax(undefined))
+        raise SettingsError(f"perspective_flip_fv: frame {frame} has value {fv[frame]:g}: a field of view of 0 (or "
+                            f"a multiple of 360) degrees puts the camera at no distance; keep it away from 0")
+    outside = (fv <= 0) | (fv > 180)
+    if outside.any():
+        frame = int(np.argmax(outside))
+        warnings.warn(f"perspective_flip_fv: {int(outside.sum())} frame(s) from frame {frame} are outside (0, 180] "
+                      f"({fv[frame]:g} there): read through Deforum's camera formula as they are (a negative field "
+                      f"of view turns the tilt and pan the other way)", DeforumReadingWarning, stacklevel=3)
+    return ("perspective_flip_fv",)
+
+
+def _check_ranges(values: dict[str, np.ndarray], skip: tuple[str, ...] = ()) -> None:
     for value in PER_FRAME_VALUES:
         name, low, high, inclusive = value.name, value.low, value.high, value.low_inclusive
-        if low is None:
+        if low is None or name in skip:
             continue
         array = values[name]
         bad_low = array < low if inclusive else array <= low

@@ -18,28 +18,33 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from deforum_engine.backends import make_backend
 from deforum_engine.backends.base import Backend, RenderContext
-from deforum_engine.models.depth import DepthEstimator, depth_choice, load_depth_estimator
+from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.errors import RenderCancelled, SettingsError
-from deforum_engine.rendering.inputs import RenderInputs, check_inputs
-from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
+from deforum_engine.models.depth import (
+    DepthEstimator,
+    depth_choice,
+    load_depth_estimator,
+)
 from deforum_engine.output.folder import RenderFolder, default_folder
 from deforum_engine.output.resume import ResumeState, load_resume_state
 from deforum_engine.output.video import VideoWriter, encode_folder
 from deforum_engine.output.writer import FrameWriter
 from deforum_engine.plan.frame_plan import FramePlan
-from deforum_engine.config.settings import Settings, save_settings
+from deforum_engine.rendering.inputs import RenderInputs, check_inputs
+from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
 from deforum_engine.rendering.summary import describe_plan
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
+PhaseCallback = Callable[[str], None]  # "preparing", "generating", "post_processing", each when that work starts
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ def render(
     on_frame: FrameCallback | None = None,
     quiet: bool = False,
     cancel: threading.Event | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> RenderResult:
     """Render `settings` into `out` (default `renders/<name>-<time>/`): PNG frames, settings, video.
 
@@ -71,10 +77,12 @@ def render(
     thread for most frames); it may return a replacement image for the stored frame and video
     (post-processing), or None. Setting `cancel` (from any thread) stops the render before its
     next diffused frame with RenderCancelled; the folder then resumes like any stopped render.
+    `on_phase(name)` is told when checking and loading ("preparing"), the frames ("generating") and
+    finishing the video ("post_processing") start.
     """
     folder = RenderFolder(Path(out)) if out is not None else default_folder(settings.name, preview)
     return _render(settings, folder, backend, preview, resuming=False, on_frame=on_frame, quiet=quiet,
-                   cancel=cancel)
+                   cancel=cancel, on_phase=on_phase)
 
 
 def resume(
@@ -84,6 +92,7 @@ def resume(
     on_frame: FrameCallback | None = None,
     quiet: bool = False,
     cancel: threading.Event | None = None,
+    on_phase: PhaseCallback | None = None,
 ) -> RenderResult:
     """Continue a stopped render from its folder; the frames equal those of an uninterrupted run."""
     render_folder = RenderFolder(Path(folder))
@@ -94,12 +103,15 @@ def resume(
             f"`deforum-engine encode {render_folder.root}` rebuilds its video"
         )
     return _render(settings, render_folder, backend, bool(info.get("preview")), resuming=True,
-                   on_frame=on_frame, quiet=quiet, cancel=cancel)
+                   on_frame=on_frame, quiet=quiet, cancel=cancel, on_phase=on_phase)
 
 
 def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, preview: bool, *, resuming: bool,
-            on_frame: FrameCallback | None, quiet: bool, cancel: threading.Event | None) -> RenderResult:
+            on_frame: FrameCallback | None, quiet: bool, cancel: threading.Event | None,
+            on_phase: PhaseCallback | None = None) -> RenderResult:
     started = time.perf_counter()
+    phase = on_phase or (lambda name: None)
+    phase("preparing")
     # 1. Check every input, before any model loads.
     inputs = check_inputs(settings)
     plan = inputs.plan
@@ -115,7 +127,8 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
         print(describe_plan(plan, backend, depth.choice if depth is not None else None), file=sys.stderr)
         print(f"Output: {folder.root}", file=sys.stderr)
     # 5. The frame loop, from frame 0 or from the saved state.
-    _run_loop(inputs, backend, depth, folder, state, on_frame, quiet, cancel)
+    phase("generating")
+    _run_loop(inputs, backend, depth, folder, state, on_frame, quiet, cancel, phase)
     # 6. The video was streamed while rendering; a resumed render's stream was cut by the stop,
     #    so its video is rebuilt from the frames.
     if state is not None:
@@ -182,7 +195,7 @@ class _Sink:
 
 def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimator | None, folder: RenderFolder,
               state: ResumeState | None, on_frame: FrameCallback | None, quiet: bool,
-              cancel: threading.Event | None) -> None:
+              cancel: threading.Event | None, phase: PhaseCallback) -> None:
     """Frames into the folder (and the video stream for a new render), under a progress bar.
 
     A stop (Ctrl-C, `cancel`) keeps every frame written so far and says how to resume.
@@ -199,6 +212,7 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
             start = start_or_resume(inputs, backend, state, sink, depth)
             device = depth_model.model.device if depth_model is not None else "cpu"
             FrameLoop.for_render(plan, backend, start.reference, depth, device).run(start, sink, cancel)
+            phase("post_processing")  # the last frames and the video are finished as the writer closes
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
               f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)

@@ -6,7 +6,13 @@ from typing import NamedTuple
 
 from deforum_engine.errors import SettingsError
 from deforum_engine.schedules.expressions import _compile, _compile_value
-from deforum_engine.schedules.grammar import _INTEGER, _Problem, _parse_entry, _quote, _split_entries
+from deforum_engine.schedules.grammar import (
+    _INTEGER,
+    _parse_entry,
+    _Problem,
+    _quote,
+    _split_entries,
+)
 
 
 class DeforumReading(NamedTuple):
@@ -36,17 +42,20 @@ def read_deforum_schedule(text, setting: str = "schedule") -> DeforumReading:
     except SettingsError:
         return DeforumReading(text, ())
     entries, notes = [], []
+    keys = {_integer_key(text[start:end]) for start, end in spans} - {None}
     for index, (start, end) in enumerate(spans, 1):
         entry = text[start:end].strip()
-        read, note = _read_deforum_entry(entry)
+        read, note = _read_deforum_entry(entry, keys)
         entries += read
         if note:
             notes.append(f"{_quote(setting, f'keyframe {index}', entry)} {note}")
     return DeforumReading(", ".join(entries) if notes else text, tuple(notes))
 
 
-def _read_deforum_entry(entry: str) -> tuple[list[str], str]:
-    """The entry's keyframes in the engine's grammar, and a note when they had to be read leniently."""
+def _read_deforum_entry(entry: str, keys: set[int] = frozenset()) -> tuple[list[str], str]:
+    """The entry's keyframes in the engine's grammar, and a note when they had to be read leniently.
+
+    `keys`: the schedule's keys (each entry's first), to check split-off keyframes against."""
     if _reads_as_written(entry):
         return [entry], ""
     studio = _studio_entry(entry)
@@ -54,11 +63,35 @@ def _read_deforum_entry(entry: str) -> tuple[list[str], str]:
         read, why = studio
         return [read], f"read as {read} as Deforum Studio does ({why})"
     pieces = _split_on_spaces(entry)
-    if pieces is not None:
-        read = [piece if _reads_as_written(piece) else _studio_entry(piece)[0] for piece in pieces]
-        return read, (f"has no comma between its keyframes: read as {', '.join(read)} "
-                      f"(Deforum itself stops with a syntax error at this keyframe's frame)")
-    return [entry], ""
+    if pieces is None:
+        return [entry], ""
+    read = [piece if _reads_as_written(piece) else _studio_entry(piece)[0] for piece in pieces]
+    backwards = _keys_going_back(read, keys)
+    if backwards:
+        kept = [piece for piece in read if piece not in backwards]
+        return kept, (f"has no comma between its keyframes; Deforum's parser takes only the text up to the "
+                      f"second ':' of an entry, so {', '.join(backwards)} is never a keyframe there (it would "
+                      f"go back to a frame that has its own keyframe): read as {', '.join(kept)} (Deforum "
+                      f"itself stops with a syntax error at this keyframe's frame)")
+    return read, (f"has no comma between its keyframes: read as {', '.join(read)} "
+                  f"(Deforum itself stops with a syntax error at this keyframe's frame)")
+
+
+def _integer_key(entry: str) -> int | None:
+    key = entry.split(":", 1)[0].strip().strip("\"'")
+    return int(key) if _INTEGER.fullmatch(key) else None
+
+
+def _keys_going_back(pieces: list[str], keys: set[int]) -> list[str]:
+    """Split-off keyframes (after the entry's first) at or before the entry's own frame, or at a frame that
+    another entry keys: reading them as keyframes would overwrite a value Deforum reads from its own entry."""
+    first = _integer_key(pieces[0])
+    going_back = []
+    for piece in pieces[1:]:
+        frame = _integer_key(piece)
+        if frame is not None and ((first is not None and frame <= first) or frame in keys):
+            going_back.append(piece)
+    return going_back
 
 
 def _reads_as_written(entry: str) -> bool:

@@ -19,10 +19,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.config.presets import list_presets
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
 from deforum_engine.config.styles import STYLE_NAMES
+from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.studio.a1111 import a1111_routes
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.documents import engine_names, jobs_file_documents
@@ -59,20 +59,23 @@ def create_app(config: StudioConfig) -> FastAPI:
         app.include_router(routes(studio), prefix="/api")
     app.include_router(a1111_routes(studio), prefix="/deforum_api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(RequestGuard, token=config.token)
+    app.add_middleware(RequestGuard, token=config.token, api_auth=config.api_auth)
     return app
 
 
 def _error_handlers(app: FastAPI) -> None:
-    def answer(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    def answer(request: Request, status: int, message: str) -> JSONResponse:
+        # the extension's clients read `message`; the page reads `error`
+        extra = {"message": message} if request.url.path.startswith("/deforum_api") else {}
+        return JSONResponse({"error": message, **extra}, status_code=status)
 
-    app.add_exception_handler(StudioError, lambda request, error: answer(error.status, error.message))
-    app.add_exception_handler(SettingsError, lambda request, error: answer(422, str(error)))
-    app.add_exception_handler(RenderError, lambda request, error: answer(500, str(error)))
-    app.add_exception_handler(HTTPException, lambda request, error: answer(error.status_code, str(error.detail)))
+    app.add_exception_handler(StudioError, lambda request, error: answer(request, error.status, error.message))
+    app.add_exception_handler(SettingsError, lambda request, error: answer(request, 422, str(error)))
+    app.add_exception_handler(RenderError, lambda request, error: answer(request, 500, str(error)))
+    app.add_exception_handler(HTTPException, lambda request, error: answer(request, error.status_code,
+                                                                           str(error.detail)))
     app.add_exception_handler(RequestValidationError, lambda request, error: answer(
-        400 if any(problem.get("type") == "json_invalid" for problem in error.errors()) else 422,
+        request, 400 if any(problem.get("type") == "json_invalid" for problem in error.errors()) else 422,
         _validation_message(error)))
 
 
@@ -274,7 +277,7 @@ def _batch_routes(studio: Studio) -> APIRouter:
     router = APIRouter(tags=["batches"])
 
     @router.post("/batches", status_code=201)
-    def create_batch(request: dict[str, Any] = Body(..., examples=[{"settings": [{"max_frames": 10}, {"max_frames": 20}]},
+    def create_batch(request: dict[str, Any] = Body(..., examples=[{"settings": [{"max_frames": 10}, {"max_frames": 20}]},  # noqa: B008
                                                                      {"jobs_file": "[matrix]\nseed = [1, 2]\n", "base": {"max_frames": 10}}]),
                      preview: bool | None = Query(None)) -> dict:
         """Queue several renders: `settings` (a list of documents), or `jobs_file` (the text of a TOML jobs

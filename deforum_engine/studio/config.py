@@ -20,6 +20,7 @@ class StudioConfig:
     ip_adapter: str | None = None
     preview_only: bool = False
     token: str | None = None
+    api_auth: str | None = None  # AUTOMATIC1111's --api-auth: "user:pass[,user2:pass2]", HTTP Basic
     host: str = "127.0.0.1"
     port: int = 7860
 
@@ -39,7 +40,7 @@ class StudioConfig:
     def database(self) -> Path:
         return self.data / "studio.sqlite3"
 
-    def prepare(self) -> "StudioConfig":
+    def prepare(self) -> StudioConfig:
         """Create the data folders; the paths become absolute so renders never depend on the cwd."""
         config = replace(self, data=Path(self.data).expanduser().resolve())
         for folder in (config.renders_dir, config.uploads_dir, config.previews_dir):
@@ -57,9 +58,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(host: str, token: str | None) -> None:
-    """Serving beyond this machine needs a token: anyone who can reach the port could render."""
-    if not is_loopback(host) and not token:
+def check_api_auth(api_auth: str | None) -> None:
+    """--api-auth is one or more user:pass pairs, separated by commas."""
+    if api_auth is not None and not all(":" in login and login.split(":", 1)[0] for login in api_auth.split(",")):
+        raise SettingsError("serve: --api-auth takes user:password pairs separated by commas, e.g. "
+                            "--api-auth alice:s3cret,bob:hunter2")
+
+
+def check_exposure(host: str, token: str | None, api_auth: str | None = None) -> None:
+    """Serving beyond this machine needs a token (or --api-auth logins): anyone who can reach the port could render."""
+    check_api_auth(api_auth)
+    if not is_loopback(host) and not token and not api_auth:
         raise SettingsError(
             f"serve: --host {host} makes the studio reachable from other machines; give a token with "
             f"--token or the {TOKEN_ENV} environment variable (clients send it as `Authorization: Bearer TOKEN`)"

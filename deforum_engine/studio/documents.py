@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deforum_engine.errors import SettingsError
 from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
-from deforum_engine.plan.frame_plan import build_plan
 from deforum_engine.config.presets import load_preset
 from deforum_engine.config.settings import Settings, validate_settings
+from deforum_engine.errors import SettingsError
+from deforum_engine.plan.frame_plan import build_plan
+from deforum_engine.post.srt import gen_info_srt
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 
@@ -60,7 +61,10 @@ def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], s
     preset = data.get("motion_preset")
     merged = {**(load_preset(preset).settings if preset else {}), **data}
     settings = validate_settings(merged, source)
-    return Document(build_plan(settings).settings, notes)
+    plan = build_plan(settings)
+    if settings.deforum_save_gen_info_as_srt:
+        gen_info_srt(plan, frames=0)  # every schedule the .srt reports reads, before the job is queued
+    return Document(plan.settings, notes)
 
 
 def engine_names(document: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:

@@ -48,11 +48,15 @@ class JobStore:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:60] or "render"
         return job_id, self.renders_dir / f"{slug}-{job_id}"
 
-    def add(self, job_id: str, name: str, folder: Path, preview: bool, frames: int, batch_id: str | None = None) -> Job:
+    def add(self, job_id: str, name: str, folder: Path, preview: bool, frames: int, batch_id: str | None = None,
+            failed: str | None = None) -> Job:
+        """A queued job; or, with `failed` (the message), one that failed before it could be queued."""
+        now = time.time()
         self.database.execute(
-            "INSERT INTO jobs (id, name, folder, status, preview, frames, batch_id, created) "
-            "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-            (job_id, name, folder.name, int(preview), frames, batch_id, time.time()))
+            "INSERT INTO jobs (id, name, folder, status, error, preview, frames, batch_id, created, finished) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, name, folder.name, "queued" if failed is None else "failed", failed, int(preview), frames,
+             batch_id, now, None if failed is None else now))
         return self.get(job_id)
 
     def get(self, job_id: str) -> Job:

@@ -12,7 +12,7 @@ def serve(config: StudioConfig) -> None:
 
     from deforum_engine.studio.app import create_app
 
-    check_exposure(config.host, config.token)
+    check_exposure(config.host, config.token, config.api_auth)
     app = create_app(config)
     shown = "127.0.0.1" if is_loopback(config.host) else config.host
     url = f"http://{shown}:{config.port}/" + (f"?token={config.token}" if config.token else "")

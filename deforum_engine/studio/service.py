@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import secrets
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.output.atomic import read_frame
 from deforum_engine.output.folder import RenderFolder
-from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.database import Database
 from deforum_engine.studio.documents import Document, read_document, server_settings
@@ -70,6 +71,29 @@ class Studio:
             raise StudioError(problems[0][0], "; ".join(message for _, message in problems))
         batch_id = secrets.token_hex(6)
         return batch_id, [self._queue(document.settings, preview, batch_id) for document in checked]
+
+    def create_each(self, documents: list[Any], preview: bool | None = None) -> tuple[str, list[tuple[Job, list[str]]]]:
+        """Queue each document on its own (the /deforum_api's way): one that cannot be read becomes a failed
+        job holding the one-line message, and the others are queued. Returns (job, notes) pairs in order."""
+        preview = self._preview(preview)
+        batch_id = secrets.token_hex(6)
+        made = []
+        for number, document in enumerate(documents, start=1):
+            try:
+                checked = read_document(document, self.uploads, self.server, f"document {number}")
+            except StudioError as error:
+                made.append((self._failed(error.message, preview, batch_id), []))
+            except SettingsError as error:
+                made.append((self._failed(str(error), preview, batch_id), []))
+            else:
+                made.append((self._queue(checked.settings, preview, batch_id), checked.notes))
+        return batch_id, made
+
+    def _failed(self, message: str, preview: bool, batch_id: str) -> Job:
+        """A job for a document that could not be read: failed from the start, with an empty folder."""
+        job_id, folder = self.jobs.new_folder("invalid")
+        folder.mkdir(parents=True)
+        return self.jobs.add(job_id, "invalid", folder, preview, 0, batch_id, failed=message)
 
     def _preview(self, requested: bool | None) -> bool:
         if self.config.preview_only:

@@ -14,17 +14,19 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from deforum_engine.backends import make_backend
+from deforum_engine.config.settings import Settings, validate_settings
 from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
 from deforum_engine.output.atomic import encode_png
 from deforum_engine.output.folder import RenderFolder
+from deforum_engine.post.srt import check_gen_info, write_gen_info
 from deforum_engine.rendering.recipe import render, resume
-from deforum_engine.config.settings import Settings, validate_settings
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.jobs import DONE, STOPPED, Job, JobStore
@@ -33,6 +35,9 @@ from deforum_engine.studio.uploads import UploadStore
 
 log = logging.getLogger(__name__)
 RATE_WINDOW = 30  # frames/s is measured over the last this-many frames
+# A job's events for listeners (the /deforum_api's phases): (job id, event, detail). Events: "preparing",
+# "generating", "post_processing" (each when that work starts), "frame" (detail: frames done), "end" (detail: status).
+JobListener = Callable[[str, str, object], None]
 
 
 class LiveProgress:
@@ -116,6 +121,7 @@ class RenderWorker:
         self._stopping = threading.Event()
         self._running: _Running | None = None
         self._thread: threading.Thread | None = None
+        self._listeners: list[JobListener] = []
 
     # --- control, from request threads ---------------------------------------------------------
 
@@ -143,6 +149,14 @@ class RenderWorker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def listen(self, listener: JobListener) -> None:
+        """Call `listener(job_id, event, detail)` on each job's events (from the worker thread)."""
+        self._listeners.append(listener)
+
+    def _tell(self, job_id: str, event: str, detail: object = None) -> None:
+        for listener in self._listeners:
+            listener(job_id, event, detail)
 
     def live(self, job_id: str) -> LiveProgress | None:
         running = self._running
@@ -194,21 +208,25 @@ class RenderWorker:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
+            self._tell(job.id, "preparing")
             status, error = self._render(job, self._running)
             with self._lock:
                 self.jobs.move(job.id, ("running",), status, error)
                 self._running = None
+            self._tell(job.id, "end", status)
 
     def _render(self, job: Job, running: _Running) -> tuple[str, str | None]:
         """Render or resume the job's folder; returns its new status and error message."""
         folder = RenderFolder(job.folder)
-        hooks = {"on_frame": running.progress.on_frame, "quiet": True, "cancel": running.cancel}
+        hooks = {"on_frame": self._frame_hook(job.id, running.progress), "quiet": True, "cancel": running.cancel,
+                 "on_phase": lambda phase: phase != "preparing" and self._tell(job.id, phase)}  # told at the claim
         try:
             if folder.status() == "finished":
                 return "finished", None
             if not folder.is_render():
                 return "failed", f"{folder.root}: the render folder or its settings.json is gone; delete this job"
             settings = folder.saved_settings()
+            check_gen_info(settings)
             backend = None if job.preview else self._model_backend(settings)
             if backend is not None and settings.image_prompt is not None:
                 screen_image(backend.pipelines, settings.image_prompt, self.uploads.label(settings.image_prompt))
@@ -216,14 +234,25 @@ class RenderWorker:
                 render(settings, out=folder.root, preview=job.preview, backend=backend, **hooks)
             else:
                 resume(folder.root, backend=backend, **hooks)
+            write_gen_info(folder)
             return "finished", None
         except RenderCancelled:
             return ("queued" if self._stopping.is_set() else "cancelled"), None
         except (SettingsError, RenderError) as error:
             return "failed", str(error)
-        except Exception as error:  # noqa: BLE001 - a job boundary: the job fails with its reason, the queue goes on
+        except Exception as error:
             log.exception("job %s failed", job.id)
             return "failed", f"internal error: {type(error).__name__}: {error}"
+
+    def _frame_hook(self, job_id: str, progress: LiveProgress):
+        """The engine's per-frame callback: live progress, and a "frame" event for listeners."""
+        if not self._listeners:
+            return progress.on_frame
+
+        def on_frame(index: int, image: np.ndarray) -> None:
+            progress.on_frame(index, image)
+            self._tell(job_id, "frame", index + 1)
+        return on_frame
 
     def _model_backend(self, settings: Settings):
         return make_backend(settings, preview=False)
@@ -235,7 +264,7 @@ class RenderWorker:
         try:
             settings = validate_settings({"model": self.config.model, "ip_adapter": self.config.ip_adapter},
                                          "serve --model")
-            self._model_backend(settings).pipelines
+            self._model_backend(settings).pipelines  # noqa: B018 - reading the property loads the pipelines
             self.model_loaded = True
         except (SettingsError, RenderError) as error:
             self.model_error = str(error)

@@ -15,15 +15,17 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from deforum_engine.errors import SettingsError
+from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.importers.parseq import is_url, load_parseq_manifest
+from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
+from deforum_engine.errors import SettingsError
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.schedules import read_deforum_schedule
-from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config import choices
 from deforum_engine.config.settings import SCHEDULE_FIELDS, SETTING_NAMES
 
@@ -176,7 +178,7 @@ _ENGINE_ONLY_KEYS = (
     "image_prompt_influence", "image_prompt_mode", "image_prompt_max_mb", "prompt_style", "prompt_blend_frames",
     "lora_dirs", "model", "model_config_dir", "ip_adapter", "vae", "tiny_vae_model", "compile_unet", "device",
     "dtype", "depth_model", "adabins_model", "depth_normalization", "motion_preset", "name", "crf", "video_preset",
-    "safety_checker", "deforum_nan_fill",
+    "safety_checker", "deforum_nan_fill", "deforum_save_gen_info_as_srt", "deforum_save_gen_info_as_srt_params",
 )
 # What a Deforum file means where the engine's own default differs: Deforum stretches a mismatched init
 # image, fills NaN schedule frames from the frames around them, matches colours to frame 0's output,
@@ -305,6 +307,7 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     notes += _read_schedules(settings)
     notes += _feature_notes(reader, settings)
     ignored = [key for key in raw if key not in reader.used]
+    settings.setdefault("srt_schedules", _srt_schedules(raw))
     return DeforumImport(settings=settings, ignored=ignored, notes=notes)
 
 
@@ -390,6 +393,19 @@ def _studio_sampler(reader: _Reader, notes: list[str]) -> str | None:
     if scheduler not in _COMFY_PLAIN_SCHEDULERS:
         notes.append(f"scheduler {scheduler!r} is not available for {base!r}: using its default noise schedule")
     return base
+
+
+def _srt_schedules(raw: dict) -> dict[str, str]:
+    """The file's schedules that only its gen-info .srt reports (subseeds, masks, hybrid video, steps and
+    sampler schedules that are switched off ...), kept as written; their features stay ignored."""
+    kept = {}
+    for key in SRT_ONLY_SCHEDULES:
+        value = raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"0: ({value})"
+        if isinstance(value, str) and value.strip():
+            kept[key] = value
+    return kept
 
 
 def _read_schedules(settings: dict[str, Any]) -> list[str]:
