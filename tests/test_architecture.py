@@ -27,6 +27,8 @@ LAYERS = [
     ("inputs", "summary"),
     ("loop",),  # the frame loop
     ("rendering",),  # render() / resume(): the recipe
+    # after the render: interpolation, upscaling, seamless loops
+    ("post", "post.loop", "post.rife", "post.upscalers", "post.frames", "post.interpolate", "post.upscale"),
     ("jobs",),
     ("batch", "ray_executor"),
     # the studio (`serve`): a web layer over rendering and batch files

@@ -52,9 +52,12 @@ def save_tiny_upscaler(path: Path, family: str = "srvgg", scale: int = 4, key: s
             else UpscalerSpec("rrdb", scale, features=8, depth=1, grow=4))
     torch.manual_seed(seed)
     model = build_upscaler(spec)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.mul_(0.5)
+    with torch.no_grad():  # unit-gain convolutions, so the random network's output varies over the image
+        for name, parameter in model.named_parameters():
+            if parameter.ndim == 4:
+                parameter.normal_(0, (1 / (parameter.shape[1] * 9)) ** 0.5)
+            elif name.endswith("bias"):
+                parameter.fill_(0.5 if name.startswith("conv_last") else 0.02)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file

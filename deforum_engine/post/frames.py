@@ -86,7 +86,7 @@ def _video_source(path: Path) -> FrameSource:
         next(reader)  # the header
         try:
             for data in reader:
-                yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+                yield np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
         finally:
             reader.close()
 
