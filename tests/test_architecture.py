@@ -26,9 +26,10 @@ LAYERS = [
     ("output",),
     ("inputs", "summary"),
     ("loop",),  # the frame loop
+    # after the render's video: interpolation, upscaling, seamless loops (the recipe calls them last)
+    ("post", "post.loop", "post.rife", "post.upscalers", "post.frames", "post.interpolate", "post.upscale",
+     "post.pipeline"),
     ("rendering",),  # render() / resume(): the recipe
-    # after the render: interpolation, upscaling, seamless loops
-    ("post", "post.loop", "post.rife", "post.upscalers", "post.frames", "post.interpolate", "post.upscale"),
     ("jobs",),
     ("batch", "ray_executor"),
     # the studio (`serve`): a web layer over rendering and batch files
