@@ -39,3 +39,21 @@ def test_missing_weights_are_refused_before_the_render(tmp_path):
     with pytest.raises(SettingsError, match="r_upscale_model"):
         render(settings, out=tmp_path / "r", preview=True, quiet=True)
     assert not (tmp_path / "r").exists()
+
+
+def test_deforum_files_keep_their_interpolation_and_upscaling_settings():
+    from deforum_engine.importers.deforum import import_deforum
+
+    raw = {"frame_interpolation_engine": "FILM", "frame_interpolation_x_amount": 4,
+           "frame_interpolation_slow_mo_enabled": True, "r_upscale_video": True, "r_upscale_factor": "x3",
+           "r_upscale_model": "realesrgan-x4plus-anime", "r_upscale_keep_imgs": False}
+    result = import_deforum(raw, "deforum.txt")
+    settings = validate_settings(result.settings)
+    assert settings.frame_interpolation_engine == "RIFE" and settings.frame_interpolation_x_amount == 4
+    assert settings.frame_interpolation_slow_mo_enabled and settings.r_upscale_factor == "x3"
+    assert settings.r_upscale_model == "realesrgan-x4plus-anime" and not settings.r_upscale_keep_imgs
+    assert any("FILM" in note and "RIFE" in note for note in result.notes) and not result.ignored
+    imported = import_deforum({"frame_interpolation_engine": "RIFE v4.6"}, "d.txt").settings
+    assert imported["frame_interpolation_engine"] == "RIFE"
+    with pytest.raises(SettingsError, match="FILM is not available"):
+        validate_settings({"frame_interpolation_engine": "FILM"})  # a native file says what to use instead
