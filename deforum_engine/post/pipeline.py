@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..output import RenderFolder
 from .frames import FrameSink, open_source
 from .interpolate import Interpolation, interpolate_source
 from .loop import choose_loop_frames
@@ -85,3 +86,44 @@ def make_loop(folder: Path, settings: Settings) -> int:
         for frame in source.frames():
             sink.write(frame)
     return length
+
+
+
+def _loop_of(path: Path) -> tuple[int, bool]:
+    """A render folder's loop (frames that dissolve to frame 0, and whether it loops); none for a video."""
+    if not path.is_dir():
+        return 0, False
+    settings = RenderFolder(path).saved_settings()
+    if not settings.seamless_loop:
+        return 0, False
+    raw = open_source(path)
+    return settings.seamless_loop_frames or choose_loop_frames(raw.frames, raw.count), True
+
+
+def interpolate_path(path: str | os.PathLike, x: int = 2, slow_mo: int | None = None, keep_frames: bool = False,
+                     model: str | None = None, device: str | None = None) -> Path:
+    """`deforum-engine interpolate`: a render folder (its raw frames, its loop) or any video, X times the frames."""
+    from ..models import resolve_device
+
+    path = Path(path).expanduser()
+    job = Interpolation(x, slow_mo, keep_frames)
+    source = open_source(path)
+    loop_frames, loops = _loop_of(path)
+    if loops:
+        source, job = open_source(path, loop_frames=loop_frames), Interpolation(x, slow_mo, keep_frames, loop=True)
+    resolve_weights(model or DEFAULT_RIFE_MODEL, "--model")
+    device = device or resolve_device(None)
+    return interpolate_source(source, job, load_rife(model or DEFAULT_RIFE_MODEL, device, "--model"), device)
+
+
+def upscale_path(path: str | os.PathLike, factor: str | int = "x2", model: str = "realesr-animevideov3",
+                 keep_frames: bool = False, device: str | None = None) -> Path:
+    """`deforum-engine upscale`: a render folder (its raw frames, its loop) or any video, `factor` times larger."""
+    from ..models import resolve_device
+
+    path = Path(path).expanduser()
+    job = Upscaling(parse_factor(factor), keep_frames=keep_frames)
+    source = open_source(path, loop_frames=_loop_of(path)[0])
+    resolve_upscaler(model)
+    device = device or resolve_device(None)
+    return upscale_source(source, job, load_upscaler(model, device), device)
