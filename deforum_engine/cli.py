@@ -141,6 +141,8 @@ def _report(result, quiet: bool) -> None:
         print(f"{kind} finished: {result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s)",
               file=sys.stderr)
     print(result.video)
+    for video in result.extra_videos:  # upscaled / interpolated videos (post-processing)
+        print(video)
 
 
 def cmd_encode(args) -> int:
