@@ -20,8 +20,8 @@ LAYERS = [
     ("models",),  # one cache of loaded models, offline checks
     ("backends", "control"),  # the generator interface and its backends; ControlNet units and masks
     ("output",),  # render folder, resume state, video
-    ("rendering",),  # inputs, steps, the frame loop, the recipe, the summary
-    ("post",),  # after the render: interpolation, upscaling, loops, .srt
+    ("post",),  # on the written frames: interpolation, upscaling, loops, .srt (the recipe runs it last)
+    ("rendering",),  # inputs, steps, the frame loop, the recipe (which ends with post), the summary
     ("batch",),  # jobs files, local and Ray executors
     ("studio",),  # `serve`: the web layer over the engine
     ("cli", ""),  # the command line, and the package's lazy top-level API

@@ -1,0 +1,1 @@
+"""After the render: RIFE frame interpolation, Real-ESRGAN upscaling, seamless loops."""
