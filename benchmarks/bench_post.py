@@ -46,14 +46,14 @@ def main():
         pass
     print(f"threads: {args.threads}")
     for name, net in nets.items():
-        seconds = median_seconds(lambda: in_betweens(net, a, b, 2), args.repeats)
+        seconds = median_seconds(lambda net=net: in_betweens(net, a, b, 2), args.repeats)
         print(f"{name}: x2, one in-between at 512x512: {seconds * 1000:.0f} ms")
     upscalers = {"realesr-animevideov3 (SRVGG)": UpscalerSpec("srvgg", 4, 64, 16)}
     if args.rrdb:
         upscalers["RealESRGAN_x4plus (RRDB 23)"] = UpscalerSpec("rrdb", 4, 64, 23)
     for name, spec in upscalers.items():
         model = build_upscaler(spec)
-        seconds = median_seconds(lambda: upscale_image(model, a, 2), max(1, args.repeats // 2))
+        seconds = median_seconds(lambda model=model: upscale_image(model, a, 2), max(1, args.repeats // 2))
         print(f"{name}: 512x512 -> 1024x1024 (x4 network, Lanczos to x2), tiles of 256: {seconds:.2f} s")
 
 

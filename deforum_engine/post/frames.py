@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class FrameSink:
         self.writer.write(frame)
         self.index += 1
 
-    def __enter__(self) -> FrameSink:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

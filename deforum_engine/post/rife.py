@@ -164,7 +164,7 @@ def _warp(image, flow):
     import torch
     from torch.nn import functional as F
 
-    n, _, h, w = flow.shape
+    h, w = flow.shape[-2:]
     ys = torch.linspace(-1.0, 1.0, h, device=flow.device, dtype=flow.dtype)
     xs = torch.linspace(-1.0, 1.0, w, device=flow.device, dtype=flow.dtype)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1).unsqueeze(0)

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from deforum_engine import render
+from deforum_engine.config.settings import validate_settings
 from deforum_engine.output import VideoWriter, probe_video
 from deforum_engine.post.frames import open_source
 from deforum_engine.post.interpolate import Interpolation, interpolate_source
 from deforum_engine.post.rife import load_rife
-from deforum_engine.config.settings import validate_settings
 from tiny_post import save_tiny_rife
 
 

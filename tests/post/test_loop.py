@@ -2,9 +2,9 @@
 import numpy as np
 
 from deforum_engine import render
+from deforum_engine.config.settings import validate_settings
 from deforum_engine.post.frames import open_source
 from deforum_engine.post.loop import choose_loop_frames, loop_weight, looped, seam_and_median
-from deforum_engine.config.settings import validate_settings
 
 
 def test_the_weights_climb_evenly_to_frame_0():

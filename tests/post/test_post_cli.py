@@ -3,8 +3,8 @@ import numpy as np
 
 from deforum_engine import render
 from deforum_engine.cli import main
-from deforum_engine.output import VideoWriter, probe_video
 from deforum_engine.config.settings import validate_settings
+from deforum_engine.output import VideoWriter, probe_video
 from tiny_post import save_tiny_rife, save_tiny_upscaler
 
 

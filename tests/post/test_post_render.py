@@ -2,11 +2,11 @@
 import pytest
 
 from deforum_engine import render
+from deforum_engine.config.settings import validate_settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.output import probe_video
 from deforum_engine.post.frames import open_source
 from deforum_engine.post.loop import seam_and_median
-from deforum_engine.config.settings import validate_settings
 from tiny_post import save_tiny_rife, save_tiny_upscaler
 
 
