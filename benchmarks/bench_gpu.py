@@ -7,6 +7,7 @@ through a bare diffusers img2img loop making the same calls.
     python benchmarks/bench_gpu.py --family tiny                        # runs anywhere: checks the script
     python benchmarks/bench_gpu.py --depth dpt-large                    # 3D mode: depth model + 3D warp
     python benchmarks/bench_gpu.py --depth tiny                         # runs anywhere: checks the depth rows
+    python benchmarks/bench_gpu.py --post                               # RIFE and Real-ESRGAN (post/)
 
 For each of Deforum's defaults (25 steps, strength 0.65, cfg 7) and a turbo setting (2 steps at
 strength 0.5, so 1 UNet step, cfg off) it prints frames per second of the engine (`render`, full loop with motion, coherence, PNG
@@ -174,6 +175,44 @@ def depth_rows(shape: str, repeats: int) -> None:
               f"3D warp {warp:6.2f} ms, GPU memory peak {memory:.2f} GiB")
 
 
+def post_rows(repeats: int) -> None:
+    """RIFE ms per in-between frame (x2) and Real-ESRGAN x4 per frame, published sizes, random weights."""
+    from deforum_engine.post.interpolate import in_betweens
+    from deforum_engine.post.rife import VARIANTS, build_ifnet
+    from deforum_engine.post.upscale import run_tiled
+    from deforum_engine.post.upscalers import UpscalerSpec, build_upscaler
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def timed(call) -> float:
+        call()
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        sync()
+        return 1e3 * (time.perf_counter() - start) / repeats
+
+    print(f"post-processing, float32, {torch.cuda.get_device_name() if cuda else 'CPU'}, {repeats} repeats")
+    rng = np.random.default_rng(0)
+    for version in ("4.6", "4.25"):
+        net = build_ifnet(VARIANTS[version]).to(device)
+        for width, height in ((512, 512), (1024, 576), (1920, 1088)):
+            a, b = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2))
+            print(f"RIFE {version} x2 {width}x{height}: {timed(lambda: in_betweens(net, a, b, 2, device)):8.1f} ms "
+                  "per in-between frame (uint8 in and out)")
+    for name, spec in (("realesr-animevideov3", UpscalerSpec("srvgg", 4, 64, 16)),
+                       ("RealESRGAN_x4plus", UpscalerSpec("rrdb", 4, 64, 23))):
+        model = build_upscaler(spec).to(device)
+        image = torch.rand(1, 3, 512, 512, device=device)
+        with torch.inference_mode():
+            for tile in (256, 512):
+                print(f"{name} 512x512 -> 2048x2048, tiles of {tile}: "
+                      f"{timed(lambda: run_tiled(model, image, tile, 32)):8.1f} ms")
+
+
 def bare_loop(pipe, frames: int, size: int, steps: int, strength: float, cfg: float) -> float:
     """Seconds per frame of a plain img2img feedback loop (no motion, no coherence, no files)."""
     image = np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32)
@@ -196,7 +235,10 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense fp16 peak (H100 SXM: 989)")
     parser.add_argument("--depth", choices=["dpt-large", "depth-anything-small", "tiny"],
                         help="time 3D mode's depth model and warp instead of the diffusion rows")
+    parser.add_argument("--post", action="store_true", help="time RIFE and Real-ESRGAN instead")
     args = parser.parse_args()
+    if args.post:
+        return post_rows(repeats=max(1, args.frames // 4))
     if args.depth:
         return depth_rows(args.depth, repeats=args.frames)
     from deforum_engine import render

@@ -152,6 +152,8 @@ def _report(result, quiet: bool) -> None:
         print(f"{kind} finished: {result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s)",
               file=sys.stderr)
     print(result.video)
+    for video in result.extra_videos:  # upscaled / interpolated videos (post-processing)
+        print(video)
 
 
 def cmd_encode(args) -> int:
@@ -164,6 +166,20 @@ def cmd_encode(args) -> int:
     video = encode_folder(folder, settings.fps, settings.crf, settings.video_preset, audio_path=audio,
                           frame_count=int(settings.max_frames))
     print(video)
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    from deforum_engine.post.pipeline import interpolate_path
+
+    print(interpolate_path(args.path, args.x, args.slow_mo, args.keep_frames, args.model, args.device))
+    return 0
+
+
+def cmd_upscale(args) -> int:
+    from deforum_engine.post.pipeline import upscale_path
+
+    print(upscale_path(args.path, args.factor, args.model, args.keep_frames, args.device))
     return 0
 
 
@@ -259,6 +275,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("encode", help="rebuild a render's video from its frames")
     sub.add_argument("folder")
     sub.set_defaults(func=cmd_encode)
+
+    sub = commands.add_parser("interpolate", help="RIFE in-between frames for a render folder or any video")
+    sub.add_argument("path", help="a render folder or a video file")
+    sub.add_argument("--x", type=int, default=2, help="frames per source frame (Deforum: 2-10); default 2")
+    sub.add_argument("--slow-mo", type=int, default=None, metavar="S", help="play S times slower (no soundtrack)")
+    sub.add_argument("--keep-frames", action="store_true", help="keep the interpolated PNGs beside the video")
+    sub.add_argument("--model", default=None, help="RIFE 4.x weights: hub id, folder or file (default AlexWortega/RIFE)")
+    sub.add_argument("--device", default=None)
+    sub.set_defaults(func=cmd_interpolate)
+
+    sub = commands.add_parser("upscale", help="Real-ESRGAN upscaling of a render folder or any video")
+    sub.add_argument("path", help="a render folder or a video file")
+    sub.add_argument("--factor", default="x2", help="x2, x3 or x4; default x2")
+    sub.add_argument("--model", default="realesr-animevideov3",
+                     help="Deforum's names, a .pth / .safetensors file, or owner/repo/file.pth")
+    sub.add_argument("--keep-frames", action="store_true", help="keep the upscaled PNGs beside the video")
+    sub.add_argument("--device", default=None)
+    sub.set_defaults(func=cmd_upscale)
 
     sub = commands.add_parser("audio", help="tempo and per-frame features of a soundtrack")
     sub.add_argument("file")

@@ -28,6 +28,9 @@ DEPTH_ALGORITHMS = ("Midas-3-Hybrid", "Midas-3.1-BeitLarge", "Zoe", "Depth-Anyth
                     "Midas+AdaBins (old)", "Zoe+AdaBins (old)")
 DEPTH_ALGORITHM_ALIASES = {"depth-anything": "Depth-Anything-V2-Small"}
 DEPTH_NORMALIZATIONS = ("steady", "per_frame")
+# After the render (post/): Deforum's "RIFE v4.6" and the like are read as RIFE.
+FRAME_INTERPOLATION_ENGINES = ("None", "RIFE")
+UPSCALE_FACTORS = ("x2", "x3", "x4")
 
 
 def canonical(value: str, allowed: tuple[str, ...], aliases: dict[str, str] | None = None) -> str | None:

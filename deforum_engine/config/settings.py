@@ -136,6 +136,32 @@ class Settings(_ScheduleSettings):
     name: str | None = None
     crf: int = Field(17, ge=0, le=51)
     video_preset: Literal[choices.X264_PRESETS] = "medium"
+    # After the render (post/): upscaling, then RIFE interpolation; Deforum's names and defaults
+    frame_interpolation_engine: Literal[choices.FRAME_INTERPOLATION_ENGINES] = "None"  # Deforum's "RIFE v4.6" etc. read as RIFE
+    frame_interpolation_x_amount: int = Field(2, ge=2)
+    frame_interpolation_slow_mo_enabled: bool = False
+    frame_interpolation_slow_mo_amount: int = Field(2, ge=2)
+    frame_interpolation_keep_imgs: bool = False
+    frame_interpolation_use_upscaled: bool = False
+    rife_model: str | None = None  # hub id, folder or file of Practical-RIFE 4.x weights; default AlexWortega/RIFE
+    r_upscale_video: bool = False
+    r_upscale_factor: Literal[choices.UPSCALE_FACTORS] = "x2"
+    r_upscale_model: str = "realesr-animevideov3"  # Deforum's names, a .pth / .safetensors, or owner/repo/file.pth
+    r_upscale_keep_imgs: bool = True
+    seamless_loop: bool = False  # the last frames dissolve back to frame 0 (README: Seamless loops)
+    seamless_loop_frames: int | None = Field(None, ge=1)  # None: the fewest that hide the seam
+
+    @field_validator("frame_interpolation_engine", mode="before")
+    @classmethod
+    def _interpolation_engine(cls, value: Any) -> Any:
+        """Deforum's "RIFE v4.6" (any RIFE version) is RIFE; FILM is not available."""
+        text = str(value).strip()
+        if text.upper().startswith("RIFE"):
+            return "RIFE"
+        if text.upper() == "FILM":
+            raise ValueError("FILM is not available; use \"RIFE\" (Deforum files that ask for FILM are "
+                             "imported with RIFE)")
+        return value
 
     @field_validator("W", "H")
     @classmethod

@@ -1,1 +1,2 @@
-"""After the render: what is made from a finished render folder (the gen-info .srt, ...)."""
+"""After the render: what is made from the written frames (RIFE interpolation, Real-ESRGAN upscaling,
+seamless loops, the gen-info .srt)."""

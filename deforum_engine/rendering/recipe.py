@@ -8,6 +8,7 @@
     5. the frame loop: frame 0 or the saved state, then every           loop.start_or_resume,
        diffused frame with the cadence frames before it                 loop.FrameLoop.run
     6. the video: streamed while rendering; rebuilt for a resumed one   output.VideoWriter / encode_folder
+    7. after the video: loop, upscaling, interpolation (when asked)      post.pipeline.post_process
 
 Nothing is written before steps 1 and 2 have passed, so bad input or a model that will not load
 leaves no folder behind; from step 5 on, every frame lands atomically and a render stopped at any
@@ -39,6 +40,7 @@ from deforum_engine.output.resume import ResumeState, load_resume_state
 from deforum_engine.output.video import VideoWriter, encode_folder
 from deforum_engine.output.writer import FrameWriter
 from deforum_engine.plan.frame_plan import FramePlan
+from deforum_engine.post.pipeline import check_post, post_process, wants_post
 from deforum_engine.rendering.inputs import RenderInputs, check_inputs
 from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
 from deforum_engine.rendering.summary import describe_plan
@@ -58,6 +60,7 @@ class RenderResult:
     seconds: float
     resumed: bool
     preview: bool
+    extra_videos: tuple[Path, ...] = ()  # upscaled / interpolated videos beside the main one
 
 
 def render(
@@ -115,6 +118,7 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
     # 1. Check every input, before any model loads.
     inputs = check_inputs(settings)
     plan = inputs.plan
+    check_post(plan.settings)  # the interpolation / upscaling weights are found before anything renders
     # 2. Load the model and set it up for this render (pipeline, image-prompt adapter and embedding),
     #    and the depth model when the render uses one (not for motion previews: they use flat depth).
     backend = backend or make_backend(plan.settings, preview)
@@ -134,9 +138,11 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
     if state is not None:
         encode_folder(folder, plan.settings.fps, plan.settings.crf, plan.settings.video_preset,
                       audio_path=_soundtrack(plan), frame_count=plan.frame_count)
+    # 7. After the video: the seamless loop, upscaling, interpolation, from the raw frames (kept).
+    extra = tuple(post_process(folder.root, plan.settings)) if wants_post(plan.settings) else ()
     folder.update_info(status="finished")
     return RenderResult(folder.root, folder.frames_dir, folder.video_path, plan.frame_count,
-                        time.perf_counter() - started, state is not None, backend.is_preview)
+                        time.perf_counter() - started, state is not None, backend.is_preview, extra)
 
 
 def _render_context(plan: FramePlan) -> RenderContext:

@@ -77,7 +77,7 @@ def test_full_extension_file_lists_what_it_ignores():
     result = import_deforum(raw, str(A1111_FULL))
     ignored = set(result.ignored)
     for key in ("hybrid_motion", "hybrid_comp_alpha_schedule", "cn_1_enabled", "cn_5_weight", "use_mask", "mask_file",
-                "r_upscale_video", "frame_interpolation_engine", "video_init_path", "use_looper", "init_images",
+                "video_init_path", "use_looper", "init_images",
                 "enable_checkpoint_scheduling", "checkpoint_schedule",
                 "subseed_schedule", "sd_model_name", "deforum_git_commit_id"):
         assert key in ignored, key
@@ -87,7 +87,9 @@ def test_full_extension_file_lists_what_it_ignores():
                 "animation_prompts_positive", "animation_prompts_negative",
                 # the 3D camera is an engine feature now (animation_mode 3D)
                 "translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm",
-                "enable_noise_multiplier_scheduling", "noise_multiplier_schedule"):
+                "enable_noise_multiplier_scheduling", "noise_multiplier_schedule",
+                # interpolation and upscaling are engine features now (post/)
+                "r_upscale_video", "r_upscale_model", "frame_interpolation_engine", "frame_interpolation_x_amount"):
         assert key not in ignored, key
     assert result.ignored == [key for key in raw if key in ignored]  # file order, no repeats
     notes = " ".join(result.notes)

@@ -242,8 +242,6 @@ _FEATURE_SWITCHES = {
     "enable_ddim_eta_scheduling": "DDIM eta scheduling",
     "enable_ancestral_eta_scheduling": "ancestral eta scheduling",
     "color_force_grayscale": "grayscale output",
-    "frame_interpolation_engine": "frame interpolation",
-    "r_upscale_video": "upscaling",
     "make_gif": "GIF output",
     "resume_from_timestring": "resume by timestring",
     "restore_faces": "face restoration",
@@ -299,6 +297,7 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     settings.update(_color_coherence(reader, notes))
     settings.update(_init_image(reader))
     settings.update(_soundtrack(reader, notes))
+    settings.update(_post_processing(reader, notes))
     settings.update(_prompts(reader, notes))
     settings.update(_render_name(reader, settings, notes))
     settings.update(_parseq_manifest(reader, notes))
@@ -449,6 +448,24 @@ def _init_image(reader: _Reader) -> dict[str, Any]:
     use_init = reader.take("use_init", _flag, default=False)
     reader.first("init_image")
     return {"init_image": _local_path(reader, "init_image", "the init image") if use_init else None}
+
+
+_POST_KEYS = (("frame_interpolation_x_amount", _whole), ("frame_interpolation_slow_mo_enabled", _flag),
+              ("frame_interpolation_slow_mo_amount", _whole), ("frame_interpolation_keep_imgs", _flag),
+              ("frame_interpolation_use_upscaled", _flag), ("r_upscale_video", _flag),
+              ("r_upscale_factor", _text), ("r_upscale_model", _text), ("r_upscale_keep_imgs", _flag))
+
+
+def _post_processing(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """Interpolation and upscaling keep Deforum's names; any RIFE version is RIFE, and FILM becomes RIFE."""
+    out = {key: reader.take(key, convert) for key, convert in _POST_KEYS if reader.has(key)}
+    engine = reader.take("frame_interpolation_engine", lambda v: str(v).strip(), default="None")
+    if engine.upper() == "FILM":
+        notes.append("frame_interpolation_engine 'FILM': interpolated with RIFE (the engine has no FILM network); "
+                     "the frame count is the same, (N-1)·X+1")
+    out["frame_interpolation_engine"] = "RIFE" if engine.upper() == "FILM" or engine.upper().startswith("RIFE") \
+        else engine
+    return out
 
 
 def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
