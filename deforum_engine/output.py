@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -76,7 +77,13 @@ class RenderFolder:
 
     def info(self) -> dict:
         """What the render recorded about itself (backend, preview, status...); {} when nothing yet."""
-        return json.loads(self.info_path.read_text()) if self.info_path.is_file() else {}
+        if not self.info_path.is_file():
+            return {}
+        info = _read_record(self.info_path, "the render's record (status, backend)")
+        if not isinstance(info, dict):
+            raise SettingsError(f"{self.info_path}: the render's record is not a JSON object; restore it from a "
+                                f"backup, or delete the folder and render again")
+        return info
 
     def update_info(self, **values) -> None:
         """Merge `values` into render.json, atomically."""
@@ -108,7 +115,10 @@ class RenderFolder:
         if not self.resume_path.is_file():
             return 0
         with _open_npz(self.resume_path) as npz:
-            return int(npz[_NEXT_FRAME_KEY])
+            try:
+                return int(npz[_NEXT_FRAME_KEY])
+            except _NPZ_ERRORS as err:
+                raise _unreadable_resume(self.resume_path, err) from err
 
     def read(self) -> tuple[dict, "Settings"]:
         """The render's recorded info and its resolved settings; SettingsError if it holds no render."""
@@ -123,7 +133,11 @@ class RenderFolder:
         """The resolved settings in settings.json, validated as any settings are."""
         from .settings import validate_settings
 
-        return validate_settings(json.loads(self.settings_path.read_text()), str(self.settings_path))
+        values = _read_record(self.settings_path, "the render's settings")
+        if not isinstance(values, dict):
+            raise SettingsError(f"{self.settings_path}: the render's settings are not a JSON object; restore the "
+                                f"file from a backup, or delete the folder and render again")
+        return validate_settings(values, str(self.settings_path))
 
     def ensure_writable(self) -> None:
         """Create the folders and check that files can be written there."""
@@ -291,12 +305,30 @@ def save_resume_state(folder: RenderFolder, state: ResumeState) -> None:
     _write_atomic(folder.resume_path, lambda f: np.savez(f, **arrays))
 
 
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _unreadable_resume(path: Path, error: Exception) -> SettingsError:
+    return SettingsError(f"the resume state {path} is unreadable ({type(error).__name__}: {str(error)[:120]}); "
+                         "delete it to render from the first frame (the frames on disk are kept and overwritten)")
+
+
 def _open_npz(path: Path):
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SettingsError(f"the resume state {path} is unreadable ({err}); "
-                            "delete it to render from the first frame.") from err
+    except _NPZ_ERRORS as err:
+        raise _unreadable_resume(path, err) from err
+
+
+def _read_record(path: Path, what: str):
+    """A JSON file the engine wrote into a render folder; damage is a SettingsError naming it and the way out."""
+    from .limits import parse_json, read_text_file
+
+    try:
+        return parse_json(read_text_file(path, "render file"), str(path))
+    except SettingsError as error:
+        raise SettingsError(f"{error}; it holds {what}: restore it from a backup, or delete the folder and "
+                            "render again") from None
 
 
 def load_resume_state(folder: RenderFolder) -> ResumeState | None:
@@ -304,12 +336,15 @@ def load_resume_state(folder: RenderFolder) -> ResumeState | None:
     if not folder.resume_path.is_file():
         return None
     with _open_npz(folder.resume_path) as npz:
-        arrays = {}
-        for key in npz.files:
-            if key.startswith(_VALUE_PREFIX):
-                array = npz[key]
-                arrays[key[len(_VALUE_PREFIX):]] = array.item() if array.ndim == 0 else array
-        return ResumeState(int(npz[_NEXT_FRAME_KEY]), arrays)
+        try:
+            arrays = {}
+            for key in npz.files:
+                if key.startswith(_VALUE_PREFIX):
+                    array = npz[key]
+                    arrays[key[len(_VALUE_PREFIX):]] = array.item() if array.ndim == 0 else array
+            return ResumeState(int(npz[_NEXT_FRAME_KEY]), arrays)
+        except _NPZ_ERRORS as err:  # a damaged member is only noticed when it is read
+            raise _unreadable_resume(folder.resume_path, err) from err
 
 
 # --- ffmpeg helpers ------------------------------------------------------------------------------
@@ -440,9 +475,9 @@ class VideoWriter(_ClosesOnExit):
             audio_path = str(check_soundtrack(audio_path))
             output_params += _audio_length_params(fps, frame_count)
         self.partial_path = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
-        fd, log_name = tempfile.mkstemp(prefix="deforum-ffmpeg-", suffix=".log")
-        os.close(fd)
-        self._log_path = Path(log_name)
+        # beside the video, not in /tmp: a writer killed before it could delete it leaves it where the
+        # next writer of the same video (resume, encode) writes and then deletes it again
+        self._log_path = self.path.with_name(f".{self.path.stem}.ffmpeg.log")
         self.frames_written = 0
         self._closed = False
         self._gen = imageio_ffmpeg.write_frames(

@@ -7,12 +7,12 @@ file are relative to the file. Deforum files go through `importers/deforum.py` f
 from __future__ import annotations
 
 import json
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .limits import parse_json, parse_toml, read_text_file
 from .settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
 
 
@@ -20,14 +20,11 @@ def read_settings_file(path: Path) -> dict[str, Any]:
     """Read a JSON or TOML settings file into a dict (no validation yet)."""
     if not path.is_file():
         raise SettingsError(f"{path}: no such settings file")
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(text)
-        data = json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise SettingsError(f"{path}: not valid {kind}: {error}") from None
+    text = read_text_file(path, "settings file")
+    if path.suffix.lower() == ".toml":
+        data = parse_toml(text, str(path))
+    else:
+        data = parse_json(text, str(path))
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: a settings file holds one object of settings, got {type(data).__name__}")
     return data
