@@ -59,6 +59,9 @@ def list_presets(extra_dirs: list[Path] | None = None) -> dict[str, Preset]:
 
 def load_preset(name: str, extra_dirs: list[Path] | None = None) -> Preset:
     """One preset by name; an unknown name is a SettingsError with a suggestion."""
+    if not isinstance(name, str):
+        raise SettingsError(f"motion_preset: the name of a motion preset, e.g. \"zoom_in\" (`deforum-engine presets` "
+                            f"lists them), got {type(name).__name__} {str(name)[:40]}")
     presets = list_presets(extra_dirs)
     if name in presets:
         preset = presets[name]

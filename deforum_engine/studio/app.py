@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from ..errors import RenderError, SettingsError
+from ..limits import MB
 from ..presets import list_presets
 from ..settings import INFLUENCE_LEVELS, Settings
 from ..styles import STYLE_NAMES
@@ -29,6 +30,7 @@ from .documents import engine_names, jobs_file_documents
 from .errors import StudioError
 from .guard import RequestGuard
 from .jobs import DONE
+from .limits import BodyLimit, unexpected_error
 from .service import Studio, zip_frames
 from .uploads import UPLOAD_KINDS
 
@@ -59,6 +61,7 @@ def create_app(config: StudioConfig) -> FastAPI:
         app.include_router(routes(studio), prefix="/api")
     app.include_router(a1111_routes(studio), prefix="/deforum_api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, max_bytes=int(config.max_body_mb * MB))
     app.add_middleware(RequestGuard, token=config.token)
     return app
 
@@ -74,14 +77,17 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, lambda request, error: answer(
         400 if any(problem.get("type") == "json_invalid" for problem in error.errors()) else 422,
         _validation_message(error)))
+    app.add_exception_handler(Exception, lambda request, error: answer(*unexpected_error(error)))
 
 
 def _validation_message(error: RequestValidationError) -> str:
     problems = []
-    for problem in error.errors():
-        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+    errors = error.errors()
+    for problem in errors[:5]:
+        where = ".".join(str(part)[:60] for part in problem.get("loc", ()) if part != "body")
         problems.append(f"{where}: {problem.get('msg')}" if where else str(problem.get("msg")))
-    return "request: " + "; ".join(problems)
+    more = f"; and {len(errors) - 5} more problems" if len(errors) > 5 else ""
+    return "request: " + "; ".join(problems) + more
 
 
 # ----------------------------------------------------------------------------------------- page

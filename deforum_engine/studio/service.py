@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import SettingsError
+from ..limits import Limits
 from ..output import RenderFolder, read_frame
 from ..settings import Settings, save_settings
 from .config import StudioConfig
@@ -55,6 +56,10 @@ class Studio:
         preview = self._preview(preview)
         if not documents:
             raise StudioError(400, "a batch needs at least one settings document")
+        limit = Limits.from_env().max_jobs
+        if len(documents) > limit:
+            raise StudioError(422, f"a batch of {len(documents):,} jobs is more than the limit of {limit:,}; send it "
+                                   f"in parts, or start the studio with --max-batch-jobs to raise it")
         checked: list[Document] = []
         problems = []
         for number, (name, document) in enumerate(documents, start=1):

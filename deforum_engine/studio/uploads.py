@@ -217,13 +217,29 @@ async def _read_multipart(content_type: str, chunks: AsyncIterator[bytes], sink:
     boundary = options.get(b"boundary")
     if not boundary:
         raise StudioError(400, "the multipart upload has no boundary in its Content-Type")
+    from python_multipart.exceptions import FormParserError
+
     reader = _FirstFilePart(boundary, sink)
-    async for chunk in chunks:
-        reader.parser.write(chunk)
-    reader.parser.finalize()
+    try:
+        async for chunk in chunks:
+            reader.parser.write(chunk)
+        reader.parser.finalize()
+    except FormParserError as error:
+        raise StudioError(400, f"the multipart upload is malformed ({str(error)[:100]}); send the file as the form "
+                               "field `file`, or the raw file as the body with ?filename=") from None
     if not reader.found:
         raise StudioError(400, "the upload holds no file: send it as the form field `file`")
     return reader.filename
+
+
+MAX_PART_HEADER = 16 * 1024  # bytes of one header line of a form part
+
+
+def _bounded_header(data: bytes) -> bytes:
+    if len(data) > MAX_PART_HEADER:
+        raise StudioError(400, f"the multipart upload has a part header longer than {MAX_PART_HEADER // 1024} KB; "
+                               "send the file as the form field `file`")
+    return data
 
 
 class _FirstFilePart:
@@ -246,10 +262,10 @@ class _FirstFilePart:
         self._disposition, self._active = b"", False
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header += data[start:end]
+        self._header = _bounded_header(self._header + data[start:end])
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
+        self._value = _bounded_header(self._value + data[start:end])
 
     def _header_end(self) -> None:
         if self._header.lower() == b"content-disposition":
