@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 
 LAYERS = [
-    ("errors",),
+    ("errors", "limits"),
     ("prompts", "prompt_weights", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
     ("settings",),  # the settings model
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
@@ -30,7 +30,7 @@ LAYERS = [
     ("jobs",),
     ("batch", "ray_executor"),
     # the studio (`serve`): a web layer over rendering and batch files
-    ("studio", "studio.errors", "studio.config", "studio.database"),
+    ("studio", "studio.errors", "studio.config", "studio.database", "studio.limits"),
     ("studio.uploads", "studio.jobs", "studio.documents", "studio.safety", "studio.previews"),
     ("studio.worker", "studio.service"),
     ("studio.guard", "studio.a1111", "studio.app", "studio.server"),

@@ -104,9 +104,11 @@ def _page_routes(studio: Studio) -> APIRouter:
     def health() -> dict:
         """Whether the server is up, its mode, and how many jobs wait."""
         worker = studio.worker
-        return {"ok": True, "preview_only": studio.config.preview_only,
+        alive = worker.alive
+        restarted = worker.ensure_running()
+        return {"ok": True, "worker_restarted": restarted, "worker_restarts": worker.restarts, "preview_only": studio.config.preview_only,
                 "model": studio.server["model"], "model_loaded": worker.model_loaded,
-                "model_error": worker.model_error, "worker_alive": worker.alive, "queued": studio.jobs.queued_count()}
+                "model_error": worker.model_error, "worker_alive": alive, "queued": studio.jobs.queued_count()}
 
     @router.get("/api/options", tags=["studio"])
     def options() -> dict:

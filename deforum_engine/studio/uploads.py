@@ -164,6 +164,23 @@ class UploadStore:
             raise StudioError(422, f"{setting}: the file of upload {upload_id} ({upload.filename}) is gone; upload it again")
         return upload.path
 
+    def expire(self, older_than: float, in_use: set[str]) -> list[str]:
+        """Delete uploads created before `older_than` (a time.time()) whose stored file name is not in `in_use`;
+        returns their ids. Left-over `.incoming-*` files of a server that was killed mid-upload go too."""
+        expired = []
+        for row in self.database.rows("SELECT id, stored FROM uploads WHERE created < ?", (older_than,)):
+            if row["stored"] in in_use:
+                continue
+            path = self.folder / row["stored"]
+            if path.parent == self.folder and not path.is_symlink():
+                path.unlink(missing_ok=True)
+            self.database.execute("DELETE FROM uploads WHERE id = ?", (row["id"],))
+            expired.append(row["id"])
+        for temp in self.folder.glob(".incoming-*"):
+            if temp.stat().st_mtime < older_than:
+                temp.unlink(missing_ok=True)
+        return expired
+
     def intact(self, upload: Upload) -> bool:
         """True while the stored file is a plain file (not a symlink) right inside the uploads folder."""
         path = upload.path
