@@ -49,8 +49,8 @@ class BodyLimit:
         return await self.app(scope, _replay(bytes(body), receive), send)
 
     def _too_large(self, length: int | None) -> str:
-        size = f"{length / MB:.1f} MB, " if length is not None else ""
-        return (f"the request body is {size}more than the studio's {self.max_bytes / MB:g} MB limit for settings "
+        size = f"{length / MB:.3g} MB, " if length is not None else ""
+        return (f"the request body is {size}more than the studio's {self.max_bytes / MB:.3g} MB limit for settings "
                 f"documents; files go to POST /api/uploads/<setting> (start the studio with --max-body-mb to raise it)")
 
 
