@@ -68,7 +68,9 @@ def create_app(config: StudioConfig) -> FastAPI:
 
 def _error_handlers(app: FastAPI) -> None:
     def answer(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+        """The one-line message (a multi-line one, e.g. ffmpeg's words, joined with ' | ')."""
+        one_line = " | ".join(line.strip() for line in str(message).splitlines() if line.strip())
+        return JSONResponse({"error": one_line}, status_code=status)
 
     app.add_exception_handler(StudioError, lambda request, error: answer(error.status, error.message))
     app.add_exception_handler(SettingsError, lambda request, error: answer(422, str(error)))
