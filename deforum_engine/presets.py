@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
+from .limits import parse_toml, read_text_file
 
 SHIPPED_PRESETS = Path(__file__).resolve().parent.parent / "motion_presets"
 
@@ -35,10 +35,7 @@ def preset_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 def _read_preset(path: Path) -> Preset:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise SettingsError(f"motion preset {path}: not valid TOML: {error}") from None
+    data = parse_toml(read_text_file(path, "motion preset"), f"motion preset {path}")
     settings = data.get("settings")
     if not isinstance(data.get("description"), str) or not isinstance(settings, dict):
         raise SettingsError(

@@ -58,7 +58,7 @@ def _looks_local(value: str, base: Path) -> bool:
 
 def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
-    from .importers.deforum import import_deforum, looks_like_deforum
+    from .importers.deforum import describe_ignored, import_deforum, looks_like_deforum
 
     if not looks_like_deforum(data):
         return data
@@ -66,7 +66,7 @@ def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
     if imported.ignored:
         warnings.warn(
             f"{source}: Deforum settings for features this engine does not have were ignored: "
-            + ", ".join(imported.ignored),
+            + describe_ignored(imported.ignored),
             IgnoredSettingsWarning,
             stacklevel=3,
         )

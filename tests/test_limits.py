@@ -78,6 +78,16 @@ def test_unknown_keys_are_reported_briefly(tmp_path):
     assert "`k5`" not in message
 
 
+def test_what_a_deforum_file_ignores_is_listed_briefly(tmp_path):
+    document = {"animation_prompts": {"0": "a cat"}, "max_frames": 2, "W": 64, "H": 64,
+                **{f"extra{i}": 0 for i in range(40000)}}
+    with studio(tmp_path / "data", running=False) as client:
+        created = client.post("/api/jobs", json=document)
+    assert created.status_code == 201, created.text[:300]
+    ignored = created.json()["notes"][0]
+    assert "extra0, extra1" in ignored and "more (40000 in all)" in ignored and len(ignored) < 600
+
+
 def test_bodies_over_the_limit_are_refused_while_streaming(tmp_path):
     with studio(tmp_path / "data", running=False, max_body_mb=0.01) as client:
         big = json.dumps({"prompts": {"0": "x" * 20000}})

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import check_nesting
 from deforum_engine.prompts import split_negative  # noqa: F401 - also part of this module's API
 
 # Engine per-frame name -> Parseq field name.
@@ -169,6 +170,7 @@ def _read_file(path: Path, base_dir: Path | None) -> dict:
 
 
 def _parse_json(text: str, label: str) -> Any:
+    check_nesting(text, label, toml=False)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

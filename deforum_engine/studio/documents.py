@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
-from ..importers.deforum import import_deforum, looks_like_deforum
+from ..importers.deforum import describe_ignored, import_deforum, looks_like_deforum
 from ..plan import build_plan
 from ..presets import load_preset
 from ..settings import Settings, validate_settings
@@ -75,7 +75,7 @@ def engine_names(document: dict[str, Any], source: str) -> tuple[dict[str, Any],
     notes = list(imported.notes)
     if imported.ignored:
         notes.insert(0, "Deforum settings for features this engine does not have were ignored: "
-                        + ", ".join(imported.ignored))
+                        + describe_ignored(imported.ignored))
     return imported.settings, notes
 
 
