@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SettingsError
-from .limits import parse_json, parse_toml, read_text_file
+from .limits import check_nesting, parse_json, parse_toml, read_text_file
 from .settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
 
 
@@ -107,6 +107,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise SettingsError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_frames=60")
+    check_nesting(raw, f"--set {key}", toml=False)
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:

@@ -225,7 +225,8 @@ def test_the_cli_refuses_bad_files_in_one_line_with_exit_2(tmp_path):
     image.write_bytes(png_bomb(8000, 8000))  # 64 megapixels in its header
     init = tmp_path / "init.json"
     init.write_text(json.dumps({"init_image": str(image), "use_init": True, "max_frames": 2, **SMALL}))
-    cases = [(["plan", str(nested)], "nested more than 32"), (["plan", str(big)], "1024.0 MB, larger than the 16 MB"),
+    cases = [(["plan", str(init), "--set", "zoom=" + "[" * 100_000], "--set zoom: nested more than 32"),
+             (["plan", str(nested)], "nested more than 32"), (["plan", str(big)], "1024.0 MB, larger than the 16 MB"),
              (["plan", str(dotted)], "nested more than 32"), (["batch", str(matrix), "--preview"], "more than 1,000 jobs"),
              (["render", str(init), "--preview", "--out", str(tmp_path / "out")], "over the 40 megapixel limit")]
     for arguments, words in cases:

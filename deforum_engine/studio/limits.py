@@ -77,6 +77,8 @@ def unexpected_error(error: Exception) -> tuple[int, str]:
     """The status and one-line message for an exception no route turned into a StudioError."""
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return 507, f"the disk is full: {error.strerror} ({error.filename or 'the data folder'}); free some space"
+    if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        return 507, f"the disk is full: the job database could not be written ({error}); free some space"
     if isinstance(error, sqlite3.DatabaseError):
         return 503, (f"the studio's job database failed ({error}); stop the studio and start it again: a damaged "
                      "database is then set aside and a fresh one made")
