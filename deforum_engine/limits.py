@@ -107,18 +107,23 @@ def parse_toml(text: str, source: str, limits: Limits | None = None) -> dict[str
         raise SettingsError(f"{source}: nested too deeply to read") from None
 
 
-_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-_TOML_STRING = re.compile(r'"""[\s\S]*?"""|\'\'\'[\s\S]*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'')
-_TOML_COMMENT = re.compile(r"#[^\n]*")
+# Strings (and TOML comments) as single tokens, read once from left to right: the possessive `*+` and
+# the optional closing quote make an unterminated string end at the line's end instead of being tried
+# again from every later quote (which would be quadratic).
+_JSON_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*+"?')
+_TOML_STRING = re.compile(r'"""(?:(?!""")[\s\S])*+(?:"""|\Z)|\'\'\'(?:(?!\'\'\')[\s\S])*+(?:\'\'\'|\Z)'
+                          r'|"(?:[^"\\\n]|\\.)*+"?|\'[^\'\n]*+\'?|#[^\n]*+')
+
+
+def _blank_strings(match: re.Match) -> str:
+    return "" if match.group(0).startswith("#") else '""'
 
 
 def check_nesting(text: str, source: str, *, toml: bool, limits: Limits | None = None) -> None:
     """Refuse text nested deeper than the limit: brackets and braces outside strings, and for TOML the
     parts of a dotted key (`a.b.c = 1`, `[a.b.c]`), which nest tables as deeply."""
     limits = limits or Limits.from_env()
-    bare = _TOML_STRING.sub('""', text) if toml else _JSON_STRING.sub('""', text)
-    if toml:
-        bare = _TOML_COMMENT.sub("", bare)
+    bare = _TOML_STRING.sub(_blank_strings, text) if toml else _JSON_STRING.sub('""', text)
     depth = deepest = 0
     for char in re.findall(r"[\[\]{}]", bare):
         depth = depth + 1 if char in "[{" else max(depth - 1, 0)

@@ -126,6 +126,9 @@ def test_deep_json_and_broken_multipart_get_a_json_error(tmp_path):
         deep = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
         assert_json_error(client.post("/api/jobs", content=deep, headers={"Content-Type": "application/json"}),
                           400, "nested more than 32")
+        unterminated = b'{"a": "' + b'\\"' * 500_000  # 1 MB in one string that never ends: scanned once
+        assert_json_error(client.post("/api/jobs", content=unterminated, headers={"Content-Type": "application/json"}),
+                          400, "request")
         form = {"Content-Type": "multipart/form-data; boundary=xyz"}
         assert_json_error(client.post("/api/uploads/init_image", content=b"--xyz\r\nnot a header\r\n\r\n\x00--",
                                       headers=form), 400, "multipart upload is malformed")
