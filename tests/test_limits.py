@@ -385,6 +385,13 @@ def test_uploads_expire_unless_an_unfinished_job_uses_them(tmp_path):
 def test_serve_prints_the_host_it_was_given(tmp_path, monkeypatch, capsys):
     import uvicorn
 
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: None)
-    assert cli.main(["serve", "--preview", "--host", "127.0.0.2", "--port", "7999", "--data", str(tmp_path)]) == 0
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append(app))
+    monkeypatch.setenv("DEFORUM_ENGINE_MAX_FRAMES", "100000")  # restored after the test
+    assert cli.main(["serve", "--preview", "--host", "127.0.0.2", "--port", "7999", "--data", str(tmp_path),
+                     "--max-frames", "7", "--max-body-mb", "0.5"]) == 0
     assert "http://127.0.0.2:7999/" in capsys.readouterr().err
+    client = TestClient(served[0], base_url="http://127.0.0.1")
+    assert_json_error(client.post("/api/jobs", json={**SMALL, "max_frames": 8}), 422, "limit of 7 frames")
+    assert_json_error(client.post("/api/jobs", content=b" " * 600_000, headers={"Content-Type": "application/json"}),
+                      413, "0.5 MB limit")
