@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,7 +71,22 @@ def test_a_batch_survives_losing_a_node(tmp_path):
         paths.append(tmp_path / f"job{i}.json")
         paths[-1].write_text(json.dumps({"max_frames": FRAMES, "W": 256, "H": 256, "seed": i, "motion_preset": "zoom_in"}))
     out = tmp_path / "out"
-    with ray_node(tmp_path / "head.log", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"):
+    # its own temp dir (short: Unix socket paths are limited): `ray start --head` writes the cluster's address
+    # there, not in /tmp/ray where every later `ray.init()` on this machine would find and join it
+    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    try:
+        _run_and_kill(tmp_path, paths, out, address, port, temp_dir)
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    for i in range(JOBS):  # nothing rendered is lost: every frame, and a video of them all
+        folder = RenderFolder(out / f"job{i}")
+        assert folder.status() == "finished" and folder.frame_indices() == list(range(FRAMES))
+        assert probe_video(folder.video_path)["frames"] == FRAMES
+
+
+def _run_and_kill(tmp_path: Path, paths: list[Path], out: Path, address: str, port: int, temp_dir: str) -> None:
+    with ray_node(tmp_path / "head.log", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                  f"--temp-dir={temp_dir}"):
         with ray_node(tmp_path / "node.log", f"--address={address}", "--num-cpus=1") as second:
             deadline = time.monotonic() + 60
             while len(nodes := alive_nodes(address)) < 2:
@@ -89,8 +105,4 @@ def test_a_batch_survives_losing_a_node(tmp_path):
     lines = {line.split()[0]: line.split()[1] for line in summary.splitlines() if line.startswith("job") and
              not line.startswith("job ")}
     assert len(lines) == JOBS and set(lines.values()) <= {"done", "resumed"} and "resumed" in lines.values(), summary
-    for i in range(JOBS):  # nothing rendered is lost: every frame, and a video of them all
-        folder = RenderFolder(out / f"job{i}")
-        assert folder.status() == "finished" and folder.frame_indices() == list(range(FRAMES))
-        assert probe_video(folder.video_path)["frames"] == FRAMES
     print(f"nodes {nodes}; the second node was killed with {killed_at} of {FRAMES * JOBS} frames on disk")
