@@ -17,6 +17,7 @@ import numpy as np
 from deforum_engine.errors import SettingsError
 from deforum_engine.frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
 from deforum_engine.frame.motion3d import Lens, camera_moves
+from deforum_engine.limits import Limits, env_name
 from deforum_engine.prompts.weights import LORA_SUFFIX, ActiveLora, backtick_expressions, backtick_filler, extract_loras, find_lora
 from deforum_engine.prompts.text import split_negative
 from deforum_engine.schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
@@ -158,7 +159,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     audio = _analyse_soundtrack(settings)
     if settings.max_frames == "auto":
         settings = settings.model_copy(update={"max_frames": audio.frames})
-    frames = int(settings.max_frames)
+    frames = _bounded_frames(int(settings.max_frames))
     variables = audio.variables(settings.bpm) if audio is not None else {}
     if settings.bpm is not None:
         variables["bpm"] = settings.bpm
@@ -233,6 +234,17 @@ def _unused_by_mode(settings: Settings) -> tuple[str, ...]:
     transform centre (files often hold placeholders such as zoom 0 there); 2D ignores the 3D camera.
     They are not evaluated, so a placeholder can never fail a render."""
     return tuple(value.setting for value in unread_by(settings.animation_mode))
+
+
+def _bounded_frames(frames: int) -> int:
+    """The frame count, refused above the limit before any per-frame value is computed (a plan holds
+    about 0.4 KB per frame: 100,000 frames take about 43 MB)."""
+    limits = Limits.from_env()
+    if frames > limits.max_frames:
+        raise SettingsError(f"max_frames: {frames:,} frames (from the settings, the soundtrack or the Parseq manifest) "
+                            f"is more than the limit of {limits.max_frames:,} frames for one render; render it in "
+                            f"parts, or raise the limit with {env_name('max_frames')} (`serve --max-frames`)")
+    return frames
 
 
 def _resolve_seed(settings: Settings) -> Settings:
