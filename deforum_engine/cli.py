@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from deforum_engine.config.frame_values import BY_NAME, motion_values
 from deforum_engine.config.settings import IgnoredSettingsWarning
 from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.limits import env_name
 
 if TYPE_CHECKING:
     from deforum_engine.config.settings import Settings
@@ -218,9 +219,17 @@ def cmd_serve(args) -> int:
         raise SettingsError(f"serve: the studio needs {error.name}: pip install 'deforum-engine[studio]'") from None
     from deforum_engine.studio.config import TOKEN_ENV, StudioConfig
 
+    for option, limit in ((args.max_frames, "max_frames"), (args.max_batch_jobs, "max_jobs")):
+        if option is not None:  # the render threads read the limits from the environment, as the CLI does
+            if option < 1:
+                raise SettingsError(f"serve: --{limit.replace('_', '-')} must be at least 1, got {option}")
+            os.environ[env_name(limit)] = str(option)
+    if args.max_body_mb <= 0 or args.upload_retention_days <= 0:
+        raise SettingsError("serve: --max-body-mb and --upload-retention-days must be above 0")
     serve(StudioConfig(data=Path(args.data), model=args.model, ip_adapter=args.ip_adapter, preview_only=args.preview,
                        token=args.token or os.environ.get(TOKEN_ENV) or None, api_auth=args.api_auth,
-                       host=args.host, port=args.port))
+                       host=args.host, port=args.port, max_body_mb=args.max_body_mb,
+                       upload_retention_days=args.upload_retention_days))
     return 0
 
 
@@ -329,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--token", help="token every request must carry (default: $DEFORUM_ENGINE_TOKEN)")
     sub.add_argument("--api-auth", metavar="USER:PASS[,USER:PASS]",
                      help="HTTP Basic logins, as AUTOMATIC1111's --api-auth (accepted beside the token)")
+    sub.add_argument("--max-body-mb", type=float, default=2.0,
+                     help="largest settings document or batch request (uploads have their own limits)")
+    sub.add_argument("--max-frames", type=int, help="most frames in one render (default 100000; "
+                                                    "same as $DEFORUM_ENGINE_MAX_FRAMES)")
+    sub.add_argument("--max-batch-jobs", type=int, help="most jobs in one batch (default 1000; "
+                                                        "same as $DEFORUM_ENGINE_MAX_JOBS)")
+    sub.add_argument("--upload-retention-days", type=float, default=7.0,
+                     help="uploads no unfinished job uses are deleted after this many days")
     sub.set_defaults(func=cmd_serve)
     return parser
 

@@ -37,7 +37,7 @@ def encoded(image: np.ndarray, fmt: str = "PNG") -> bytes:
 
 
 def png_bomb(width: int = 9000, height: int = 9000) -> bytes:
-    """A PNG whose header claims width x height pixels (over the engine's 64 megapixel limit), in 60 bytes."""
+    """A PNG whose header claims width x height pixels (over the engine's 40 megapixel limit), in 60 bytes."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

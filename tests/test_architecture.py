@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 
 LAYERS = [
-    ("errors",),
+    ("errors", "limits"),  # the one error type; size, depth and count limits checked before parsing
     ("schedules", "prompts"),  # text and maths of their own, no settings
     ("config",),  # the settings model, the per-frame table, files, presets, styles, importers
     ("frame", "video"),  # pure image steps; clips, optical flow, hybrid video

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import re
 import time
-import tomllib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from deforum_engine.errors import SettingsError
 from deforum_engine.batch.jobs import Job, JobResult, render_job, validate_job
 from deforum_engine.config.files import resolve_paths
+from deforum_engine.limits import Limits, env_name, parse_toml, read_text_file
 
 
 @dataclass(frozen=True)
@@ -60,17 +60,20 @@ def _slug(value: Any) -> str:
 
 def read_jobs_file(path: Path) -> list[Job]:
     """Jobs from a TOML jobs file: a `base` settings file, a `[matrix]` of values and/or `[[jobs]]`."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise SettingsError(f"{path}: cannot read the jobs file: {error}") from None
-    unknown = set(data) - {"base", "matrix", "jobs"}
+    data = parse_toml(read_text_file(path, "jobs file"), str(path))
+    unknown = sorted(set(data) - {"base", "matrix", "jobs"})
     if unknown:
-        raise SettingsError(f"{path}: unknown keys {sorted(unknown)}; a jobs file has base, [matrix] and [[jobs]]")
+        shown = ", ".join(repr(key[:40]) for key in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise SettingsError(f"{path}: unknown keys {shown}; a jobs file has base, [matrix] and [[jobs]]")
+    if "base" in data and not isinstance(data["base"], str):
+        raise SettingsError(f"{path}: `base` is the path of a settings file, got {type(data['base']).__name__}")
     base = (path.parent / data["base"]).resolve() if "base" in data else None
     prefix = base.stem if base else path.stem
-    overrides = [resolve_paths(job, path.parent) for job in data.get("jobs", [])]
-    matrix = data.get("matrix", {})
+    jobs_list, matrix = data.get("jobs", []), data.get("matrix", {})
+    if not isinstance(jobs_list, list) or not all(isinstance(job, dict) for job in jobs_list) or not isinstance(matrix, dict):
+        raise SettingsError(f"{path}: [matrix] is a table of setting = [values] and [[jobs]] a list of tables")
+    _check_job_count(path, len(jobs_list), matrix)
+    overrides = [resolve_paths(job, path.parent) for job in jobs_list]
     if matrix:
         keys = list(matrix)
         for combination in itertools.product(*(_as_list(matrix[key]) for key in keys)):
@@ -82,6 +85,24 @@ def read_jobs_file(path: Path) -> list[Job]:
         name = str(job.pop("name", "")) or "-".join([prefix, *(_slug(v) for v in job.values())]) or f"{prefix}-{index}"
         jobs.append(Job(name=name, settings_path=base, overrides=job))
     return _unique_names(jobs)
+
+
+def _check_job_count(path: Path, listed: int, matrix: dict[str, Any]) -> None:
+    """The number of jobs ([[jobs]] plus the [matrix] product), refused above the limit before any is made."""
+    limit = Limits.from_env().max_jobs
+    total = listed
+    product = 1
+    for values in matrix.values():
+        product *= max(len(_as_list(values)), 1)
+        if listed + product > limit:
+            break
+    total += product if matrix else 0
+    if total > limit:
+        sizes = " x ".join(str(len(_as_list(values))) for values in list(matrix.values())[:12])
+        more = " x ..." if len(matrix) > 12 else ""
+        raise SettingsError(f"{path}: the jobs file makes more than {limit:,} jobs ({listed} [[jobs]]"
+                            + (f" and a [matrix] of {sizes}{more} combinations" if matrix else "")
+                            + f"); split it into several files, or raise the limit with {env_name('max_jobs')}")
 
 
 def _as_list(value: Any) -> list:
@@ -106,14 +127,20 @@ def collect_jobs(paths: list[Path]) -> list[Job]:
             jobs.extend(read_jobs_file(path))
         else:
             jobs.append(Job(name=path.stem, settings_path=path))
+        limit = Limits.from_env().max_jobs
+        if len(jobs) > limit:
+            raise SettingsError(f"{path}: the batch makes more than {limit:,} jobs; split it into several batches, "
+                                f"or raise the limit with {env_name('max_jobs')}")
     return _unique_names(jobs)
 
 
 def _is_jobs_file(path: Path) -> bool:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
+        data = parse_toml(read_text_file(path, "settings file"), str(path))
+    except SettingsError as error:
+        if "not valid TOML" in str(error):
+            return False  # read again (and refused with its message) as a settings file
+        raise
     return bool({"base", "matrix", "jobs"} & set(data))
 
 

@@ -1,5 +1,8 @@
 """Batch jobs on a Ray cluster: one actor per GPU (or per CPU slot for previews), each holding its model.
 
+A node that dies mid-batch loses nothing: its actors restart on the nodes left and the jobs they
+were rendering run again, resuming from their folders.
+
 Every worker writes into the job's output folder, so on a multi-machine cluster that folder must
 be on a filesystem all machines share (NFS, a mounted bucket...). Ray is an optional extra:
 `pip install 'deforum-engine[ray]'`.
@@ -52,7 +55,10 @@ def run_on_ray(valid: list[tuple[str, dict, str]], *, preview: bool, workers: in
     resources = {"num_gpus": 1, "num_cpus": 1} if needs_gpu else {"num_cpus": 1}
     slots = gpus if needs_gpu else int(ray.cluster_resources().get("CPU", 1))
     count = max(1, min(workers, len(valid), slots))
-    actor = ray.remote(**resources)(_Worker)
+    # Spread over the nodes; a worker whose node dies is started again elsewhere and its job is sent
+    # again: render_job then resumes the job's folder from its last saved frame (the folder must be on
+    # storage every node shares).
+    actor = ray.remote(max_restarts=-1, max_task_retries=-1, scheduling_strategy="SPREAD", **resources)(_Worker)
     from ray.util import ActorPool
 
     pool = ActorPool([actor.remote(preview) for _ in range(count)])

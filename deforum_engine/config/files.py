@@ -7,27 +7,24 @@ file are relative to the file. Deforum files go through `importers/deforum.py` f
 from __future__ import annotations
 
 import json
-import tomllib
 import warnings
 from pathlib import Path
 from typing import Any
 
 from deforum_engine.errors import SettingsError
 from deforum_engine.config.settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
+from deforum_engine.limits import check_nesting, parse_json, parse_toml, read_text_file
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
     """Read a JSON or TOML settings file into a dict (no validation yet)."""
     if not path.is_file():
         raise SettingsError(f"{path}: no such settings file")
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        if path.suffix.lower() == ".toml":
-            return tomllib.loads(text)
-        data = json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise SettingsError(f"{path}: not valid {kind}: {error}") from None
+    text = read_text_file(path, "settings file")
+    if path.suffix.lower() == ".toml":
+        data = parse_toml(text, str(path))
+    else:
+        data = parse_json(text, str(path))
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: a settings file holds one object of settings, got {type(data).__name__}")
     return data
@@ -61,7 +58,7 @@ def _looks_local(value: str, base: Path) -> bool:
 
 def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
-    from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
+    from deforum_engine.config.importers.deforum import describe_ignored, import_deforum, looks_like_deforum
 
     if not looks_like_deforum(data):
         return data
@@ -69,7 +66,7 @@ def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
     if imported.ignored:
         warnings.warn(
             f"{source}: Deforum settings for features this engine does not have were ignored: "
-            + ", ".join(imported.ignored),
+            + describe_ignored(imported.ignored),
             IgnoredSettingsWarning,
             stacklevel=3,
         )
@@ -110,6 +107,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise SettingsError(f"--set {text!r}: expected KEY=VALUE, e.g. --set max_frames=60")
+    check_nesting(raw, f"--set {key}", toml=False)
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:

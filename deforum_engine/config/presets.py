@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import parse_toml, read_text_file
 
 SHIPPED_PRESETS = Path(__file__).resolve().parents[2] / "motion_presets"
 
@@ -35,10 +35,7 @@ def preset_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 def _read_preset(path: Path) -> Preset:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise SettingsError(f"motion preset {path}: not valid TOML: {error}") from None
+    data = parse_toml(read_text_file(path, "motion preset"), f"motion preset {path}")
     settings = data.get("settings")
     if not isinstance(data.get("description"), str) or not isinstance(settings, dict):
         raise SettingsError(
@@ -59,6 +56,9 @@ def list_presets(extra_dirs: list[Path] | None = None) -> dict[str, Preset]:
 
 def load_preset(name: str, extra_dirs: list[Path] | None = None) -> Preset:
     """One preset by name; an unknown name is a SettingsError with a suggestion."""
+    if not isinstance(name, str):
+        raise SettingsError(f"motion_preset: the name of a motion preset, e.g. \"zoom_in\" (`deforum-engine presets` "
+                            f"lists them), got {type(name).__name__} {str(name)[:40]}")
     presets = list_presets(extra_dirs)
     if name in presets:
         preset = presets[name]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from deforum_engine.config import choices
 from deforum_engine.config.frame_values import SCHEDULE_SETTINGS
 from deforum_engine.config.srt_labels import GEN_INFO_LABELS, SRT_ONLY_SCHEDULES
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import Limits, env_name
 
 DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on Artstation"}
 
@@ -298,13 +300,47 @@ def validate_settings(values: dict[str, Any], source: str = "settings") -> Setti
     """Validate a dict of settings; every problem becomes one SettingsError naming the setting."""
     unknown = [key for key in values if key not in SETTING_NAMES]
     if unknown:
-        problems = [f"unknown setting `{key}`: {_suggest(key, SETTING_NAMES)}" for key in unknown]
-        raise SettingsError(f"{source}: " + "; ".join(problems))
+        problems = [f"unknown setting `{str(key)[:60]}`: {_suggest(str(key)[:60], SETTING_NAMES)}"
+                    for key in unknown[:UNKNOWN_SHOWN]]
+        more = len(unknown) - UNKNOWN_SHOWN
+        tail = f"; and {more} more unknown settings ({len(unknown)} in all)" if more > 0 else ""
+        raise SettingsError(f"{source}: " + "; ".join(problems) + tail)
+    _check_bounds(values, source)
     values = {key: _schedule_text(key, value) for key, value in values.items()}
     try:
         return Settings.model_validate(values)
     except ValidationError as error:
         raise SettingsError(f"{source}: " + "; ".join(_describe(e) for e in error.errors())) from None
+
+
+UNKNOWN_SHOWN = 5  # unknown setting names listed in a message; the rest are counted
+SEED_MAX = 2**62  # seeds step by frame (seed_behavior iter, ladder...): this leaves room within 64 bits
+_KEYFRAME = re.compile(r":\s*\(")
+
+
+def _check_bounds(values: dict[str, Any], source: str) -> None:
+    """The limits (limits.py) on what a render may ask for, before anything is parsed or expanded."""
+    limits = Limits.from_env()
+    frames = values.get("max_frames")
+    if isinstance(frames, int) and not isinstance(frames, bool) and frames > limits.max_frames:
+        raise SettingsError(f"{source}: `max_frames`: {_short_int(frames)} frames is more than the limit of "
+                            f"{limits.max_frames:,} frames for one render; render it in parts, or raise the limit "
+                            f"with {env_name('max_frames')} (`serve --max-frames`)")
+    seed = values.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and not -1 <= seed <= SEED_MAX:
+        raise SettingsError(f"{source}: `seed`: must be -1 (a random seed) or between 0 and 2**62, "
+                            f"got {_short_int(seed)}")
+    for key, value in values.items():
+        count = len(value) if key == "prompts" and isinstance(value, dict) else (
+            len(_KEYFRAME.findall(value)) if key in SCHEDULE_FIELDS and isinstance(value, str) else 0)
+        if count > limits.max_keyframes:
+            raise SettingsError(f"{source}: `{key}`: {count:,} keyframes is more than the limit of "
+                                f"{limits.max_keyframes:,}; raise it with {env_name('max_keyframes')}")
+
+
+def _short_int(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 20 else f"{text[:8]}...({len(text)} digits)"
 
 
 def _schedule_text(key: str, value: Any) -> Any:

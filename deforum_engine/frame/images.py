@@ -14,16 +14,23 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import Limits, env_name
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 _ACCEPTED_FORMATS = ALLOWED_FORMATS + ("MPO",)  # MPO: a JPEG with extra frames, as many phone cameras write
 IMAGE_PROMPT_MAX_MB = 5.0  # the default limit for image prompts (setting `image_prompt_max_mb`)
-MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs (64 megapixels)
+
 FIT_MODES = ("resize", "crop", "pad")
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are flattened on white
 
 _ROLE_LIMITS = {"image_prompt": int(IMAGE_PROMPT_MAX_MB * 1024 * 1024)}  # other roles: no default limit
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)
+
+
+def max_pixels() -> int:
+    """Larger input images are refused (decompression bombs, and renders that would need gigabytes to load
+    them): 40 megapixels unless DEFORUM_ENGINE_MAX_MEGAPIXELS says otherwise (limits.py)."""
+    return int(Limits.from_env().max_megapixels * 1_000_000)
 
 
 def check_image_file(path: str | Path, *, role: str, max_bytes: int | None = None) -> Path:
@@ -78,7 +85,7 @@ def _check_decodes(path: Path, role: str) -> None:
                     f"{role}: {path} is a {image.format or 'unknown'} image; allowed formats: {allowed}"
                 )
             width, height = image.size
-            if width * height > MAX_PIXELS:
+            if width * height > max_pixels():
                 raise SettingsError(_bomb_message(role, path, f"{width}x{height} pixels"))
             image.verify()  # checks structure and checksums (PNG CRCs) without decoding pixels
         with _open_guarded(path) as image:
@@ -104,8 +111,9 @@ def _open_guarded(path: Path) -> Image.Image:
 
 def _bomb_message(role: str, path: Path, size: str) -> str:
     return (
-        f"{role}: {path} is {size}, over the {MAX_PIXELS // 1_000_000} megapixel limit "
-        "(a decompression bomb or a very large image); use an image of at most a few thousand pixels a side"
+        f"{role}: {path} is {size}, over the {max_pixels() / 1e6:g} megapixel limit "
+        "(a decompression bomb or a very large image); use an image of at most a few thousand pixels a side "
+        f"(or raise the limit with {env_name('max_megapixels')})"
     )
 
 

@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import parse_json, read_text_file
 from deforum_engine.output.atomic import _replace_atomic
-from deforum_engine.output.resume import _NEXT_FRAME_KEY, _open_npz
+from deforum_engine.output.resume import (
+    _NEXT_FRAME_KEY,
+    _NPZ_ERRORS,
+    _open_npz,
+    _unreadable_resume,
+)
 
 if TYPE_CHECKING:
     from deforum_engine.config.settings import Settings
@@ -56,7 +62,13 @@ class RenderFolder:
 
     def info(self) -> dict:
         """What the render recorded about itself (backend, preview, status...); {} when nothing yet."""
-        return json.loads(self.info_path.read_text()) if self.info_path.is_file() else {}
+        if not self.info_path.is_file():
+            return {}
+        info = _read_record(self.info_path, "the render's record (status, backend)")
+        if not isinstance(info, dict):
+            raise SettingsError(f"{self.info_path}: the render's record is not a JSON object; restore it from a "
+                                f"backup, or delete the folder and render again")
+        return info
 
     def update_info(self, **values) -> None:
         """Merge `values` into render.json, atomically."""
@@ -88,7 +100,10 @@ class RenderFolder:
         if not self.resume_path.is_file():
             return 0
         with _open_npz(self.resume_path) as npz:
-            return int(npz[_NEXT_FRAME_KEY])
+            try:
+                return int(npz[_NEXT_FRAME_KEY])
+            except _NPZ_ERRORS as err:
+                raise _unreadable_resume(self.resume_path, err) from err
 
     def read(self) -> tuple[dict, "Settings"]:
         """The render's recorded info and its resolved settings; SettingsError if it holds no render."""
@@ -103,7 +118,11 @@ class RenderFolder:
         """The resolved settings in settings.json, validated as any settings are."""
         from deforum_engine.config.settings import validate_settings
 
-        return validate_settings(json.loads(self.settings_path.read_text()), str(self.settings_path))
+        values = _read_record(self.settings_path, "the render's settings")
+        if not isinstance(values, dict):
+            raise SettingsError(f"{self.settings_path}: the render's settings are not a JSON object; restore the "
+                                f"file from a backup, or delete the folder and render again")
+        return validate_settings(values, str(self.settings_path))
 
     def ensure_writable(self) -> None:
         """Create the folders and check that files can be written there."""
@@ -125,3 +144,11 @@ def default_folder(name: str | None, preview: bool, renders_dir: Path = Path("re
     label = "-preview" if preview else ""
     return RenderFolder(renders_dir / f"{name or 'render'}{label}-{stamp}")
 
+
+def _read_record(path: Path, what: str):
+    """A JSON file the engine wrote into a render folder; damage is a SettingsError naming it and the way out."""
+    try:
+        return parse_json(read_text_file(path, "render file"), str(path))
+    except SettingsError as error:
+        raise SettingsError(f"{error}; it holds {what}: restore it from a "
+                            "backup, or delete the folder and render again") from None

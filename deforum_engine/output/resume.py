@@ -1,6 +1,7 @@
 """The resume state (`resume.npz`), saved only after its frames are synced, so a killed render resumes cleanly."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,12 +54,19 @@ def save_resume_state(folder: RenderFolder, state: ResumeState) -> None:
     _write_atomic(folder.resume_path, lambda f: np.savez(f, **arrays))
 
 
+_NPZ_ERRORS = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _unreadable_resume(path: Path, error: Exception) -> SettingsError:
+    return SettingsError(f"the resume state {path} is unreadable ({type(error).__name__}: {str(error)[:120]}); "
+                         "delete it to render from the first frame (the frames on disk are kept and overwritten)")
+
+
 def _open_npz(path: Path):
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise SettingsError(f"the resume state {path} is unreadable ({err}); "
-                            "delete it to render from the first frame.") from err
+    except _NPZ_ERRORS as err:
+        raise _unreadable_resume(path, err) from err
 
 
 def load_resume_state(folder: RenderFolder) -> ResumeState | None:
@@ -66,10 +74,13 @@ def load_resume_state(folder: RenderFolder) -> ResumeState | None:
     if not folder.resume_path.is_file():
         return None
     with _open_npz(folder.resume_path) as npz:
-        arrays = {}
-        for key in npz.files:
-            if key.startswith(_VALUE_PREFIX):
-                array = npz[key]
-                arrays[key[len(_VALUE_PREFIX):]] = array.item() if array.ndim == 0 else array
-        return ResumeState(int(npz[_NEXT_FRAME_KEY]), arrays)
+        try:
+            arrays = {}
+            for key in npz.files:
+                if key.startswith(_VALUE_PREFIX):
+                    array = npz[key]
+                    arrays[key[len(_VALUE_PREFIX):]] = array.item() if array.ndim == 0 else array
+            return ResumeState(int(npz[_NEXT_FRAME_KEY]), arrays)
+        except _NPZ_ERRORS as err:  # a damaged member is only noticed when it is read
+            raise _unreadable_resume(folder.resume_path, err) from err
 

@@ -130,9 +130,13 @@ class VideoWriter(_ClosesOnExit):
             audio_path = str(check_soundtrack(audio_path))
             output_params += _audio_length_params(fps, frame_count)
         self.partial_path = self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}")
-        fd, log_name = tempfile.mkstemp(prefix="deforum-ffmpeg-", suffix=".log")
-        os.close(fd)
-        self._log_path = Path(log_name)
+        # beside the video, not in /tmp: a writer killed before it could delete it leaves it where the
+        # next writer of the same video (resume, encode) writes and then deletes it again
+        self._log_path = self.path.with_name(f".{self.path.stem}.ffmpeg.log")
+        if not self.path.parent.is_dir():  # ffmpeg will say why it cannot write there
+            fd, log_name = tempfile.mkstemp(prefix="deforum-ffmpeg-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(log_name)
         self.frames_written = 0
         self._closed = False
         self._gen = imageio_ffmpeg.write_frames(

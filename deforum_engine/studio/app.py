@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from deforum_engine.limits import MB
 from deforum_engine.config.presets import list_presets
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
 from deforum_engine.config.styles import STYLE_NAMES
@@ -29,6 +30,7 @@ from deforum_engine.studio.documents import engine_names, jobs_file_documents
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.guard import RequestGuard
 from deforum_engine.studio.jobs import DONE
+from deforum_engine.studio.limits import BodyLimit, unexpected_error
 from deforum_engine.studio.service import Studio, zip_frames
 from deforum_engine.studio.uploads import UPLOAD_KINDS
 
@@ -59,15 +61,18 @@ def create_app(config: StudioConfig) -> FastAPI:
         app.include_router(routes(studio), prefix="/api")
     app.include_router(a1111_routes(studio), prefix="/deforum_api")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, max_bytes=int(config.max_body_mb * MB))
     app.add_middleware(RequestGuard, token=config.token, api_auth=config.api_auth)
     return app
 
 
 def _error_handlers(app: FastAPI) -> None:
     def answer(request: Request, status: int, message: str) -> JSONResponse:
-        # the extension's clients read `message`; the page reads `error`
-        extra = {"message": message} if request.url.path.startswith("/deforum_api") else {}
-        return JSONResponse({"error": message, **extra}, status_code=status)
+        """The one-line message (a multi-line one, e.g. ffmpeg's words, joined with ' | '); the extension's
+        clients read `message`, the page reads `error`."""
+        one_line = " | ".join(line.strip() for line in str(message).splitlines() if line.strip())
+        extra = {"message": one_line} if request.url.path.startswith("/deforum_api") else {}
+        return JSONResponse({"error": one_line, **extra}, status_code=status)
 
     app.add_exception_handler(StudioError, lambda request, error: answer(request, error.status, error.message))
     app.add_exception_handler(SettingsError, lambda request, error: answer(request, 422, str(error)))
@@ -77,14 +82,17 @@ def _error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, lambda request, error: answer(
         request, 400 if any(problem.get("type") == "json_invalid" for problem in error.errors()) else 422,
         _validation_message(error)))
+    app.add_exception_handler(Exception, lambda request, error: answer(request, *unexpected_error(error)))
 
 
 def _validation_message(error: RequestValidationError) -> str:
     problems = []
-    for problem in error.errors():
-        where = ".".join(str(part) for part in problem.get("loc", ()) if part != "body")
+    errors = error.errors()
+    for problem in errors[:5]:
+        where = ".".join(str(part)[:60] for part in problem.get("loc", ()) if part != "body")
         problems.append(f"{where}: {problem.get('msg')}" if where else str(problem.get("msg")))
-    return "request: " + "; ".join(problems)
+    more = f"; and {len(errors) - 5} more problems" if len(errors) > 5 else ""
+    return "request: " + "; ".join(problems) + more
 
 
 # ----------------------------------------------------------------------------------------- page
@@ -101,9 +109,11 @@ def _page_routes(studio: Studio) -> APIRouter:
     def health() -> dict:
         """Whether the server is up, its mode, and how many jobs wait."""
         worker = studio.worker
-        return {"ok": True, "preview_only": studio.config.preview_only,
+        alive = worker.alive
+        restarted = worker.ensure_running()
+        return {"ok": True, "worker_restarted": restarted, "worker_restarts": worker.restarts, "preview_only": studio.config.preview_only,
                 "model": studio.server["model"], "model_loaded": worker.model_loaded,
-                "model_error": worker.model_error, "worker_alive": worker.alive, "queued": studio.jobs.queued_count()}
+                "model_error": worker.model_error, "worker_alive": alive, "queued": studio.jobs.queued_count()}
 
     @router.get("/api/options", tags=["studio"])
     def options() -> dict:

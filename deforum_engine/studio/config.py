@@ -23,6 +23,8 @@ class StudioConfig:
     api_auth: str | None = None  # AUTOMATIC1111's --api-auth: "user:pass[,user2:pass2]", HTTP Basic
     host: str = "127.0.0.1"
     port: int = 7860
+    max_body_mb: float = 2.0  # a settings document or batch request; uploads have their own limits
+    upload_retention_days: float = 7.0  # uploads no queued or running job uses are deleted after this
 
     @property
     def renders_dir(self) -> Path:

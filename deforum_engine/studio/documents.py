@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
+from deforum_engine.config.importers.deforum import describe_ignored, import_deforum, looks_like_deforum
 from deforum_engine.config.presets import load_preset
 from deforum_engine.config.settings import Settings, validate_settings
 from deforum_engine.errors import SettingsError
@@ -79,7 +79,7 @@ def engine_names(document: dict[str, Any], source: str) -> tuple[dict[str, Any],
     notes = list(imported.notes)
     if imported.ignored:
         notes.insert(0, "Deforum settings for features this engine does not have were ignored: "
-                        + ", ".join(imported.ignored))
+                        + describe_ignored(imported.ignored))
     return imported.settings, notes
 
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deforum_engine.errors import SettingsError
+from deforum_engine.output.folder import RenderFolder
 from deforum_engine.studio.database import Database
 from deforum_engine.studio.errors import StudioError
 
@@ -99,9 +101,42 @@ class JobStore:
             self.move(job_id, ("running",), "queued")
         return ids
 
+    def adopt_folders(self) -> list[str]:
+        """Render folders under `renders_dir` that no job names (a job table started afresh, a folder copied
+        in): each becomes a job again, finished, or cancelled (resumable), or failed with the reason."""
+        known = {row["folder"] for row in self.database.rows("SELECT folder FROM jobs")}
+        adopted = []
+        for folder in sorted(self.renders_dir.iterdir()) if self.renders_dir.is_dir() else []:
+            if folder.name in known or folder.is_symlink() or not (folder / "settings.json").is_file():
+                continue
+            found = re.search(r"-([0-9a-f]{12})$", folder.name)
+            job_id = found.group(1) if found and not self._exists(found.group(1)) else secrets.token_hex(6)
+            status, error, frames, preview = _found_on_disk(folder)
+            self.database.execute(
+                "INSERT INTO jobs (id, name, folder, status, error, preview, frames, created, finished) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, folder.name.removesuffix(f"-{job_id}") or folder.name, folder.name, status, error,
+                 int(preview), frames, folder.stat().st_mtime, time.time()))
+            adopted.append(folder.name)
+        return adopted
+
+    def _exists(self, job_id: str) -> bool:
+        return bool(self.database.rows("SELECT 1 FROM jobs WHERE id = ?", (job_id,)))
+
     def remove(self, job_id: str, allowed: tuple[str, ...]) -> bool:
         marks = ", ".join("?" * len(allowed))
         return self.database.execute(f"DELETE FROM jobs WHERE id = ? AND status IN ({marks})", (job_id, *allowed)) == 1
+
+    def files_in_use(self, names: set[str]) -> set[str]:
+        """Which of these file names the settings of a job that may still render (anything but finished) name."""
+        used = set()
+        for row in self.database.rows("SELECT folder FROM jobs WHERE status != 'finished'"):
+            try:
+                text = (self.renders_dir / row["folder"] / "settings.json").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            used.update(name for name in names if name in text)
+        return used
 
     def queued_count(self) -> int:
         return self.database.rows("SELECT COUNT(*) AS n FROM jobs WHERE status = 'queued'")[0]["n"]
@@ -110,3 +145,16 @@ class JobStore:
         return Job(row["id"], row["name"], self.renders_dir / row["folder"], row["status"], row["error"],
                    bool(row["preview"]), row["frames"], row["batch_id"], row["created"], row["started"],
                    row["finished"])
+
+
+def _found_on_disk(folder: Path) -> tuple[str, str | None, int, bool]:
+    """(status, error, frames, preview) of a render folder found without a job."""
+    render = RenderFolder(folder)
+    try:
+        info, frames = render.info(), int(render.saved_settings().max_frames)
+    except (SettingsError, ValueError) as error:
+        return "failed", f"found on disk, unreadable: {error}", 0, True
+    if info.get("status") == "finished":
+        return "finished", None, frames, bool(info.get("preview", True))
+    return "cancelled", "found on disk when the job table was started again; resume it to continue", frames, \
+        bool(info.get("preview", True))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from deforum_engine.studio.config import StudioConfig, check_exposure, is_loopback
+from deforum_engine.studio.config import StudioConfig, check_exposure
 
 
 def serve(config: StudioConfig) -> None:
@@ -14,8 +14,10 @@ def serve(config: StudioConfig) -> None:
 
     check_exposure(config.host, config.token, config.api_auth)
     app = create_app(config)
-    shown = "127.0.0.1" if is_loopback(config.host) else config.host
+    shown = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
     url = f"http://{shown}:{config.port}/" + (f"?token={config.token}" if config.token else "")
     mode = "motion previews only" if config.preview_only else f"model {config.model or 'default'}"
+    for notice in app.state.studio.notices:
+        print(f"warning: {notice}", file=sys.stderr)
     print(f"deforum-engine studio on {url} ({mode}; data in {app.state.studio.config.data})", file=sys.stderr)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=5)

@@ -13,6 +13,7 @@ from typing import Any
 
 from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import Limits
 from deforum_engine.output.atomic import read_frame
 from deforum_engine.output.folder import RenderFolder
 from deforum_engine.studio.config import StudioConfig
@@ -33,6 +34,12 @@ class Studio:
         self.database = Database(config.database)
         self.uploads = UploadStore(self.database, config.uploads_dir)
         self.jobs = JobStore(self.database, config.renders_dir)
+        self.notices = [self.database.recovered] if self.database.recovered else []
+        adopted = self.jobs.adopt_folders()
+        if adopted:
+            self.notices.append(f"{len(adopted)} render folder(s) in {config.renders_dir} had no job; they are listed "
+                                f"again (finished, or cancelled to resume): {', '.join(adopted[:5])}"
+                                + (" ..." if len(adopted) > 5 else ""))
         self.worker = RenderWorker(self.jobs, self.uploads, config)
         self.previews = PresetPreviews(config.previews_dir)
         self.server = server_settings(None if config.preview_only else config.model, config.ip_adapter)
@@ -57,6 +64,10 @@ class Studio:
         preview = self._preview(preview)
         if not documents:
             raise StudioError(400, "a batch needs at least one settings document")
+        limit = Limits.from_env().max_jobs
+        if len(documents) > limit:
+            raise StudioError(422, f"a batch of {len(documents):,} jobs is more than the limit of {limit:,}; send it "
+                                   f"in parts, or start the studio with --max-batch-jobs to raise it")
         checked: list[Document] = []
         problems = []
         for number, (name, document) in enumerate(documents, start=1):
@@ -151,21 +162,21 @@ class Studio:
                 raise StudioError(404, f"job {job.id} has no frames yet")
             index = indices[-1]
         path = folder.frame_path(index)
-        if index < 0 or not path.is_file():
+        if index < 0 or not plain_file_in(path, job.folder):
             raise StudioError(404, f"job {job.id} has no frame {index} (yet); it has frames 0 to "
                                    f"{len(folder.frame_indices()) - 1}")
         return path if fmt == "png" else encode_frame(read_frame(path), fmt)
 
     def video(self, job: Job) -> Path:
         path = RenderFolder(job.folder).video_path
-        if job.status != "finished" or not path.is_file():
+        if job.status != "finished" or not plain_file_in(path, job.folder):
             raise StudioError(409 if job.status not in DONE else 404,
                               f"job {job.id} is {job.status}; its video is written when the render finishes")
         return path
 
     def settings_file(self, job: Job) -> Path:
         path = RenderFolder(job.folder).settings_path
-        if not path.is_file():
+        if not plain_file_in(path, job.folder):
             raise StudioError(404, f"job {job.id} has no settings file")
         return path
 
@@ -194,6 +205,19 @@ def zip_frames(folder: Path) -> Iterator[bytes]:
     sink = _Chunks()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
         for index in render.frame_indices():
-            archive.write(render.frame_path(index), f"{folder.name}/{index:06d}.png")
-            yield sink.take()
+            path = render.frame_path(index)
+            if plain_file_in(path, folder):  # a symlink put in the folder is never followed
+                archive.write(path, f"{folder.name}/{index:06d}.png")
+                yield sink.take()
     yield sink.take()
+
+
+def plain_file_in(path: Path, folder: Path) -> bool:
+    """True for a plain file (no symlink on the way) inside `folder`: what the studio may serve from a render."""
+    if folder.is_symlink() or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return not any(part.is_symlink() for part in path.parents if part != folder and folder in part.parents)

@@ -164,6 +164,23 @@ class UploadStore:
             raise StudioError(422, f"{setting}: the file of upload {upload_id} ({upload.filename}) is gone; upload it again")
         return upload.path
 
+    def expire(self, older_than: float, in_use: set[str]) -> list[str]:
+        """Delete uploads created before `older_than` (a time.time()) whose stored file name is not in `in_use`;
+        returns their ids. Left-over `.incoming-*` files of a server that was killed mid-upload go too."""
+        expired = []
+        for row in self.database.rows("SELECT id, stored FROM uploads WHERE created < ?", (older_than,)):
+            if row["stored"] in in_use:
+                continue
+            path = self.folder / row["stored"]
+            if path.parent == self.folder and not path.is_symlink():
+                path.unlink(missing_ok=True)
+            self.database.execute("DELETE FROM uploads WHERE id = ?", (row["id"],))
+            expired.append(row["id"])
+        for temp in self.folder.glob(".incoming-*"):
+            if temp.stat().st_mtime < older_than:
+                temp.unlink(missing_ok=True)
+        return expired
+
     def intact(self, upload: Upload) -> bool:
         """True while the stored file is a plain file (not a symlink) right inside the uploads folder."""
         path = upload.path
@@ -217,13 +234,29 @@ async def _read_multipart(content_type: str, chunks: AsyncIterator[bytes], sink:
     boundary = options.get(b"boundary")
     if not boundary:
         raise StudioError(400, "the multipart upload has no boundary in its Content-Type")
+    from python_multipart.exceptions import FormParserError
+
     reader = _FirstFilePart(boundary, sink)
-    async for chunk in chunks:
-        reader.parser.write(chunk)
-    reader.parser.finalize()
+    try:
+        async for chunk in chunks:
+            reader.parser.write(chunk)
+        reader.parser.finalize()
+    except FormParserError as error:
+        raise StudioError(400, f"the multipart upload is malformed ({str(error)[:100]}); send the file as the form "
+                               "field `file`, or the raw file as the body with ?filename=") from None
     if not reader.found:
         raise StudioError(400, "the upload holds no file: send it as the form field `file`")
     return reader.filename
+
+
+MAX_PART_HEADER = 16 * 1024  # bytes of one header line of a form part
+
+
+def _bounded_header(data: bytes) -> bytes:
+    if len(data) > MAX_PART_HEADER:
+        raise StudioError(400, f"the multipart upload has a part header longer than {MAX_PART_HEADER // 1024} KB; "
+                               "send the file as the form field `file`")
+    return data
 
 
 class _FirstFilePart:
@@ -246,10 +279,10 @@ class _FirstFilePart:
         self._disposition, self._active = b"", False
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header += data[start:end]
+        self._header = _bounded_header(self._header + data[start:end])
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
-        self._value += data[start:end]
+        self._value = _bounded_header(self._value + data[start:end])
 
     def _header_end(self) -> None:
         if self._header.lower() == b"content-disposition":

@@ -9,6 +9,7 @@ start after the server was killed (its job is still marked running).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import threading
@@ -34,6 +35,7 @@ from deforum_engine.studio.safety import screen_image
 from deforum_engine.studio.uploads import UploadStore
 
 log = logging.getLogger(__name__)
+SWEEP_EVERY = 600.0  # seconds between looks for expired uploads
 RATE_WINDOW = 30  # frames/s is measured over the last this-many frames
 # A job's events for listeners (the /deforum_api's phases): (job id, event, detail). Events: "preparing",
 # "generating", "post_processing" (each when that work starts), "frame" (detail: frames done), "end" (detail: status).
@@ -92,6 +94,15 @@ class LiveProgress:
         return encoded
 
 
+def _frames_done(job: Job) -> int:
+    """Frames a job had done before, for its progress; 0 when its resume state cannot be read (the render
+    itself then fails with the message naming the file)."""
+    try:
+        return RenderFolder(job.folder).finished_frames() if job.folder.is_dir() else 0
+    except SettingsError:
+        return 0
+
+
 def encode_frame(image: np.ndarray, fmt: str) -> bytes:
     """PNG (the stored frames' format) or JPEG (for watching live: a twelfth of PNG's encode time at 512 x 512)."""
     if fmt == "png":
@@ -122,6 +133,8 @@ class RenderWorker:
         self._running: _Running | None = None
         self._thread: threading.Thread | None = None
         self._listeners: list[JobListener] = []
+        self.restarts = 0
+        self._next_sweep = 0.0
 
     # --- control, from request threads ---------------------------------------------------------
 
@@ -147,7 +160,18 @@ class RenderWorker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def ensure_running(self) -> bool:
+        """Start the worker thread again if it died (it should not: see _run); True when it was restarted."""
+        with self._lock:
+            if self._thread is None or self.alive or self._stopping.is_set():
+                return False
+            self.restarts += 1
+        log.error("the studio's worker thread had stopped; starting it again (restart %d)", self.restarts)
+        self.start()
+        return True
+
     def wake(self) -> None:
+        self.ensure_running()
         self._wake.set()
 
     def listen(self, listener: JobListener) -> None:
@@ -174,6 +198,8 @@ class RenderWorker:
             if self._running is not None and self._running.job_id == job_id:
                 self._running.cancel.set()
                 return self.jobs.get(job_id)
+            if self.jobs.move(job_id, ("running",), "cancelled"):  # marked running, but nothing renders it
+                return self.jobs.get(job_id)
             job = self.jobs.get(job_id)
         raise StudioError(409, f"job {job_id} is {job.status}; only queued or running jobs can be cancelled")
 
@@ -197,23 +223,49 @@ class RenderWorker:
     # --- the worker thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        self._load_model()
+        if not self.model_loaded and self.model_error is None:
+            self._load_model()
         while not self._stopping.is_set():
-            with self._lock:
-                job = self.jobs.claim_next()
-                if job is not None:
-                    done = RenderFolder(job.folder).finished_frames() if job.folder.is_dir() else 0
-                    self._running = _Running(job.id, threading.Event(), LiveProgress(job.frames, done))
-            if job is None:
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            self._tell(job.id, "preparing")
+            try:
+                self._next_job()
+            except Exception:  # noqa: BLE001 - the queue's boundary: nothing a job or the disk does stops it
+                log.exception("the studio's worker hit an error between jobs; it goes on in a second")
+                self._stopping.wait(1.0)
+
+    def _next_job(self) -> None:
+        """Claim the oldest queued job and render it; wait a little when there is none."""
+        with self._lock:
+            job = self.jobs.claim_next()
+            if job is not None:
+                self._running = _Running(job.id, threading.Event(), LiveProgress(job.frames, _frames_done(job)))
+        if job is None:
+            self._sweep_uploads()
+            self._wake.wait(1.0)
+            self._wake.clear()
+            return
+        self._tell(job.id, "preparing")
+        status, error = "failed", "internal error: the render stopped unexpectedly; resume the job to continue"
+        try:
             status, error = self._render(job, self._running)
+        finally:  # the job never stays "running" behind a worker that goes on
             with self._lock:
-                self.jobs.move(job.id, ("running",), status, error)
                 self._running = None
+                self.jobs.move(job.id, ("running",), status, error)
             self._tell(job.id, "end", status)
+
+    def _sweep_uploads(self) -> None:
+        """Uploads older than the retention period that no unfinished job names are deleted (every few minutes)."""
+        now = time.time()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY
+        older_than = now - self.config.upload_retention_days * 86400
+        candidates = {row["stored"] for row in self.uploads.database.rows(
+            "SELECT stored FROM uploads WHERE created < ?", (older_than,))}
+        expired = self.uploads.expire(older_than, self.jobs.files_in_use(candidates)) if candidates else []
+        if expired:
+            log.info("deleted %d upload(s) older than %g days that no job uses", len(expired),
+                     self.config.upload_retention_days)
 
     def _render(self, job: Job, running: _Running) -> tuple[str, str | None]:
         """Render or resume the job's folder; returns its new status and error message."""
@@ -240,7 +292,13 @@ class RenderWorker:
             return ("queued" if self._stopping.is_set() else "cancelled"), None
         except (SettingsError, RenderError) as error:
             return "failed", str(error)
-        except Exception as error:
+        except OSError as error:
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "failed", (f"the disk is full ({error.filename or job.folder}): free some space, then resume "
+                                  "the job; it continues from its last frame")
+            log.exception("job %s failed", job.id)
+            return "failed", f"{type(error).__name__}: {error}"
+        except Exception as error:  # noqa: BLE001 - a job boundary: the job fails with its reason, the queue goes on
             log.exception("job %s failed", job.id)
             return "failed", f"internal error: {type(error).__name__}: {error}"
 

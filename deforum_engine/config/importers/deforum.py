@@ -24,6 +24,7 @@ from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.importers.parseq import is_url, load_parseq_manifest
 from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import check_nesting
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.schedules import read_deforum_schedule
 from deforum_engine.config import choices
@@ -49,6 +50,12 @@ _DEFORUM_KEYS = frozenset({
     "hybrid_composite", "hybrid_motion", "diffusion_redo", "enable_noise_multiplier_scheduling",
 })
 _TELL_TALE_KEYS = _DEFORUM_KEYS - set(SETTING_NAMES)
+
+
+def describe_ignored(ignored: list[str], shown: int = 12) -> str:
+    """The ignored keys for a message: the first few by name, the rest counted."""
+    names = ", ".join(str(key)[:60] for key in ignored[:shown])
+    return names + (f" and {len(ignored) - shown} more ({len(ignored)} in all)" if len(ignored) > shown else "")
 
 
 def looks_like_deforum(raw: dict) -> bool:
@@ -531,6 +538,10 @@ def _prompts(reader: _Reader, notes: list[str]) -> dict[str, Any]:
 def _prompt_dict(value: Any) -> dict[str, str]:
     """A frame -> prompt dict, also from its JSON text (the extension's prompt box)."""
     if isinstance(value, str):
+        try:
+            check_nesting(value, "prompts", toml=False)
+        except SettingsError as error:
+            raise _Unusable(str(error).removeprefix("prompts: ")) from None
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:

@@ -24,6 +24,7 @@ import numpy as np
 
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.errors import SettingsError
+from deforum_engine.limits import check_nesting
 from deforum_engine.prompts.text import split_negative  # noqa: F401 - also part of this module's API
 
 # Engine per-frame name -> Parseq field name.
@@ -138,6 +139,7 @@ def _read_file(path: Path, base_dir: Path | None) -> dict:
 
 
 def _parse_json(text: str, label: str) -> Any:
+    check_nesting(text, label, toml=False)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
