@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from deforum_engine.config.settings import Settings
     from deforum_engine.backends.base import Backend
+    from deforum_engine.config.settings import Settings
 
 
 def make_backend(settings: "Settings", preview: bool) -> "Backend":

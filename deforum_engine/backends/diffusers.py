@@ -38,14 +38,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
-from deforum_engine.models import loading as models
+from deforum_engine.backends.base import FrameRequest, RenderContext
+from deforum_engine.backends.prompt_embeddings import (
+    PromptEncoder,
+    TextEmbedding,
+    compose,
+)
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.frame.images import fit_image, load_image
-from deforum_engine.prompts.weights import is_plain, split_composable
+from deforum_engine.models import loading as models
 from deforum_engine.prompts.samplers import SchedulerCache, step_counts
-from deforum_engine.backends.base import FrameRequest, RenderContext
-from deforum_engine.backends.prompt_embeddings import PromptEncoder, TextEmbedding, compose
+from deforum_engine.prompts.weights import is_plain, split_composable
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,18 @@ class DiffusersBackend:
             return
         models.load_image_prompt_adapter(pipes, self.ip_adapter)
         self._image_prompt = self._embed_image_prompt(context)
+
+    def flags_unsafe(self, image: np.ndarray) -> bool:
+        """The model's safety checker on `image` (SD 1.x hub repos ship one with its feature extractor);
+        a model without one (SDXL, single files, the checker switched off) flags nothing."""
+        pipe = self.pipelines.txt2img
+        if getattr(pipe, "safety_checker", None) is None or getattr(pipe, "feature_extractor", None) is None:
+            return False
+        pixels = pipe.feature_extractor(Image.fromarray(image), return_tensors="pt").pixel_values
+        pixels = pixels.to(device=self.pipelines.device, dtype=self.pipelines.dtype)
+        with torch.no_grad():
+            _, flagged = pipe.safety_checker(clip_input=pixels, images=[image.astype(np.float32) / 255.0])
+        return bool(flagged[0])
 
     def generate(self, request: FrameRequest) -> np.ndarray:
         """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""
@@ -305,7 +322,6 @@ class DiffusersBackend:
 
     def _embed_image_prompt(self, context: RenderContext) -> ImagePrompt:
         """CLIP-embed the image prompt once per render."""
-        from PIL import Image
 
         pipe = self.pipelines.img2img
         picture = Image.fromarray(load_image(context.image_prompt))

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deforum_engine.errors import SettingsError
 from deforum_engine.backends.base import FrameRequest, RenderContext
+from deforum_engine.errors import SettingsError
 
 
 @dataclass
@@ -71,6 +71,9 @@ class LockstepBackend:
         if slot.error is not None:
             raise slot.error
         return slot.result
+
+    def flags_unsafe(self, image: np.ndarray) -> bool:
+        return self.inner.flags_unsafe(image)
 
     def leave(self) -> None:
         """A render of the group has finished (or failed): stop waiting for its frames."""

@@ -42,6 +42,9 @@ class PreviewBackend:
     def begin(self, context: RenderContext) -> None:
         self._size = (context.width, context.height)
 
+    def flags_unsafe(self, image: np.ndarray) -> bool:
+        return False  # no model: nothing is generated from the image, so there is nothing to screen
+
     def generate(self, request: FrameRequest) -> np.ndarray:
         if request.image is not None:
             return request.image

@@ -52,20 +52,16 @@ def validate_job(job: Job, model: str | None) -> dict[str, Any]:
 def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
     """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
     from deforum_engine.config.settings import validate_settings
-    from deforum_engine.rendering.recipe import render, resume
+    from deforum_engine.rendering.recipe import render_or_resume
 
     started = time.perf_counter()
     try:
-        status = RenderFolder(folder).status()
-        if status == "finished":
+        outcome, result = render_or_resume(validate_settings(settings_json, name), folder, preview=preview, quiet=quiet)
+        if result is None:
             return JobResult(name, "skipped", 0.0, folder)
-        if status is not None:
-            result = resume(folder, quiet=quiet)
-            write_gen_info(RenderFolder(folder))
-            return JobResult(name, "resumed", time.perf_counter() - started, str(result.video))
-        result = render(validate_settings(settings_json, name), out=folder, preview=preview, quiet=quiet)
         write_gen_info(RenderFolder(folder))
-        return JobResult(name, "done", time.perf_counter() - started, str(result.video))
+        return JobResult(name, "resumed" if outcome == "resumed" else "done", time.perf_counter() - started,
+                         str(result.video))
     except Exception as error:  # noqa: BLE001 - a batch boundary: the job fails with its reason, the others go on
         return JobResult(name, "failed", time.perf_counter() - started, error=f"{type(error).__name__}: {error}")
 

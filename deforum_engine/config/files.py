@@ -11,8 +11,20 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from deforum_engine.config.importers.deforum import (
+    describe_ignored,
+    import_deforum,
+    looks_like_deforum,
+)
+from deforum_engine.config.presets import load_preset
+from deforum_engine.config.settings import (
+    PATH_FIELDS,
+    PATH_LIST_FIELDS,
+    IgnoredSettingsWarning,
+    Settings,
+    validate_settings,
+)
 from deforum_engine.errors import SettingsError
-from deforum_engine.config.settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
 from deforum_engine.limits import check_nesting, parse_json, parse_toml, read_text_file
 
 
@@ -56,23 +68,27 @@ def _looks_local(value: str, base: Path) -> bool:
     return (base / value).exists()
 
 
-def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
-    from deforum_engine.config.importers.deforum import describe_ignored, import_deforum, looks_like_deforum
-
+def engine_names(data: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
+    """A document in the engine's setting names: a Deforum file imported (with what the user should be
+    told: the keys that were ignored first, then the importer's notes), anything else as it is."""
     if not looks_like_deforum(data):
-        return data
+        return dict(data), []
     imported = import_deforum(data, source)
+    notes = list(imported.notes)
     if imported.ignored:
-        warnings.warn(
-            f"{source}: Deforum settings for features this engine does not have were ignored: "
-            + describe_ignored(imported.ignored),
-            IgnoredSettingsWarning,
-            stacklevel=3,
-        )
-    for note in imported.notes:
-        warnings.warn(f"{source}: {note}", IgnoredSettingsWarning, stacklevel=3)
-    return imported.settings
+        notes.insert(0, "Deforum settings for features this engine does not have were ignored: "
+                        + describe_ignored(imported.ignored))
+    return imported.settings, notes
+
+
+def merge_settings(document: dict[str, Any], source: str, overrides: dict[str, Any] | None = None,
+                   preset_dirs: list[Path] | None = None) -> Settings:
+    """One document (in the engine's names) validated into Settings. Precedence, lowest first: the
+    defaults, the motion preset (named by the overrides or the document), the document, the overrides."""
+    overrides = dict(overrides or {})
+    preset_name = overrides.get("motion_preset", document.get("motion_preset"))
+    preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
+    return validate_settings({**preset_values, **document, **overrides}, source)
 
 
 def load_settings(
@@ -84,8 +100,6 @@ def load_settings(
 
     Precedence, lowest first: defaults, the motion preset, the file, `overrides` (e.g. `--set`).
     """
-    from deforum_engine.config.presets import load_preset
-
     data: dict[str, Any] = {}
     source = "settings"
     base = Path.cwd()
@@ -93,12 +107,11 @@ def load_settings(
         path = Path(path)
         source = str(path)
         base = path.resolve().parent
-        data = _import_if_deforum(read_settings_file(path), source)
-    overrides = dict(overrides or {})
-    preset_name = overrides.get("motion_preset", data.get("motion_preset"))
-    preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
-    merged = {**preset_values, **resolve_paths(data, base), **resolve_paths(overrides, Path.cwd())}
-    return validate_settings(merged, source)
+        data, notes = engine_names(read_settings_file(path), source)
+        for note in notes:
+            warnings.warn(f"{source}: {note}", IgnoredSettingsWarning, stacklevel=2)
+    return merge_settings(resolve_paths(data, base), source, resolve_paths(dict(overrides or {}), Path.cwd()),
+                          preset_dirs)
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -109,6 +109,19 @@ def resume(
                    on_frame=on_frame, quiet=quiet, cancel=cancel, on_phase=on_phase)
 
 
+def render_or_resume(settings: Settings, out: str | Path, *, preview: bool = False, backend: Backend | None = None,
+                     **hooks) -> tuple[str, RenderResult | None]:
+    """What a queued job does with its folder, for the batch runner and the studio alike: a finished
+    render is skipped ("skipped", None), a stopped one resumed ("resumed"), anything else rendered from
+    `settings` ("rendered"). `hooks` are render()'s on_frame, quiet, cancel and on_phase."""
+    status = RenderFolder(Path(out)).status()
+    if status == "finished":
+        return "skipped", None
+    if status is not None:
+        return "resumed", resume(out, backend=backend, **hooks)
+    return "rendered", render(settings, out=out, preview=preview, backend=backend, **hooks)
+
+
 def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, preview: bool, *, resuming: bool,
             on_frame: FrameCallback | None, quiet: bool, cancel: threading.Event | None,
             on_phase: PhaseCallback | None = None) -> RenderResult:

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deforum_engine.config.importers.deforum import describe_ignored, import_deforum, looks_like_deforum
-from deforum_engine.config.presets import load_preset
-from deforum_engine.config.settings import Settings, validate_settings
+from deforum_engine.config import files as settings_files
+from deforum_engine.config.settings import Settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import build_plan
 from deforum_engine.post.srt import gen_info_srt
@@ -58,9 +57,7 @@ def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], s
     data, notes = engine_names(document, source)
     data.update(_uploaded_files(data, uploads, source))
     data.update(_server_side(data, server, source))
-    preset = data.get("motion_preset")
-    merged = {**(load_preset(preset).settings if preset else {}), **data}
-    settings = validate_settings(merged, source)
+    settings = settings_files.merge_settings(data, source)
     plan = build_plan(settings)
     if settings.deforum_save_gen_info_as_srt:
         gen_info_srt(plan, frames=0)  # every schedule the .srt reports reads, before the job is queued
@@ -73,14 +70,7 @@ def engine_names(document: dict[str, Any], source: str) -> tuple[dict[str, Any],
     A Parseq manifest must be inline: the Deforum importer would otherwise read the path it names."""
     if "parseq_manifest" in document:
         document = {**document, "parseq_manifest": _inline_manifest(document["parseq_manifest"], source)}
-    if not looks_like_deforum(document):
-        return dict(document), []
-    imported = import_deforum(document, source)
-    notes = list(imported.notes)
-    if imported.ignored:
-        notes.insert(0, "Deforum settings for features this engine does not have were ignored: "
-                        + describe_ignored(imported.ignored))
-    return imported.settings, notes
+    return settings_files.engine_names(document, source)
 
 
 def _inline_manifest(value: Any, source: str) -> str | None:

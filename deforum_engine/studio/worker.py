@@ -17,21 +17,23 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from deforum_engine.backends import make_backend
+from deforum_engine.backends.base import Backend
 from deforum_engine.config.settings import Settings, validate_settings
 from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
+from deforum_engine.frame.images import load_image
 from deforum_engine.output.atomic import encode_png
 from deforum_engine.output.folder import RenderFolder
 from deforum_engine.post.srt import check_gen_info, write_gen_info
-from deforum_engine.rendering.recipe import render, resume
+from deforum_engine.rendering.recipe import render_or_resume
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.jobs import DONE, STOPPED, Job, JobStore
-from deforum_engine.studio.safety import screen_image
 from deforum_engine.studio.uploads import UploadStore
 
 log = logging.getLogger(__name__)
@@ -281,11 +283,8 @@ class RenderWorker:
             check_gen_info(settings)
             backend = None if job.preview else self._model_backend(settings)
             if backend is not None and settings.image_prompt is not None:
-                screen_image(backend.pipelines, settings.image_prompt, self.uploads.label(settings.image_prompt))
-            if folder.status() is None:
-                render(settings, out=folder.root, preview=job.preview, backend=backend, **hooks)
-            else:
-                resume(folder.root, backend=backend, **hooks)
+                self._screen(backend, settings.image_prompt)
+            render_or_resume(settings, folder.root, preview=job.preview, backend=backend, **hooks)
             write_gen_info(folder)
             return "finished", None
         except RenderCancelled:
@@ -301,6 +300,13 @@ class RenderWorker:
         except Exception as error:  # noqa: BLE001 - a job boundary: the job fails with its reason, the queue goes on
             log.exception("job %s failed", job.id)
             return "failed", f"internal error: {type(error).__name__}: {error}"
+
+    def _screen(self, backend: Backend, image_prompt: Path) -> None:
+        """The model's own safety checker on the image prompt, before the render starts (a model without
+        one, e.g. SDXL, cannot screen and renders unscreened)."""
+        if backend.flags_unsafe(load_image(image_prompt)):
+            raise SettingsError(f"image_prompt: {self.uploads.label(image_prompt)} was flagged as NSFW by the "
+                                "model's safety checker; choose another image")
 
     def _frame_hook(self, job_id: str, progress: LiveProgress):
         """The engine's per-frame callback: live progress, and a "frame" event for listeners."""
