@@ -284,7 +284,7 @@ def _schedule_text(key: str, value: Any) -> Any:
     return value
 
 
-def _choices(key: str) -> tuple[str, ...]:
+def setting_choices(key: str) -> tuple[str, ...]:
     """The words a setting accepts, when it is one of a fixed set (animation_mode, border, ...)."""
     annotation = Settings.model_fields[key].annotation
     options = [annotation, *typing.get_args(annotation)]
@@ -296,7 +296,7 @@ def _literal_case(key: str, value: Any) -> Any:
     """A fixed-set word in any letter case: `"3d"` is animation_mode "3D", `"lab"` is "LAB"."""
     if not isinstance(value, str):
         return value
-    matches = [choice for choice in _choices(key) if choice.lower() == value.strip().lower()]
+    matches = [choice for choice in setting_choices(key) if choice.lower() == value.strip().lower()]
     return matches[0] if len(matches) == 1 else value
 
 

@@ -25,7 +25,7 @@ from ..settings import INFLUENCE_LEVELS, Settings
 from ..styles import STYLE_NAMES
 from .a1111 import a1111_routes
 from .config import StudioConfig
-from .documents import engine_names, jobs_file_documents
+from .documents import engine_names, form_options, jobs_file_documents, schedule_curves
 from .errors import StudioError
 from .guard import RequestGuard
 from .jobs import DONE
@@ -117,7 +117,13 @@ def _page_routes(studio: Studio) -> APIRouter:
             "defaults": {"W": defaults.W, "H": defaults.H, "max_frames": defaults.max_frames, "fps": defaults.fps,
                          "steps": defaults.steps, "seed": defaults.seed, "init_denoise": round(1 - defaults.init_strength, 2),
                          "init_fit": defaults.init_fit, "image_prompt_influence": defaults.image_prompt_influence},
+            **form_options(),
         }
+
+    @router.post("/api/plan/curves", tags=["studio"])
+    def curves(document: dict[str, Any] = _DOCUMENT) -> dict:
+        """The form's schedules frame by frame, as the render will use them, and each one's error."""
+        return schedule_curves(document, studio.uploads, studio.server)
 
     @router.get("/api/presets/{name}/preview.mp4", tags=["studio"], response_class=FileResponse)
     def preset_preview(name: str) -> FileResponse:
