@@ -126,11 +126,22 @@ def _page_routes(studio: Studio) -> APIRouter:
         return schedule_curves(document, studio.uploads, studio.server)
 
     @router.get("/api/presets/{name}/preview.mp4", tags=["studio"], response_class=FileResponse)
-    def preset_preview(name: str) -> FileResponse:
-        """A small looping motion-preview clip of a motion preset (rendered on first request, then cached)."""
-        return FileResponse(studio.previews.clip(name), media_type="video/mp4")
+    def preset_preview(name: str, picture: str | None = Query(None)) -> FileResponse:
+        """A small looping motion-preview clip of a motion preset (rendered on first request, then cached),
+        on the user's picture when `picture` is the id of an uploaded init image or image prompt."""
+        return FileResponse(studio.previews.clip(name, _clip_picture(studio, picture)), media_type="video/mp4")
 
     return router
+
+
+def _clip_picture(studio: Studio, upload_id: str | None) -> Path | None:
+    """The uploaded picture a preset clip plays on: an init image or an image prompt upload."""
+    if not upload_id:
+        return None
+    kind = studio.uploads.get(upload_id).kind
+    if kind not in ("init_image", "image_prompt"):
+        raise StudioError(422, f"picture: upload {upload_id} is a {kind}, not an init image or image prompt")
+    return studio.uploads.file_for(upload_id, kind)
 
 
 # ----------------------------------------------------------------------------------------- uploads
