@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SettingsError
-from ..importers.deforum import import_deforum, looks_like_deforum
+from ..importers.deforum import ignored_summary, import_deforum, looks_like_deforum
 from ..plan import build_plan
 from ..presets import load_preset
 from ..samplers import SAMPLER_NAMES
@@ -75,8 +75,7 @@ def engine_names(document: dict[str, Any], source: str) -> tuple[dict[str, Any],
     imported = import_deforum(document, source)
     notes = list(imported.notes)
     if imported.ignored:
-        notes.insert(0, "Deforum settings for features this engine does not have were ignored: "
-                        + ", ".join(imported.ignored))
+        notes.insert(0, ignored_summary(imported.ignored))
     return imported.settings, notes
 
 
