@@ -156,8 +156,11 @@ def flip_then_camera(image: np.ndarray, depth, move: Move, *, border: str, camer
 
 
 # What a motion preview fills uncovered edges with instead: a smeared edge (replicate, border) is
-# what a model paints over; with no model it would spread over the whole frame in a long pan.
-PREVIEW_BORDER = {"replicate": "reflect"}
+# what a model paints over; with no model it would spread over the whole frame in a long pan, and a
+# mirrored one, mirrored again frame after frame, turns into stripes. In 2D the picture wraps round
+# (the default picture tiles seamlessly), so a pan keeps showing it; 3D sampling has no wrap, and
+# mirrors.
+PREVIEW_BORDER = {"replicate": "wrap", "reflect": "wrap"}
 PREVIEW_PADDING = {"border": "reflection", "zeros": "reflection"}
 # ... and how it samples in 3D: bicubic's overshoot, repeated hundreds of times with no model to
 # repaint it, piles up into a woven pattern.
@@ -166,8 +169,8 @@ PREVIEW_SAMPLING = {"bicubic": "bilinear"}
 
 def choose_warps(plan: FramePlan, device: str = "cpu", preview: bool = False) -> Warps:
     """How pictures follow the camera in this render; `device` runs the 3D re-projection. A motion
-    preview mirrors the picture at the edges where a render would smear them, and samples 3D
-    bilinearly (PREVIEW_BORDER, PREVIEW_PADDING, PREVIEW_SAMPLING)."""
+    preview wraps the picture round (2D) or mirrors it (3D) at the edges where a render would smear
+    them, and samples 3D bilinearly (PREVIEW_BORDER, PREVIEW_PADDING, PREVIEW_SAMPLING)."""
     border = plan.canvas.border
     camera = plan.camera
     if preview:
