@@ -228,6 +228,8 @@ def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_re_edits_from_t
     assert "64×64" in card.text_content() and "24 / 24 frames" in card.text_content()
     card.locator("[data-action=watch]").click()
     page.wait_for_selector("#result-video:not([hidden])")
+    page.wait_for_timeout(300)  # the job's event stream has sent its frame by now
+    assert page.is_hidden("#live-frame")  # the video alone, not a still beside it
     card.locator("[data-action=edit]").click()
     page.wait_for_function("document.querySelectorAll('#prompt-keyframes .keyframe').length === 3")
     assert page.input_value("#prompt") == "a forest at dawn, watercolour"

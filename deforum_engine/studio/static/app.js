@@ -574,6 +574,7 @@ function watch(job) {
   events.addEventListener("status", (event) => showStatus(JSON.parse(event.data)));
   events.addEventListener("frame", (event) => {
     const frame = JSON.parse(event.data);
+    if (!$("result-video").hidden) return;  // the finished video is playing: no still beside it
     $("live-frame").src = frame.url;
     $("live-frame").dataset.shown = String(frame.index);
     $("live-frame").hidden = false;
