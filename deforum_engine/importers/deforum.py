@@ -604,9 +604,10 @@ _FEATURES = (
     ("guided images (looper)", ("use_looper", "init_images", "image_strength", "blendfactor", "blendspeed",
                                 "tweening_frames")),
     ("optical flow", ("optical_flow", "cadence_flow", "redo_flow")),
+    ("face restoration", ("restore_faces",)),
     ("output and UI", ("outdir", "batch_name", "sd_model", "sd_vae", "skip_video", "store_frames", "mp4",
                        "ffmpeg", "make_gif", "delete", "save_", "show_", "frame_interp", "r_", "n_batch",
-                       "filename_format", "seed_enable_extras", "subseed", "restore_faces", "tiling")),
+                       "filename_format", "seed_enable_extras", "subseed", "tiling")),
 )
 
 
