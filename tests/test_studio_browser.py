@@ -258,6 +258,11 @@ def test_the_form_is_keyboard_reachable_and_speaks_the_form_s_words(browser, stu
         reached.add(page.evaluate("document.activeElement.id || document.activeElement.dataset.preset || ''"))
     for wanted in ("prompt", "add-keyframe", "schedule-zoom", "sampler", "max-frames", "create-button", "spiral_in"):
         assert wanted in reached, wanted
+    assert page.is_hidden("#schedule-perspective_flip_theta")
+    page.check("#enable-perspective-flip")
+    page.fill("#schedule-perspective_flip_theta", "0:(0), 10:(20)")
+    page.wait_for_function("(document.getElementById('curve-perspective_flip_theta').dataset.values || '')"
+                           ".startsWith('0,2,4,6')")
     page.focus(".preset[data-preset=audio_pulse_zoom]")
     page.keyboard.press("Enter")
     page.click("#create-button")

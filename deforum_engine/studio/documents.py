@@ -166,6 +166,9 @@ def _upload_value(value: Any, root: Path, key: str) -> Any:
 # The schedules the form edits as Deforum text, each drawn as a curve: setting -> the plan's values.
 FORM_SCHEDULES = {
     "zoom": "zoom", "angle": "angle", "translation_x": "translation_x", "translation_y": "translation_y",
+    "transform_center_x": "transform_center_x", "transform_center_y": "transform_center_y",
+    "perspective_flip_theta": "perspective_flip_theta", "perspective_flip_phi": "perspective_flip_phi",
+    "perspective_flip_gamma": "perspective_flip_gamma", "perspective_flip_fv": "perspective_flip_fv",
     "translation_z": "translation_z", "rotation_3d_x": "rotation_3d_x", "rotation_3d_y": "rotation_3d_y",
     "rotation_3d_z": "rotation_3d_z", "fov_schedule": "fov", "strength_schedule": "strength",
     "cfg_scale_schedule": "cfg_scale", "noise_schedule": "noise", "contrast_schedule": "contrast",
@@ -177,7 +180,8 @@ def form_options() -> dict[str, Any]:
     """The choices and defaults of the form's fields beyond the basic ones."""
     defaults = Settings()
     fields = ("seed_behavior", "sampler", "diffusion_cadence", "color_coherence", "border", "animation_mode",
-              "use_depth_warping", "depth_algorithm", "padding_mode", "sampling_mode", *FORM_SCHEDULES)
+              "use_depth_warping", "depth_algorithm", "padding_mode", "sampling_mode", "enable_perspective_flip",
+              *FORM_SCHEDULES)
     choices = {name: list(_literal_choices(name)) for name in
                ("seed_behavior", "color_coherence", "border", "animation_mode", "padding_mode", "sampling_mode")}
     return {"form_defaults": {name: getattr(defaults, name) for name in fields},

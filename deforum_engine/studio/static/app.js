@@ -21,16 +21,21 @@ const state = {
 const SCHEDULE_LABELS = {
   zoom: "Zoom", angle: "Angle (°/frame)", translation_x: "Translation X", translation_y: "Translation Y",
   translation_z: "Translation Z", rotation_3d_x: "Rotation X (°/frame)", rotation_3d_y: "Rotation Y (°/frame)",
-  rotation_3d_z: "Rotation Z (°/frame)", fov_schedule: "Field of view (°)", strength_schedule: "Strength",
+  rotation_3d_z: "Rotation Z (°/frame)", fov_schedule: "Field of view (°)",
+  transform_center_x: "Zoom/turn centre X (0-1)", transform_center_y: "Zoom/turn centre Y (0-1)",
+  perspective_flip_theta: "Flip theta (°)", perspective_flip_phi: "Flip phi (°)",
+  perspective_flip_gamma: "Flip gamma (°)", perspective_flip_fv: "Flip field of view (°)",
+  strength_schedule: "Strength",
   cfg_scale_schedule: "CFG scale", noise_schedule: "Noise", contrast_schedule: "Contrast",
 };
 const CAMERA = {
-  "2D": ["zoom", "angle", "translation_x", "translation_y"],
+  "2D": ["zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y"],
   "3D": ["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule"],
 };
 const DIFFUSION = ["strength_schedule", "cfg_scale_schedule", "noise_schedule", "contrast_schedule"];
-const CAMERA_FIELDS = [...new Set([...CAMERA["2D"], ...CAMERA["3D"]]), "animation_mode", "use_depth_warping",
-                       "depth_algorithm", "padding_mode"];
+const FLIP = ["perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv"];
+const CAMERA_FIELDS = [...new Set([...CAMERA["2D"], ...CAMERA["3D"]]), ...FLIP, "animation_mode", "use_depth_warping",
+                       "depth_algorithm", "padding_mode", "enable_perspective_flip"];
 const SELECTS = { sampler: "sampler", seed_behavior: "seed-behavior", color_coherence: "color-coherence",
                   border: "border", depth_algorithm: "depth-algorithm", padding_mode: "padding-mode" };
 // The form's words for the settings a message names.
@@ -144,13 +149,14 @@ function buildFormFields(options) {
     for (const choice of options.choices[name]) $(id).add(new Option(choice, choice));
   }
   for (const name of Object.keys(SCHEDULE_LABELS)) {
-    const into = DIFFUSION.includes(name) ? "diffusion-schedules" : "camera-schedules";
+    const into = DIFFUSION.includes(name) ? "diffusion-schedules" : FLIP.includes(name) ? "flip-schedules" : "camera-schedules";
     $(into).append(scheduleEditor(name));
   }
   for (const radio of document.querySelectorAll("input[name=animation-mode]")) {
     radio.addEventListener("change", () => { showMode(); refreshCurves(); });
   }
   for (const id of ["max-frames", "fps", "seed", "diffusion-cadence"]) $(id).addEventListener("input", refreshCurves);
+  $("enable-perspective-flip").addEventListener("change", () => { showMode(); refreshCurves(); });
   fillForm(options.form_defaults);
 }
 
@@ -191,6 +197,7 @@ function showMode() {
     block.hidden = !shown.includes(block.dataset.schedule);
   }
   $("depth-fields").hidden = animationMode() !== "3D";
+  $("flip-schedules").hidden = !$("enable-perspective-flip").checked;
 }
 
 function fillForm(values) {
@@ -200,6 +207,7 @@ function fillForm(values) {
   for (const [name, id] of Object.entries(SELECTS)) if (values[name] != null) $(id).value = values[name];
   if (values.diffusion_cadence != null) $("diffusion-cadence").value = values.diffusion_cadence;
   if (values.use_depth_warping != null) $("use-depth-warping").checked = Boolean(values.use_depth_warping);
+  if (values.enable_perspective_flip != null) $("enable-perspective-flip").checked = Boolean(values.enable_perspective_flip);
   if (values.animation_mode) {
     const mode = String(values.animation_mode).toUpperCase() === "3D" ? "3D" : "2D";
     document.querySelector(`input[name=animation-mode][value="${mode}"]`).checked = true;
@@ -404,6 +412,7 @@ function documentFromForm(strict) {
   for (const [name, id] of Object.entries(SELECTS)) doc[name] = $(id).value;
   doc.animation_mode = animationMode();
   doc.use_depth_warping = $("use-depth-warping").checked;
+  doc.enable_perspective_flip = $("enable-perspective-flip").checked;
   doc.name = state.base.name || nameFrom(prompt);
   return doc;
 }
@@ -462,7 +471,7 @@ async function loadSettings(document_, label) {
   fillNumbers(settings);
   fillForm(settings);
   for (const name of [...Object.keys(SCHEDULE_LABELS), ...Object.keys(SELECTS), "prompts", "negative_prompts",
-                      "animation_mode", "use_depth_warping", "diffusion_cadence"]) delete state.base[name];
+                      "animation_mode", "use_depth_warping", "enable_perspective_flip", "diffusion_cadence"]) delete state.base[name];
   if (settings.image_prompt_influence !== undefined) setInfluence(settings.image_prompt_influence);
   const mode = document.querySelector(`input[name=image-prompt-mode][value=${settings.image_prompt_mode || "all"}]`);
   if (mode) mode.checked = true;
