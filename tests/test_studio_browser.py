@@ -262,6 +262,10 @@ def test_the_form_is_keyboard_reachable_and_speaks_the_form_s_words(browser, stu
     page.fill("#schedule-perspective_flip_theta", "0:(0), 10:(20)")
     page.wait_for_function("(document.getElementById('curve-perspective_flip_theta').dataset.values || '')"
                            ".startsWith('0,2,4,6')")
+    assert page.is_hidden("#schedule-seed_schedule")
+    page.select_option("#seed-behavior", "schedule")
+    page.fill("#schedule-seed_schedule", "0:(5), 2:(9)")
+    page.wait_for_function("(document.getElementById('curve-seed_schedule').dataset.values || '').startsWith('5,7,9')")
     page.focus(".preset[data-preset=audio_pulse_zoom]")
     page.keyboard.press("Enter")
     page.click("#create-button")

@@ -172,6 +172,7 @@ FORM_SCHEDULES = {
     "translation_z": "translation_z", "rotation_3d_x": "rotation_3d_x", "rotation_3d_y": "rotation_3d_y",
     "rotation_3d_z": "rotation_3d_z", "fov_schedule": "fov", "strength_schedule": "strength",
     "cfg_scale_schedule": "cfg_scale", "noise_schedule": "noise", "contrast_schedule": "contrast",
+    "seed_schedule": "seed",  # drawn as the seeds every frame gets, whatever the seed behaviour
 }
 CURVE_POINTS = 2000  # at most this many values per curve (a long render is sampled evenly)
 

@@ -25,14 +25,14 @@ const SCHEDULE_LABELS = {
   transform_center_x: "Zoom/turn centre X (0-1)", transform_center_y: "Zoom/turn centre Y (0-1)",
   perspective_flip_theta: "Flip theta (°)", perspective_flip_phi: "Flip phi (°)",
   perspective_flip_gamma: "Flip gamma (°)", perspective_flip_fv: "Flip field of view (°)",
-  strength_schedule: "Strength",
+  strength_schedule: "Strength", seed_schedule: "Seed schedule (the curve: every frame's seed)",
   cfg_scale_schedule: "CFG scale", noise_schedule: "Noise", contrast_schedule: "Contrast",
 };
 const CAMERA = {
   "2D": ["zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y"],
   "3D": ["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule"],
 };
-const DIFFUSION = ["strength_schedule", "cfg_scale_schedule", "noise_schedule", "contrast_schedule"];
+const DIFFUSION = ["strength_schedule", "cfg_scale_schedule", "noise_schedule", "contrast_schedule", "seed_schedule"];
 const FLIP = ["perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv"];
 const CAMERA_FIELDS = [...new Set([...CAMERA["2D"], ...CAMERA["3D"]]), ...FLIP, "animation_mode", "use_depth_warping",
                        "depth_algorithm", "padding_mode", "enable_perspective_flip"];
@@ -157,6 +157,7 @@ function buildFormFields(options) {
   }
   for (const id of ["max-frames", "fps", "seed", "diffusion-cadence"]) $(id).addEventListener("input", refreshCurves);
   $("enable-perspective-flip").addEventListener("change", () => { showMode(); refreshCurves(); });
+  $("seed-behavior").addEventListener("change", () => { showMode(); refreshCurves(); });
   fillForm(options.form_defaults);
 }
 
@@ -198,6 +199,7 @@ function showMode() {
   }
   $("depth-fields").hidden = animationMode() !== "3D";
   $("flip-schedules").hidden = !$("enable-perspective-flip").checked;
+  $("schedule-seed_schedule").parentElement.hidden = $("seed-behavior").value !== "schedule";
 }
 
 function fillForm(values) {
