@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from deforum_engine.errors import SettingsError
-from deforum_engine.config.settings import PATH_FIELDS, PATH_LIST_FIELDS, IgnoredSettingsWarning, Settings, validate_settings
+from deforum_engine.config.settings import (PATH_FIELDS, PATH_LIST_FIELDS, SETTING_NAMES, IgnoredSettingsWarning, Settings,
+                                            suggest_name, validate_settings)
 
 
 def read_settings_file(path: Path) -> dict[str, Any]:
@@ -61,15 +62,14 @@ def _looks_local(value: str, base: Path) -> bool:
 
 def _import_if_deforum(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Deforum's flat settings files are mapped to our names; keys we cannot use are listed once."""
-    from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
+    from deforum_engine.config.importers.deforum import ignored_summary, import_deforum, looks_like_deforum
 
     if not looks_like_deforum(data):
         return data
     imported = import_deforum(data, source)
     if imported.ignored:
         warnings.warn(
-            f"{source}: Deforum settings for features this engine does not have were ignored: "
-            + ", ".join(imported.ignored),
+            f"{source}: {ignored_summary(imported.ignored)}",
             IgnoredSettingsWarning,
             stacklevel=3,
         )
@@ -102,6 +102,14 @@ def load_settings(
     preset_values = load_preset(preset_name, preset_dirs).settings if preset_name else {}
     merged = {**preset_values, **resolve_paths(data, base), **resolve_paths(overrides, Path.cwd())}
     return validate_settings(merged, source)
+
+
+def check_override_names(overrides: dict[str, Any], source: str = "--set") -> None:
+    """A misspelt override is named as the override it is, not blamed on the settings file."""
+    unknown = [key for key in overrides if key not in SETTING_NAMES]
+    if unknown:
+        raise SettingsError("; ".join(f"{source} {key}: unknown setting; {suggest_name(key, SETTING_NAMES)}"
+                                      for key in unknown))
 
 
 def parse_override(text: str) -> tuple[str, Any]:
