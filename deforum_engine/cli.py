@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 
 def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
-    from deforum_engine.config.files import parse_override
+    from deforum_engine.config.files import check_override_names, parse_override
 
     overrides = dict(parse_override(pair) for pair in pairs or [])
+    check_override_names(overrides)
     if model:
         overrides["model"] = model
     return overrides
@@ -216,7 +217,7 @@ def cmd_serve(args) -> int:
     try:
         from deforum_engine.studio.server import serve
     except ModuleNotFoundError as error:
-        raise SettingsError(f"serve: the studio needs {error.name}: pip install 'deforum-engine[studio]'") from None
+        raise SettingsError(f"serve: the studio needs {error.name}: pip install -c constraints.txt 'deforum-engine[studio]'") from None
     from deforum_engine.studio.config import TOKEN_ENV, StudioConfig
 
     for option, limit in ((args.max_frames, "max_frames"), (args.max_batch_jobs, "max_jobs")):
@@ -356,6 +357,30 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         print(f"warning: {message}", file=file or sys.stderr)
 
 
+# Optional packages, and the extra that installs each.
+OPTIONAL_PACKAGES = {"matplotlib": "plot", "librosa": "audio", "ray": "ray", "fastapi": "studio",
+                     "uvicorn": "studio", "multipart": "studio", "starlette": "studio"}
+
+
+def _missing_package(error: ModuleNotFoundError, command: str) -> str | None:
+    """One line for a missing optional package: what needs it and how to install it; None otherwise."""
+    package = (error.name or "").split(".")[0]
+    extra = OPTIONAL_PACKAGES.get(package)
+    if extra is None:
+        return None
+    return (f"{command} needs {package}, an optional package: "
+            f"pip install -c constraints.txt 'deforum-engine[{extra}]'")
+
+
+def _in_file(error: Exception, args) -> str:
+    """A settings problem named with the file it is in, when the message does not say already."""
+    message = str(error)
+    path = getattr(args, "settings", None)
+    if not isinstance(path, str) or not isinstance(error, SettingsError) or message.startswith(("--set", path)):
+        return message
+    return f"{path}: {message}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.debug:
@@ -365,8 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, RenderError) as error:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_in_file(error, args)}", file=sys.stderr)
         return 2 if isinstance(error, SettingsError) else 1
+    except ModuleNotFoundError as error:
+        line = _missing_package(error, args.command)
+        if line is None or args.debug:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a render has already said where its frames are and how to resume
         return 130
 

@@ -5,7 +5,7 @@ were rendering run again, resuming from their folders.
 
 Every worker writes into the job's output folder, so on a multi-machine cluster that folder must
 be on a filesystem all machines share (NFS, a mounted bucket...). Ray is an optional extra:
-`pip install 'deforum-engine[ray]'`.
+`pip install -c constraints.txt 'deforum-engine[ray]'`.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def run_on_ray(valid: list[tuple[str, dict, str]], *, preview: bool, workers: in
     try:
         ray = _connect(address, workers)
     except ImportError:
-        raise SettingsError("--executor ray needs Ray: pip install 'deforum-engine[ray]'") from None
+        raise SettingsError("--executor ray needs Ray: pip install -c constraints.txt 'deforum-engine[ray]'") from None
     needs_gpu = not preview and any(settings.get("device") in (None, "cuda") for _, settings, _ in valid)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if needs_gpu and gpus == 0:

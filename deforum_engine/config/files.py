@@ -12,18 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from deforum_engine.config.importers.deforum import (
-    describe_ignored,
+    ignored_summary,
     import_deforum,
     looks_like_deforum,
 )
 from deforum_engine.config.presets import load_preset
-from deforum_engine.config.settings import (
-    PATH_FIELDS,
-    PATH_LIST_FIELDS,
-    IgnoredSettingsWarning,
-    Settings,
-    validate_settings,
-)
+from deforum_engine.config.settings import (PATH_FIELDS, PATH_LIST_FIELDS, SETTING_NAMES, IgnoredSettingsWarning, Settings,
+                                            suggest_name, validate_settings)
 from deforum_engine.errors import SettingsError
 from deforum_engine.limits import check_nesting, parse_json, parse_toml, read_text_file
 
@@ -76,8 +71,7 @@ def engine_names(data: dict[str, Any], source: str) -> tuple[dict[str, Any], lis
     imported = import_deforum(data, source)
     notes = list(imported.notes)
     if imported.ignored:
-        notes.insert(0, "Deforum settings for features this engine does not have were ignored: "
-                        + describe_ignored(imported.ignored))
+        notes.insert(0, ignored_summary(imported.ignored))
     return imported.settings, notes
 
 
@@ -112,6 +106,14 @@ def load_settings(
             warnings.warn(f"{source}: {note}", IgnoredSettingsWarning, stacklevel=2)
     return merge_settings(resolve_paths(data, base), source, resolve_paths(dict(overrides or {}), Path.cwd()),
                           preset_dirs)
+
+
+def check_override_names(overrides: dict[str, Any], source: str = "--set") -> None:
+    """A misspelt override is named as the override it is, not blamed on the settings file."""
+    unknown = [key for key in overrides if key not in SETTING_NAMES]
+    if unknown:
+        raise SettingsError("; ".join(f"{source} {key}: unknown setting; {suggest_name(key, SETTING_NAMES)}"
+                                      for key in unknown))
 
 
 def parse_override(text: str) -> tuple[str, Any]:

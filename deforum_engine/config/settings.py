@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import typing
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -284,7 +285,7 @@ PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrac
 PATH_LIST_FIELDS = ("lora_dirs",)
 
 
-def _suggest(key: str, names: tuple[str, ...]) -> str:
+def suggest_name(key: str, names: tuple[str, ...]) -> str:
     """A 'did you mean' hint for a mistyped setting name."""
     candidates = set(names)
     stripped = key.removesuffix("_schedule")
@@ -300,13 +301,13 @@ def validate_settings(values: dict[str, Any], source: str = "settings") -> Setti
     """Validate a dict of settings; every problem becomes one SettingsError naming the setting."""
     unknown = [key for key in values if key not in SETTING_NAMES]
     if unknown:
-        problems = [f"unknown setting `{str(key)[:60]}`: {_suggest(str(key)[:60], SETTING_NAMES)}"
+        problems = [f"unknown setting `{str(key)[:60]}`: {suggest_name(str(key)[:60], SETTING_NAMES)}"
                     for key in unknown[:UNKNOWN_SHOWN]]
         more = len(unknown) - UNKNOWN_SHOWN
         tail = f"; and {more} more unknown settings ({len(unknown)} in all)" if more > 0 else ""
         raise SettingsError(f"{source}: " + "; ".join(problems) + tail)
     _check_bounds(values, source)
-    values = {key: _schedule_text(key, value) for key, value in values.items()}
+    values = {key: _literal_case(key, _schedule_text(key, value)) for key, value in values.items()}
     try:
         return Settings.model_validate(values)
     except ValidationError as error:
@@ -350,11 +351,30 @@ def _schedule_text(key: str, value: Any) -> Any:
     return value
 
 
+def setting_choices(key: str) -> tuple[str, ...]:
+    """The words a setting accepts, when it is one of a fixed set (animation_mode, border, ...)."""
+    annotation = Settings.model_fields[key].annotation
+    options = [annotation, *typing.get_args(annotation)]
+    return tuple(a for option in options if typing.get_origin(option) is Literal
+                 for a in typing.get_args(option) if isinstance(a, str))
+
+
+def _literal_case(key: str, value: Any) -> Any:
+    """A fixed-set word in any letter case: `"3d"` is animation_mode "3D", `"lab"` is "LAB"."""
+    if not isinstance(value, str):
+        return value
+    matches = [choice for choice in setting_choices(key) if choice.lower() == value.strip().lower()]
+    return matches[0] if len(matches) == 1 else value
+
+
 def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "literal_error":
         message = message.replace("Input should be", "must be")
+        close = difflib.get_close_matches(str(error["input"]), message.split("'")[1::2], n=1, cutoff=0.5)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
     where = f"`{location}`: " if location else ""
     return f"{where}{message} (got {error['input']!r})" if location and "got" not in message else f"{where}{message}"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import socket
@@ -211,8 +212,20 @@ def _check_config_dir(config: str | os.PathLike) -> str:
     return str(path.resolve())
 
 
+def _without_torchvision_notes(record: logging.LogRecord) -> bool:
+    """transformers notes, once per image processor, that it falls back to its PIL twin without
+    torchvision; the engine never installs torchvision (it breaks torch's pinned build), so that
+    fallback is the intended one and the notes only worry people."""
+    return "requires torchvision (not installed)" not in record.getMessage()
+
+
+def _quiet_torchvision_fallback() -> None:
+    logging.getLogger("transformers.utils.import_utils").addFilter(_without_torchvision_notes)
+
+
 def _load(source: str, device: str, dtype: Any, safety_checker: bool, config_dir: str | None) -> Pipelines:
     """Load the pipelines for `source`, move them to `device`, check the tokenizers."""
+    _quiet_torchvision_fallback()
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image
 
     path = Path(source)

@@ -31,6 +31,7 @@ import importlib.metadata
 import math
 import os
 import subprocess
+import sys
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -181,11 +182,21 @@ def cache_dir() -> Path:
 
 def _analyse_song(path: Path, fps: float, bpm: float | None, sr: int = SAMPLE_RATE) -> dict:
     """Every feature of the whole song (``ceil(duration * fps)`` frames), before pulse and fitting."""
-    y = decode_audio(path, sr)
-    frames = max(1, math.ceil(y.size * fps / sr - 1e-6))
-    hop = max(1, min(MAX_HOP, int(sr / (2 * fps))))
-    onset, beat_frames, tempo = _onset_and_beats(y, sr, fps, frames, hop, bpm, path)
-    bands = _band_levels(y, sr, fps, frames, hop)
+    from tqdm import tqdm
+
+    # The first analysis in a process compiles librosa's code (tens of seconds): say what is running.
+    with tqdm(total=3, desc=f"analysing {path.name}", unit="step", leave=False, file=sys.stderr) as progress:
+        progress.set_postfix_str("decoding")
+        y = decode_audio(path, sr)
+        frames = max(1, math.ceil(y.size * fps / sr - 1e-6))
+        hop = max(1, min(MAX_HOP, int(sr / (2 * fps))))
+        progress.update(1)
+        progress.set_postfix_str("onsets and beats (librosa; its first run takes up to a minute)")
+        onset, beat_frames, tempo = _onset_and_beats(y, sr, fps, frames, hop, bpm, path)
+        progress.update(1)
+        progress.set_postfix_str("bass, mid and treble")
+        bands = _band_levels(y, sr, fps, frames, hop)
+        progress.update(1)
     return {"amp": _peak_normalise(_frame_rms(y, sr, fps, frames)), "onset": _peak_normalise(onset),
             **bands, "beat_frames": beat_frames, "bpm": tempo, "duration": y.size / sr}
 
@@ -225,7 +236,7 @@ def _onset_and_beats(y, sr, fps, frames, hop, bpm, path):
         import librosa
     except ImportError as exc:
         raise SettingsError(f"soundtrack {path}: onset and beat detection need librosa: "
-                            "pip install 'deforum-engine[audio]'") from exc
+                            "pip install -c constraints.txt 'deforum-engine[audio]'") from exc
     envelope = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop)
     # Envelope value j is the rise from STFT frame j-1 to j: date it between the two.
     env_times = (np.arange(envelope.size) - 0.5) * hop / sr

@@ -31,7 +31,7 @@ def plot_plan(plan: FramePlan, path: Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SettingsError("plot needs matplotlib: pip install 'deforum-engine[plot]'") from None
+        raise SettingsError("plot needs matplotlib: pip install -c constraints.txt 'deforum-engine[plot]'") from None
     frames = range(plan.frame_count)
     chosen = panels(plan)
     figure, axes = plt.subplots(len(chosen), 1, figsize=(10, 2.2 * len(chosen)), sharex=True)

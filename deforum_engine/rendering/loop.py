@@ -158,11 +158,13 @@ class FrameLoop:
     @classmethod
     def for_render(cls, plan: FramePlan, backend: Backend, reference: ColorReference | None,
                    depth: DepthSteps = DepthSteps.for_render(None, False), device: str = "cpu") -> "FrameLoop":
-        """Choose the steps once: motion previews leave out the noise and the post-generation match;
-        the warp follows the plan's camera (2D, or 3D re-projected on `device`)."""
-        prepare = preparation_steps(plan, reference, with_noise=not backend.is_preview)
-        return cls(plan, backend, reference, prepare, generation_steps(reference, backend.is_preview),
-                   choose_warps(plan, device), depth)
+        """Choose the steps once: motion previews leave out the noise, the sharpening and the
+        post-generation match, and mirror smeared edges; the warp follows the plan's camera (2D, or
+        3D re-projected on `device`)."""
+        preview = backend.is_preview
+        prepare = preparation_steps(plan, reference, preview=preview)
+        return cls(plan, backend, reference, prepare, generation_steps(reference, preview),
+                   choose_warps(plan, device, preview), depth)
 
     def run(self, start: LoopStart, sink: FrameSink, cancel: threading.Event | None = None) -> None:
         """Every diffused frame after `start`, each segment's frames handed to `sink` in order."""

@@ -7,7 +7,7 @@ so the loop itself has no feature checks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Callable
 
@@ -50,11 +50,11 @@ def noise_seed(frame: FrameValues) -> int:
     return (frame.seed * 100_003 + frame.index) % 2**63
 
 
-def preparation_steps(plan: FramePlan, reference: ColorReference | None, with_noise: bool = True) -> list[ImageStep]:
+def preparation_steps(plan: FramePlan, reference: ColorReference | None, preview: bool = False) -> list[ImageStep]:
     """Steps between the warp and the backend that this render needs, in Deforum's order.
 
-    Motion previews leave the noise out: with no model to turn it into detail, it would only pile
-    up frame after frame.
+    Motion previews leave out the noise and the anti-blur sharpening: with no model to turn them
+    into detail, they would only pile up frame after frame (grain, then jagged halos).
     """
     values, settings = plan.values, plan.settings
     steps: list[ImageStep] = []
@@ -62,9 +62,9 @@ def preparation_steps(plan: FramePlan, reference: ColorReference | None, with_no
         steps.append(partial(match_colors, reference=reference))
     if np.any(values["contrast"] != 1.0):
         steps.append(contrast)
-    if np.any(values["amount"] > 0):
+    if not preview and np.any(values["amount"] > 0):
         steps.append(anti_blur)
-    if with_noise and np.any(values["noise"] > 0):
+    if not preview and np.any(values["noise"] > 0):
         steps.append(partial(noise, noise_type=settings.noise_type, octaves=settings.perlin_octaves,
                              persistence=settings.perlin_persistence))
     return steps
@@ -155,13 +155,33 @@ def flip_then_camera(image: np.ndarray, depth, move: Move, *, border: str, camer
     return camera(warp_frame(image, move.flat, border), depth, move)
 
 
-def choose_warps(plan: FramePlan, device: str = "cpu") -> Warps:
-    """How pictures follow the camera in this render; `device` runs the 3D re-projection."""
+# What a motion preview fills uncovered edges with instead: a smeared edge (replicate, border) is
+# what a model paints over; with no model it would spread over the whole frame in a long pan, and a
+# mirrored one, mirrored again frame after frame, turns into stripes. In 2D the picture wraps round
+# (the default picture tiles seamlessly), so a pan keeps showing it; 3D sampling has no wrap, and
+# mirrors.
+PREVIEW_BORDER = {"replicate": "wrap", "reflect": "wrap"}
+PREVIEW_PADDING = {"border": "reflection", "zeros": "reflection"}
+# ... and how it samples in 3D: bicubic's overshoot, repeated hundreds of times with no model to
+# repaint it, piles up into a woven pattern.
+PREVIEW_SAMPLING = {"bicubic": "bilinear"}
+
+
+def choose_warps(plan: FramePlan, device: str = "cpu", preview: bool = False) -> Warps:
+    """How pictures follow the camera in this render; `device` runs the 3D re-projection. A motion
+    preview wraps the picture round (2D) or mirrors it (3D) at the edges where a render would smear
+    them, and samples 3D bilinearly (PREVIEW_BORDER, PREVIEW_PADDING, PREVIEW_SAMPLING)."""
     border = plan.canvas.border
-    if plan.camera is None:
+    camera = plan.camera
+    if preview:
+        border = PREVIEW_BORDER.get(border, border)
+        if camera is not None:
+            camera = replace(camera, padding_mode=PREVIEW_PADDING.get(camera.padding_mode, camera.padding_mode),
+                             sampling_mode=PREVIEW_SAMPLING.get(camera.sampling_mode, camera.sampling_mode))
+    if camera is None:
         return Warps(partial(warp_2d, border=border), partial(warp_2d_covered, border=border))
-    picture = partial(warp_camera, camera=plan.camera, device=device)
-    covered = partial(warp_camera, camera=plan.camera, device=device, covered=True)
+    picture = partial(warp_camera, camera=camera, device=device)
+    covered = partial(warp_camera, camera=camera, device=device, covered=True)
     if np.array_equal(plan.motion, np.broadcast_to(np.eye(3), plan.motion.shape)):
         return Warps(picture, covered)
     return Warps(partial(flip_then_camera, border=border, camera=picture),

@@ -13,19 +13,33 @@ def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None =
     """Frames, size and seed; the animation mode (and the depth model, `depth`, in 3D); what survives
     of each frame, and how many steps really run."""
     settings = plan.settings
-    strength, steps = plan.values["strength"], plan.values["steps"]
     lines = []
     if backend.is_preview:
-        lines.append("MOTION PREVIEW: no model; frames show motion, coherence and cadence (no noise, no diffusion).")
+        lines.append("MOTION PREVIEW: no model; frames show the motion, colour coherence, contrast and cadence "
+                     "on your picture (no prompts, noise or sharpening).")
     lines.append(
         f"{plan.frame_count} frames at {plan.canvas.width}x{plan.canvas.height}, {settings.fps:g} fps "
         f"({plan.frame_count / settings.fps:.1f} s), seed {settings.seed}, "
-        f"{len(plan.diffused_frames)} diffused (cadence {settings.diffusion_cadence})."
+        f"{len(plan.diffused_frames)} {'key frames' if backend.is_preview else 'diffused'} "
+        f"(cadence {settings.diffusion_cadence})."
     )
     if plan.camera is not None:
         lines.append(_describe_3d(plan, depth))
     if depth is not None and settings.save_depth_maps:
         lines.append(f"Depth maps of every frame go to depth/ beside frames/ ({depth.describe()}).")
+    if not backend.is_preview:
+        lines.extend(_describe_diffusion(plan))
+    if settings.init_image is not None:
+        strength_note = "" if backend.is_preview else (
+            f": strength {settings.init_strength:.2f} (denoise {1 - settings.init_strength:.2f})")
+        lines.append(f"Frame 0 starts from {settings.init_image.name}{strength_note}.")
+    return "\n".join(lines)
+
+
+def _describe_diffusion(plan: FramePlan) -> list[str]:
+    """What survives of each diffused frame, and how many steps really run."""
+    strength, steps = plan.values["strength"], plan.values["steps"]
+    lines = []
     low, high = float(strength.min()), float(strength.max())
     keep = f"{low:.0%}" if low == high else f"{low:.0%}-{high:.0%}"
     denoise = f"{1 - high:.2f}" if low == high else f"{1 - high:.2f}-{1 - low:.2f}"
@@ -40,12 +54,7 @@ def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None =
     multiplier = plan.values["noise_multiplier"]
     if np.any(multiplier != 1.0):
         lines.append(f"img2img starting noise x {_range(multiplier)} (noise_multiplier_schedule).")
-    if settings.init_image is not None:
-        lines.append(
-            f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
-            f"(denoise {1 - settings.init_strength:.2f})."
-        )
-    return "\n".join(lines)
+    return lines
 
 
 def _range(values: np.ndarray) -> str:

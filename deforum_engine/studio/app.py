@@ -26,7 +26,7 @@ from deforum_engine.config.styles import STYLE_NAMES
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.studio.a1111 import a1111_routes
 from deforum_engine.studio.config import StudioConfig
-from deforum_engine.studio.documents import engine_names, jobs_file_documents
+from deforum_engine.studio.documents import engine_names, form_options, jobs_file_documents, schedule_curves
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.guard import RequestGuard
 from deforum_engine.studio.jobs import DONE
@@ -130,14 +130,31 @@ def _page_routes(studio: Studio) -> APIRouter:
             "defaults": {"W": defaults.W, "H": defaults.H, "max_frames": defaults.max_frames, "fps": defaults.fps,
                          "steps": defaults.steps, "seed": defaults.seed, "init_denoise": round(1 - defaults.init_strength, 2),
                          "init_fit": defaults.init_fit, "image_prompt_influence": defaults.image_prompt_influence},
+            **form_options(),
         }
 
+    @router.post("/api/plan/curves", tags=["studio"])
+    def curves(document: dict[str, Any] = _DOCUMENT) -> dict:
+        """The form's schedules frame by frame, as the render will use them, and each one's error."""
+        return schedule_curves(document, studio.uploads, studio.server)
+
     @router.get("/api/presets/{name}/preview.mp4", tags=["studio"], response_class=FileResponse)
-    def preset_preview(name: str) -> FileResponse:
-        """A small looping motion-preview clip of a motion preset (rendered on first request, then cached)."""
-        return FileResponse(studio.previews.clip(name), media_type="video/mp4")
+    def preset_preview(name: str, picture: str | None = Query(None)) -> FileResponse:
+        """A small looping motion-preview clip of a motion preset (rendered on first request, then cached),
+        on the user's picture when `picture` is the id of an uploaded init image or image prompt."""
+        return FileResponse(studio.previews.clip(name, _clip_picture(studio, picture)), media_type="video/mp4")
 
     return router
+
+
+def _clip_picture(studio: Studio, upload_id: str | None) -> Path | None:
+    """The uploaded picture a preset clip plays on: an init image or an image prompt upload."""
+    if not upload_id:
+        return None
+    kind = studio.uploads.get(upload_id).kind
+    if kind not in ("init_image", "image_prompt"):
+        raise StudioError(422, f"picture: upload {upload_id} is a {kind}, not an init image or image prompt")
+    return studio.uploads.file_for(upload_id, kind)
 
 
 # ----------------------------------------------------------------------------------------- uploads

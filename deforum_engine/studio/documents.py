@@ -26,6 +26,10 @@ from deforum_engine.config.settings import Settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import build_plan
 from deforum_engine.post.srt import gen_info_srt
+from deforum_engine.config.frame_values import BY_SETTING
+from deforum_engine.prompts.samplers import SAMPLER_NAMES
+from deforum_engine.config.settings import setting_choices
+from deforum_engine.config.choices import DEPTH_ALGORITHMS
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 
@@ -153,3 +157,67 @@ def _upload_value(value: Any, root: Path, key: str) -> Any:
         return str(Path(value).relative_to(root))
     except ValueError:
         return value  # a path outside: refused as a path by read_document
+
+
+# ----------------------------------------------------------------------------------------- the form
+
+# The schedules the form edits as Deforum text, each drawn as a curve: setting -> the plan's values
+# (named by the per-frame table). The seed schedule is drawn as the seeds every frame gets, whatever
+# the seed behaviour.
+FORM_SCHEDULES = {setting: BY_SETTING[setting].name for setting in (
+    "zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y",
+    "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
+    "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule", "strength_schedule",
+    "cfg_scale_schedule", "noise_schedule", "contrast_schedule", "seed_schedule")}
+CURVE_POINTS = 2000  # at most this many values per curve (a long render is sampled evenly)
+
+
+def form_options() -> dict[str, Any]:
+    """The choices and defaults of the form's fields beyond the basic ones."""
+    defaults = Settings()
+    fields = ("seed_behavior", "sampler", "diffusion_cadence", "color_coherence", "border", "animation_mode",
+              "use_depth_warping", "depth_algorithm", "padding_mode", "sampling_mode", "enable_perspective_flip",
+              *FORM_SCHEDULES)
+    choices = {name: list(_literal_choices(name)) for name in
+               ("seed_behavior", "color_coherence", "border", "animation_mode", "padding_mode", "sampling_mode")}
+    return {"form_defaults": {name: getattr(defaults, name) for name in fields},
+            "choices": {**choices, "sampler": list(SAMPLER_NAMES), "depth_algorithm": list(DEPTH_ALGORITHMS)},
+            "schedules": list(FORM_SCHEDULES)}
+
+
+def _literal_choices(name: str) -> tuple[str, ...]:
+    return setting_choices(name)
+
+
+def schedule_curves(document: Any, uploads: UploadStore, server: dict[str, Any]) -> dict[str, Any]:
+    """Each form schedule's per-frame values from the plan, and the error of each that fails (at its
+    keyframe, as the CLI words it); the other curves are drawn from the rest."""
+    if not isinstance(document, dict):
+        raise StudioError(400, "a settings document is one JSON object of settings")
+    document, errors = dict(document), {}
+    for _ in FORM_SCHEDULES:  # each failing schedule is set aside, then the plan is tried again
+        try:
+            plan = read_document(document, uploads, server, "form").settings
+            break
+        except SettingsError as error:
+            name = _failing_schedule(str(error), document)
+            if name is None:
+                raise
+            errors[name] = str(error).removeprefix("form: ")
+            document.pop(name)
+    else:
+        raise StudioError(422, "; ".join(errors.values()))
+    values = build_plan(plan).values
+    frames = len(values["zoom"])
+    step = max(1, -(-frames // CURVE_POINTS))
+    curves = {name: [round(float(v), 6) for v in values[key][::step]] for name, key in FORM_SCHEDULES.items()}
+    return {"frames": frames, "step": step, "curves": curves, "errors": errors}
+
+
+def _failing_schedule(message: str, document: dict[str, Any]) -> str | None:
+    """Which of the form's schedules a settings error is about (its message starts with the name)."""
+    text = message.removeprefix("form: ").lstrip("`")
+    for name in FORM_SCHEDULES:
+        if name in document and text.startswith((f"{name}:", f"{name}`")):
+            return name
+    return None

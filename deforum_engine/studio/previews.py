@@ -1,8 +1,8 @@
 """Motion-preview clips of the motion presets: rendered on demand with the preview backend, then cached.
 
 A clip is a small ordinary preview render (128 x 128, 3 s) whose video is kept as
-`DATA/previews/<preset>-<hash>.mp4`; the hash covers the preset's settings and the clip's own, so an
-edited preset gets a new clip. Presets that follow a soundtrack get a generated 120 BPM click track.
+`DATA/previews/<preset>-<hash>.mp4`; the hash covers the preset's settings, the clip's own and the
+user's picture it plays on (an uploaded init image or image prompt), so an edited preset gets a new clip. Presets that follow a soundtrack get a generated 120 BPM click track.
 """
 from __future__ import annotations
 
@@ -34,9 +34,12 @@ class PresetPreviews:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def clip(self, name: str) -> Path:
+    def clip(self, name: str, picture: Path | None = None) -> Path:
+        """The preset's clip, on `picture` (the user's init image or image prompt) when given, else on
+        the preview's default picture."""
         preset = _preset(name)
-        key = hashlib.sha256(json.dumps([preset.settings, CLIP_SETTINGS], sort_keys=True, default=str).encode())
+        key = hashlib.sha256(json.dumps([preset.settings, CLIP_SETTINGS, picture and picture.name],
+                                        sort_keys=True, default=str).encode())
         path = self.folder / f"{name}-{key.hexdigest()[:12]}.mp4"
         if path.is_file():
             return path
@@ -44,16 +47,17 @@ class PresetPreviews:
             lock = self._locks.setdefault(name, threading.Lock())
         with lock:
             if not path.is_file():
-                self._render(preset, path)
+                self._render(preset, path, picture)
         return path
 
-    def _render(self, preset: Preset, path: Path) -> None:
+    def _render(self, preset: Preset, path: Path, picture: Path | None) -> None:
         from deforum_engine.rendering.recipe import render
 
         work = self.folder / f".work-{path.stem}"
         shutil.rmtree(work, ignore_errors=True)
         try:
-            settings = validate_settings({**preset.settings, **CLIP_SETTINGS, "name": preset.name,
+            on_picture = {"init_image": str(picture)} if picture is not None else {}
+            settings = validate_settings({**preset.settings, **CLIP_SETTINGS, **on_picture, "name": preset.name,
                                           "soundtrack_path": str(self._click_track())}, f"motion preset {preset.name}")
             result = render(settings, out=work, preview=True, quiet=True)
             os.replace(result.video, path)

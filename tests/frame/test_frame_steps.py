@@ -421,9 +421,9 @@ def test_bad_noise_settings_are_clear_errors():
 @pytest.mark.parametrize("mode", ["RGB", "HSV", "LAB"])
 def test_matching_a_frame_to_its_own_reference_does_not_drift(mode):
     """Coherence runs every frame: a frame that already matches must not creep (8-bit HSV/LAB round trips do)."""
-    from deforum_engine.backends.preview import neutral_pattern
+    from deforum_engine.backends.preview import default_picture
 
-    image = neutral_pattern(128, 96, seed=4)
+    image = default_picture(128, 96, seed=4)
     reference = color_reference(image, mode)
     out = image
     for _ in range(30):

@@ -109,7 +109,7 @@ def test_bad_parameters_are_settings_errors(clicks):
 
 def test_missing_librosa_says_how_to_install_it(clicks, monkeypatch):
     monkeypatch.setitem(sys.modules, "librosa", None)
-    with pytest.raises(SettingsError, match=r"clicks\.wav.*pip install 'deforum-engine\[audio\]'"):
+    with pytest.raises(SettingsError, match=r"clicks\.wav.*pip install -c constraints\.txt 'deforum-engine\[audio\]'"):
         analyse_audio(clicks[0], FPS, cache=False)
 
 

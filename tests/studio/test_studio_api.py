@@ -145,7 +145,7 @@ def test_deforum_settings_are_accepted_and_what_they_ignore_is_listed(tmp_path):
         created = client.post("/api/jobs", json=deforum)
         assert created.status_code == 201, created.text
         notes = created.json()["notes"]
-        assert any("ignored" in note and "mask_contrast_adjust, restore_faces" in note for note in notes), notes
+        assert any("ignored" in note and "masks 1" in note and "face restoration 1" in note for note in notes), notes
         assert any("face restoration (restore_faces)" in note for note in notes), notes
         done = wait_for_job(status_of(client, created.json()["id"]))
         settings = client.get(f"/api/jobs/{done['id']}/settings").json()

@@ -158,3 +158,117 @@ def test_a_person_makes_a_motion_preview_with_an_image_prompt_and_downloads_it(b
     assert page.get_attribute(".preset[data-preset=spiral_in]", "aria-selected") == "true"
     assert page.input_value("#seed") == "42" and page.text_content("#influence-label") == "high"
     assert problems == []
+
+
+
+def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_re_edits_from_the_gallery(browser, studio_url):
+    """Issue 21's path: three prompt keyframes, the zoom schedule edited with its curve redrawn, a broken
+    keyframe shown at the field, a 3D preset filling the camera fields, Create, frames arriving, the
+    render opened from the gallery and its settings back in the form; screenshots at 1440 and 390 px."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    problems = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(studio_url)
+    page.wait_for_selector(".preset[data-preset='3d_fly_through']")
+    page.wait_for_function("document.getElementById('curve-zoom').dataset.values !== undefined")
+
+    page.fill("#prompt", "a forest at dawn, watercolour")
+    for frame, prompt, negative in ((8, "a forest at noon", "people"), (16, "a forest at dusk", ""),
+                                    (20, "a forest at night, stars", "blur")):
+        page.click("#add-keyframe")
+        row = page.locator("#prompt-keyframes .keyframe").last
+        row.locator(".kf-frame").fill(str(frame))
+        row.locator(".kf-prompt").fill(prompt)
+        row.locator(".kf-negative").fill(negative)
+    assert page.locator("#prompt-keyframes .keyframe").count() == 3
+
+    before = page.get_attribute("#curve-zoom", "data-values")
+    page.fill("#schedule-zoom", "0:(1.0), 4:(1.08)")
+    page.wait_for_function(f"document.getElementById('curve-zoom').dataset.values !== {json.dumps(before)}")
+    assert page.get_attribute("#curve-zoom", "data-values").startswith("1,1.02,1.04,1.06,1.08")
+
+    page.fill("#schedule-zoom", "0:(1.0), 4:(1.08 +)")
+    page.wait_for_function("document.getElementById('error-zoom').textContent.includes('keyframe 2')")
+    assert page.get_attribute("#schedule-zoom", "aria-invalid") == "true"
+    assert page.text_content("#error-zoom").startswith('Zoom: keyframe 2 ("4:(1.08 +)")')
+    page.fill("#schedule-zoom", "0:(1.0), 4:(1.08)")
+    page.wait_for_function("document.getElementById('error-zoom').textContent === ''")
+
+    page.click(".preset[data-preset='3d_fly_through']")
+    assert page.is_checked("input[name=animation-mode][value='3D']")
+    assert page.input_value("#schedule-translation_z") == "0:(2.5)"
+    assert page.is_visible("#schedule-rotation_3d_y") and not page.is_visible("#schedule-zoom")
+    page.wait_for_function("document.getElementById('curve-translation_z').dataset.values.startsWith('2.5')")
+
+    page.fill("#max-frames", "")
+    page.click("#create-button")
+    assert page.text_content("#form-message") == "Frames is empty"
+    page.fill("#width", "60")
+    for field, value in (("#max-frames", "24"), ("#height", "64"), ("#seed", "5")):
+        page.fill(field, value)
+    page.click("#create-button")
+    page.wait_for_function("document.getElementById('form-message').textContent.startsWith('Width: ')")
+    page.fill("#width", "64")
+    page.click("#create-button")
+    page.wait_for_selector("#live-frame[data-shown]")
+    page.wait_for_selector(".render-card .thumb-button img")
+    page.wait_for_selector("#result-video:not([hidden])", timeout=60_000)
+    page.evaluate("window.scrollTo(0, 0)")
+    # the README's screenshot (docs/studio.png is refreshed from it by hand, so a test run leaves git clean)
+    page.screenshot(path=str(ARTIFACTS / "studio-readme.png"))
+    page.screenshot(path=str(ARTIFACTS / "studio-1440.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+
+    page.reload()
+    page.wait_for_selector(".render-card [data-action=edit]")
+    card = page.locator(".render-card").first
+    page.wait_for_function("document.querySelector('.render-card .size').textContent !== ''")
+    assert "64×64" in card.text_content() and "24 / 24 frames" in card.text_content()
+    card.locator("[data-action=watch]").click()
+    page.wait_for_selector("#result-video:not([hidden])")
+    page.wait_for_timeout(300)  # the job's event stream has sent its frame by now
+    assert page.is_hidden("#live-frame")  # the video alone, not a still beside it
+    card.locator("[data-action=edit]").click()
+    page.wait_for_function("document.querySelectorAll('#prompt-keyframes .keyframe').length === 3")
+    assert page.input_value("#prompt") == "a forest at dawn, watercolour"
+    assert page.input_value("#prompt-keyframes .keyframe:nth-child(3) .kf-prompt") == "a forest at night, stars"
+    assert page.input_value("#prompt-keyframes .keyframe:nth-child(1) .kf-negative") == "people"
+    assert page.is_checked("input[name=animation-mode][value='3D']")
+    assert page.input_value("#schedule-translation_z") == "0:(2.5)" and page.input_value("#max-frames") == "24"
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(200)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    clipped = page.evaluate("""[...document.querySelectorAll('.preset, .kf-frame, button, label:not(.sr-only), h3')]
+        .filter((e) => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent || e.value)""")
+    assert clipped == []
+    page.screenshot(path=str(ARTIFACTS / "studio-390.png"), full_page=True)
+    assert problems == []
+
+
+def test_the_form_is_keyboard_reachable_and_speaks_the_form_s_words(browser, studio_url):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(studio_url)
+    page.wait_for_selector(".preset[data-preset=audio_pulse_zoom]")
+    reached = set()
+    for _ in range(120):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.id || document.activeElement.dataset.preset || ''"))
+    for wanted in ("prompt", "add-keyframe", "schedule-zoom", "sampler", "max-frames", "create-button", "spiral_in"):
+        assert wanted in reached, wanted
+    assert page.is_hidden("#schedule-perspective_flip_theta")
+    page.check("#enable-perspective-flip")
+    page.fill("#schedule-perspective_flip_theta", "0:(0), 10:(20)")
+    page.wait_for_function("(document.getElementById('curve-perspective_flip_theta').dataset.values || '')"
+                           ".startsWith('0,2,4,6')")
+    assert page.is_hidden("#schedule-seed_schedule")
+    page.select_option("#seed-behavior", "schedule")
+    page.fill("#schedule-seed_schedule", "0:(5), 2:(9)")
+    page.wait_for_function("(document.getElementById('curve-seed_schedule').dataset.values || '').startsWith('5,7,9')")
+    page.focus(".preset[data-preset=audio_pulse_zoom]")
+    page.keyboard.press("Enter")
+    page.click("#create-button")
+    page.wait_for_function("document.getElementById('form-message').textContent !== ''")
+    message = page.text_content("#form-message")
+    assert "soundtrack_path" not in message and "Soundtrack" in message, message

@@ -52,12 +52,6 @@ _DEFORUM_KEYS = frozenset({
 _TELL_TALE_KEYS = _DEFORUM_KEYS - set(SETTING_NAMES)
 
 
-def describe_ignored(ignored: list[str], shown: int = 12) -> str:
-    """The ignored keys for a message: the first few by name, the rest counted."""
-    names = ", ".join(str(key)[:60] for key in ignored[:shown])
-    return names + (f" and {len(ignored) - shown} more ({len(ignored)} in all)" if len(ignored) > shown else "")
-
-
 def looks_like_deforum(raw: dict) -> bool:
     """True for a Deforum settings file (it has keys that only Deforum writes)."""
     return isinstance(raw, dict) and not _TELL_TALE_KEYS.isdisjoint(raw)
@@ -632,3 +626,39 @@ def _feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[str]:
     if active:
         notes.append("switched on in the file, but the engine does not have them: " + ", ".join(active))
     return notes
+
+
+# Which feature an ignored Deforum key belongs to, by its name (first match wins).
+_FEATURES = (
+    ("ControlNet", ("cn_", "controlnet")),
+    ("hybrid video", ("hybrid_",)),
+    ("video input", ("video_init", "video_mask", "extract_", "overwrite_extracted")),
+    ("masks", ("mask",)),
+    ("frame interpolation", ("frame_interpolation", "film", "rife")),
+    ("upscaling", ("upscale",)),
+    ("guided images (looper)", ("use_looper", "init_images", "image_strength", "blendfactor", "blendspeed",
+                                "tweening_frames")),
+    ("optical flow", ("optical_flow", "cadence_flow", "redo_flow")),
+    ("face restoration", ("restore_faces",)),
+    ("output and UI", ("outdir", "batch_name", "sd_model", "sd_vae", "skip_video", "store_frames", "mp4",
+                       "ffmpeg", "make_gif", "delete", "save_", "show_", "frame_interp", "r_", "n_batch",
+                       "filename_format", "seed_enable_extras", "subseed", "tiling")),
+)
+
+
+def ignored_by_feature(keys: list[str]) -> dict[str, list[str]]:
+    """Ignored keys grouped by the Deforum feature they set ("other" for the rest), in file order."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        lowered = key.lower()
+        feature = next((name for name, marks in _FEATURES if any(mark in lowered for mark in marks)), "other")
+        groups.setdefault(feature, []).append(key)
+    return groups
+
+
+def ignored_summary(keys: list[str]) -> str:
+    """One short line: how many keys of each feature were ignored (the first few of the rest)."""
+    groups = ignored_by_feature(keys)
+    parts = [f"{feature} {len(group)}" + (f" (e.g. {', '.join(group[:3])})" if feature == "other" else "")
+             for feature, group in sorted(groups.items(), key=lambda item: -len(item[1]))]
+    return f"{len(keys)} Deforum settings for features this engine does not have were ignored: " + "; ".join(parts)

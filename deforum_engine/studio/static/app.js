@@ -13,7 +13,38 @@ const state = {
   base: {},         // a loaded settings file: sent under the form's own fields
   job: null,        // the job shown in the render panel
   events: null,     // its EventSource
+  sizes: {},        // job id -> "W x H", read once from its settings file
+  curvesTimer: null,
 };
+
+// The schedules the form edits as Deforum text, each with its curve from the plan.
+const SCHEDULE_LABELS = {
+  zoom: "Zoom", angle: "Angle (°/frame)", translation_x: "Translation X", translation_y: "Translation Y",
+  translation_z: "Translation Z", rotation_3d_x: "Rotation X (°/frame)", rotation_3d_y: "Rotation Y (°/frame)",
+  rotation_3d_z: "Rotation Z (°/frame)", fov_schedule: "Field of view (°)",
+  transform_center_x: "Zoom/turn centre X (0-1)", transform_center_y: "Zoom/turn centre Y (0-1)",
+  perspective_flip_theta: "Flip theta (°)", perspective_flip_phi: "Flip phi (°)",
+  perspective_flip_gamma: "Flip gamma (°)", perspective_flip_fv: "Flip field of view (°)",
+  strength_schedule: "Strength", seed_schedule: "Seed schedule (the curve: every frame's seed)",
+  cfg_scale_schedule: "CFG scale", noise_schedule: "Noise", contrast_schedule: "Contrast",
+};
+const CAMERA = {
+  "2D": ["zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y"],
+  "3D": ["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule"],
+};
+const DIFFUSION = ["strength_schedule", "cfg_scale_schedule", "noise_schedule", "contrast_schedule", "seed_schedule"];
+const FLIP = ["perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv"];
+const CAMERA_FIELDS = [...new Set([...CAMERA["2D"], ...CAMERA["3D"]]), ...FLIP, "animation_mode", "use_depth_warping",
+                       "depth_algorithm", "padding_mode", "enable_perspective_flip"];
+const SELECTS = { sampler: "sampler", seed_behavior: "seed-behavior", color_coherence: "color-coherence",
+                  border: "border", depth_algorithm: "depth-algorithm", padding_mode: "padding-mode" };
+// The form's words for the settings a message names.
+const LABELS = { max_frames: "Frames", fps: "FPS", W: "Width", H: "Height", seed: "Seed", steps: "Steps",
+                 diffusion_cadence: "Cadence", sampler: "Sampler", seed_behavior: "Seed behaviour",
+                 color_coherence: "Colour coherence", border: "Border", init_image: "Init image",
+                 image_prompt: "Image prompt", prompts: "Prompts", ...SCHEDULE_LABELS };
+const NUMBER_FIELDS = { "max-frames": "Frames", fps: "FPS", width: "Width", height: "Height", seed: "Seed",
+                        steps: "Steps", "diffusion-cadence": "Cadence" };
 
 // --- the API --------------------------------------------------------------------------------------
 
@@ -45,6 +76,7 @@ async function init() {
   $("preview-toggle").disabled = options.preview_only;
   for (const name of options.styles) $("prompt-style").add(new Option(name, name));
   fillNumbers(options.defaults);
+  buildFormFields(options);
   buildPresetGrid(options.presets);
   setInfluence(options.defaults.image_prompt_influence);
   wireUploads();
@@ -91,7 +123,225 @@ function choosePreset(name) {
   const preset = presetByName(name);
   const clip = $("preset-clip");
   $("preset-description").textContent = preset ? preset.description : "No preset: the engine's gentle default zoom.";
-  if (preset) clip.src = preset.preview; else { clip.removeAttribute("src"); clip.load(); }
+  showPresetClip();
+  // The preset fills the camera's fields (the rest of its defaults, too): the user starts from it and edits.
+  const values = preset ? preset.settings : {};
+  const camera = {};
+  for (const name of CAMERA_FIELDS) camera[name] = values[name] ?? state.options.form_defaults[name];
+  const others = Object.fromEntries(Object.entries(values).filter(([name]) => !CAMERA_FIELDS.includes(name)));
+  fillForm({ ...camera, ...others });
+}
+
+function showPresetClip() {
+  // The clip plays on the user's own picture: the init image, else the image prompt.
+  const preset = presetByName(state.preset);
+  const clip = $("preset-clip");
+  if (!preset) { clip.removeAttribute("src"); clip.load(); return; }
+  const picture = state.uploads.init_image || ($("image-prompt-toggle").checked && state.uploads.image_prompt);
+  const url = preset.preview + (picture ? `?picture=${picture.id}` : "");
+  if (clip.getAttribute("src") !== url) clip.src = url;
+}
+
+// --- the form's fields: schedules with their curves, choices --------------------------------------
+
+function buildFormFields(options) {
+  for (const [name, id] of Object.entries(SELECTS)) {
+    for (const choice of options.choices[name]) $(id).add(new Option(choice, choice));
+  }
+  for (const name of Object.keys(SCHEDULE_LABELS)) {
+    const into = DIFFUSION.includes(name) ? "diffusion-schedules" : FLIP.includes(name) ? "flip-schedules" : "camera-schedules";
+    $(into).append(scheduleEditor(name));
+  }
+  for (const radio of document.querySelectorAll("input[name=animation-mode]")) {
+    radio.addEventListener("change", () => { showMode(); refreshCurves(); });
+  }
+  for (const id of ["max-frames", "fps", "seed", "diffusion-cadence"]) $(id).addEventListener("input", refreshCurves);
+  $("enable-perspective-flip").addEventListener("change", () => { showMode(); refreshCurves(); });
+  $("seed-behavior").addEventListener("change", () => { showMode(); refreshCurves(); });
+  fillForm(options.form_defaults);
+}
+
+function scheduleEditor(name) {
+  const block = document.createElement("div");
+  block.className = "schedule";
+  block.dataset.schedule = name;
+  const label = document.createElement("label");
+  label.htmlFor = `schedule-${name}`;
+  label.textContent = SCHEDULE_LABELS[name];
+  const input = document.createElement("input");
+  input.type = "text";
+  input.id = `schedule-${name}`;
+  input.spellcheck = false;
+  input.autocomplete = "off";
+  input.setAttribute("aria-describedby", `error-${name}`);
+  input.addEventListener("input", refreshCurves);
+  const canvas = document.createElement("canvas");
+  canvas.id = `curve-${name}`;
+  canvas.width = 240;
+  canvas.height = 54;
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", `${SCHEDULE_LABELS[name]} frame by frame`);
+  const error = document.createElement("p");
+  error.id = `error-${name}`;
+  error.className = "message bad schedule-error";
+  block.append(label, input, canvas, error);
+  return block;
+}
+
+function animationMode() {
+  return document.querySelector("input[name=animation-mode]:checked").value;
+}
+
+function showMode() {
+  const shown = CAMERA[animationMode()];
+  for (const block of document.querySelectorAll("#camera-schedules .schedule")) {
+    block.hidden = !shown.includes(block.dataset.schedule);
+  }
+  $("depth-fields").hidden = animationMode() !== "3D";
+  $("flip-schedules").hidden = !$("enable-perspective-flip").checked;
+  $("schedule-seed_schedule").parentElement.hidden = $("seed-behavior").value !== "schedule";
+}
+
+function fillForm(values) {
+  for (const name of Object.keys(SCHEDULE_LABELS)) {
+    if (values[name] !== undefined && values[name] !== null) $(`schedule-${name}`).value = String(values[name]);
+  }
+  for (const [name, id] of Object.entries(SELECTS)) if (values[name] != null) $(id).value = values[name];
+  if (values.diffusion_cadence != null) $("diffusion-cadence").value = values.diffusion_cadence;
+  if (values.use_depth_warping != null) $("use-depth-warping").checked = Boolean(values.use_depth_warping);
+  if (values.enable_perspective_flip != null) $("enable-perspective-flip").checked = Boolean(values.enable_perspective_flip);
+  if (values.animation_mode) {
+    const mode = String(values.animation_mode).toUpperCase() === "3D" ? "3D" : "2D";
+    document.querySelector(`input[name=animation-mode][value="${mode}"]`).checked = true;
+  }
+  showMode();
+  refreshCurves();
+}
+
+function refreshCurves() {
+  clearTimeout(state.curvesTimer);
+  state.curvesTimer = setTimeout(drawCurves, 250);
+}
+
+async function drawCurves() {
+  let answer;
+  try { answer = await postJSON("/api/plan/curves", documentFromForm(false)); } catch (_) { return; }
+  for (const name of Object.keys(SCHEDULE_LABELS)) {
+    const error = answer.errors[name] || "";
+    $(`error-${name}`).textContent = error ? formWords(error) : "";
+    $(`schedule-${name}`).setAttribute("aria-invalid", String(Boolean(error)));
+    drawCurve($(`curve-${name}`), answer.curves[name], answer.step, errorFrame(error));
+  }
+}
+
+function errorFrame(message) {
+  // 'zoom: keyframe 2 ("30:(1.0 +)") ...': the frame of the keyframe at fault, to mark on the curve.
+  const match = /keyframe \d+ \("\s*(-?\d+)/.exec(message);
+  return match ? Number(match[1]) : null;
+}
+
+function drawCurve(canvas, values, step, badFrame) {
+  const context = canvas.getContext("2d");
+  const { width, height } = canvas;
+  context.clearRect(0, 0, width, height);
+  if (!values || !values.length) return;
+  const lowest = Math.min(...values), highest = Math.max(...values);
+  let low = lowest, high = highest;
+  if (high - low < 1e-9) { low -= 1; high += 1; }  // a constant: a flat line across the middle
+  const x = (i) => (values.length === 1 ? 0 : (i / (values.length - 1)) * (width - 2)) + 1;
+  const y = (v) => height - 12 - ((v - low) / (high - low)) * (height - 18);
+  context.strokeStyle = "#7c6cff";
+  context.lineWidth = 1.5;
+  context.beginPath();
+  values.forEach((v, i) => (i ? context.lineTo(x(i), y(v)) : context.moveTo(x(i), y(v))));
+  context.stroke();
+  context.fillStyle = "#9296a8";
+  context.font = "10px system-ui, sans-serif";
+  const shown = (v) => `${+v.toPrecision(4)}`;
+  context.fillText(highest === lowest ? `${shown(highest)} on every frame` : `max ${shown(highest)}`, 2, 9);
+  context.fillText(`${highest === lowest ? "" : `min ${shown(lowest)} · `}${values.length * step} frames`, 2, height - 1);
+  canvas.dataset.values = values.slice(0, 8).join(",");
+  if (badFrame != null) {
+    const at = x(Math.min(values.length - 1, Math.round(badFrame / step)));
+    context.fillStyle = "#ff6b7a";
+    context.fillRect(at - 1, 0, 3, height);
+  }
+}
+
+// --- prompt keyframes -----------------------------------------------------------------------------
+
+function addKeyframe(frame = null, prompt = "", negative = "") {
+  const rows = $("prompt-keyframes");
+  const frames = [...rows.querySelectorAll(".kf-frame")].map((input) => Number(input.value) || 0);
+  const last = Math.max(0, ...frames);
+  const row = document.createElement("div");
+  row.className = "keyframe";
+  const at = document.createElement("input");
+  at.type = "number";
+  at.min = "1";
+  at.className = "kf-frame";
+  at.value = frame ?? last + Math.max(1, Math.round((Number($("max-frames").value) || 120) / 4));
+  at.setAttribute("aria-label", "Keyframe's frame");
+  const texts = document.createElement("div");
+  texts.className = "kf-texts";
+  const text = document.createElement("textarea");
+  text.rows = 2;
+  text.className = "kf-prompt";
+  text.value = prompt;
+  text.placeholder = "the prompt from this frame on";
+  text.setAttribute("aria-label", "Prompt from this frame");
+  const neg = document.createElement("input");
+  neg.type = "text";
+  neg.className = "kf-negative";
+  neg.value = negative;
+  neg.placeholder = "negative (this keyframe)";
+  neg.setAttribute("aria-label", "Negative prompt from this frame");
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "link kf-remove";
+  remove.textContent = "Remove";
+  remove.setAttribute("aria-label", "Remove this keyframe");
+  remove.addEventListener("click", () => row.remove());
+  texts.append(text, neg);
+  row.append(at, texts, remove);
+  rows.append(row);
+  return row;
+}
+
+function promptsFromForm() {
+  const prompts = { 0: $("prompt").value.trim() };
+  for (const row of document.querySelectorAll("#prompt-keyframes .keyframe")) {
+    const frame = row.querySelector(".kf-frame").value.trim();
+    const text = row.querySelector(".kf-prompt").value.trim();
+    const negative = row.querySelector(".kf-negative").value.trim();
+    if (frame === "") throw new Error("A prompt keyframe's frame is empty");
+    if (String(Number(frame)) in prompts) throw new Error(`Two prompt keyframes at frame ${Number(frame)}`);
+    prompts[Number(frame)] = negative ? `${text} --neg ${negative}` : text;
+  }
+  return prompts;
+}
+
+function fillPrompts(prompts) {
+  $("prompt-keyframes").replaceChildren();
+  const entries = Object.entries(prompts || {}).sort((a, b) => Number(a[0]) - Number(b[0]));
+  for (const [frame, text] of entries) {
+    const [prompt, negative = ""] = String(text).split(/\s*--neg\s*/, 2);
+    if (String(frame) === "0") { $("prompt").value = text; continue; }
+    addKeyframe(frame, prompt, negative);
+  }
+}
+
+// --- the form's words -----------------------------------------------------------------------------
+
+function formWords(message) {
+  // "document: `W`: must be a multiple of 8" -> "Width: must be a multiple of 8"
+  let text = String(message).replace(/^(document|form|settings)(\s*\([^)]*\))?:\s*/, "");
+  text = text.replace(/set soundtrack_path to use the audio variables/g, "add a soundtrack (Soundtrack, below) to use the audio variables");
+  text = text.replace(/needs soundtrack_path/g, "needs a soundtrack (Soundtrack, below)");
+  for (const [name, label] of Object.entries(LABELS)) {
+    text = text.replace(new RegExp(`(^|[\\s;(])\`?${name}\`?(:|\\s)`, "g"), `$1${label}$2`);
+  }
+  return text;
 }
 
 function setInfluence(value) {
@@ -127,15 +377,22 @@ function wireForm() {
   $("init-denoise").addEventListener("input", (event) => { $("init-denoise-label").textContent = Number(event.target.value).toFixed(2); });
   $("create-form").addEventListener("submit", (event) => { event.preventDefault(); create(); });
   $("settings-file").addEventListener("change", (event) => { if (event.target.files[0]) loadSettingsFile(event.target.files[0]); });
+  $("save-settings").addEventListener("click", saveSettingsFile);
+  $("add-keyframe").addEventListener("click", () => addKeyframe().querySelector(".kf-prompt").focus());
+  $("image-prompt-toggle").addEventListener("change", showPresetClip);
   $("cancel-button").addEventListener("click", () => state.job && act(state.job.id, "cancel"));
   $("resume-button").addEventListener("click", () => state.job && act(state.job.id, "resume"));
 }
 
-function documentFromForm() {
+function documentFromForm(strict) {
+  // strict: an empty box is an error in the form's words; otherwise (for the curves) it is left out.
   const doc = { ...state.base };
+  for (const [id, label] of Object.entries(NUMBER_FIELDS)) {
+    if ($(id).value.trim() === "" && strict) throw new Error(`${label} is empty`);
+  }
+  const number = (id) => ($(id).value.trim() === "" ? undefined : Number($(id).value));
   const prompt = $("prompt").value.trim();
-  const loaded = state.base.prompts || {};
-  if (!("0" in loaded) || loaded["0"] !== prompt) doc.prompts = { ...loaded, 0: prompt };
+  doc.prompts = strict ? promptsFromForm() : { 0: prompt };
   doc.negative_prompts = $("negative-prompt").value.trim();
   doc.prompt_style = $("prompt-style").value;
   doc.motion_preset = state.preset;
@@ -147,14 +404,31 @@ function documentFromForm() {
   if (doc.init_image) { doc.init_denoise = Number($("init-denoise").value); doc.strength = null; }
   doc.init_fit = $("init-fit").value;
   doc.soundtrack_path = state.uploads.soundtrack_path ? state.uploads.soundtrack_path.id : null;
-  doc.max_frames = Number($("max-frames").value);
-  doc.fps = Number($("fps").value);
-  doc.W = Number($("width").value);
-  doc.H = Number($("height").value);
-  doc.seed = Number($("seed").value);
-  doc.steps = Number($("steps").value);
+  const numbers = { max_frames: "max-frames", fps: "fps", W: "width", H: "height", seed: "seed", steps: "steps",
+                    diffusion_cadence: "diffusion-cadence" };
+  for (const [setting, id] of Object.entries(numbers)) {
+    const value = number(id);
+    if (value === undefined) delete doc[setting]; else doc[setting] = value;
+  }
+  for (const name of Object.keys(SCHEDULE_LABELS)) doc[name] = $(`schedule-${name}`).value.trim();
+  for (const [name, id] of Object.entries(SELECTS)) doc[name] = $(id).value;
+  doc.animation_mode = animationMode();
+  doc.use_depth_warping = $("use-depth-warping").checked;
+  doc.enable_perspective_flip = $("enable-perspective-flip").checked;
   doc.name = state.base.name || nameFrom(prompt);
   return doc;
+}
+
+function saveSettingsFile() {
+  let doc;
+  try { doc = documentFromForm(true); } catch (error) { say("form-message", error.message, "bad"); return; }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(new Blob([JSON.stringify(doc, null, 2)], { type: "application/json" }));
+  link.download = `${doc.name}.json`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  say("form-message", `Saved ${doc.name}.json`, "good");
 }
 
 function nameFrom(prompt) {
@@ -167,43 +441,51 @@ async function create() {
   $("create-button").disabled = true;
   try {
     const preview = $("preview-toggle").checked;
-    const job = await postJSON(`/api/jobs?preview=${preview}`, documentFromForm());
+    const job = await postJSON(`/api/jobs?preview=${preview}`, documentFromForm(true));
     if (job.notes && job.notes.length) say("form-message", job.notes.join(" "), "good");
     watch(job);
     refreshJobs();
   } catch (error) {
-    say("form-message", error.message, "bad");
+    say("form-message", formWords(error.message), "bad");
   } finally {
     $("create-button").disabled = false;
   }
 }
 
 async function loadSettingsFile(file) {
-  say("form-message", "");
   try {
-    const imported = await postJSON("/api/settings/import", JSON.parse(await file.text()));
-    const settings = imported.settings;
-    state.base = {};
-    choosePreset(settings.motion_preset || null);
-    state.base = settings;
-    $("prompt").value = (settings.prompts || {})["0"] || "";
-    $("negative-prompt").value = settings.negative_prompts || "";
-    if (settings.prompt_style) $("prompt-style").value = settings.prompt_style;
-    fillNumbers(settings);
-    if (settings.image_prompt_influence !== undefined) setInfluence(settings.image_prompt_influence);
-    const mode = document.querySelector(`input[name=image-prompt-mode][value=${settings.image_prompt_mode || "all"}]`);
-    if (mode) mode.checked = true;
-    if (settings.init_fit) $("init-fit").value = settings.init_fit;
-    const denoise = settings.init_denoise ?? (settings.strength != null ? 1 - settings.strength : null);
-    if (denoise != null) { $("init-denoise").value = denoise; $("init-denoise-label").textContent = Number(denoise).toFixed(2); }
-    for (const kind of Object.keys(state.uploads)) await restoreUpload(kind, settings[kind]);
-    if (settings.color_coherence_image) state.base.color_coherence_image = uploadId("color_coherence_image", settings.color_coherence_image);
-    $("image-prompt-toggle").checked = Boolean(state.uploads.image_prompt);
-    $("image-prompt-panel").hidden = !state.uploads.image_prompt;
-    say("form-message", `Loaded ${file.name}` + (imported.notes.length ? `: ${imported.notes.join(" ")}` : ""), "good");
+    await loadSettings(JSON.parse(await file.text()), file.name);
   } catch (error) {
-    say("form-message", `${file.name}: ${error.message}`, "bad");
+    say("form-message", `${file.name}: ${formWords(error.message)}`, "bad");
   }
+}
+
+async function loadSettings(document_, label) {
+  say("form-message", "");
+  const imported = await postJSON("/api/settings/import", document_);
+  const settings = imported.settings;
+  state.base = {};
+  choosePreset(settings.motion_preset || null);
+  state.base = settings;
+  fillPrompts(settings.prompts);
+  $("negative-prompt").value = settings.negative_prompts || "";
+  if (settings.prompt_style) $("prompt-style").value = settings.prompt_style;
+  fillNumbers(settings);
+  fillForm(settings);
+  for (const name of [...Object.keys(SCHEDULE_LABELS), ...Object.keys(SELECTS), "prompts", "negative_prompts",
+                      "animation_mode", "use_depth_warping", "enable_perspective_flip", "diffusion_cadence"]) delete state.base[name];
+  if (settings.image_prompt_influence !== undefined) setInfluence(settings.image_prompt_influence);
+  const mode = document.querySelector(`input[name=image-prompt-mode][value=${settings.image_prompt_mode || "all"}]`);
+  if (mode) mode.checked = true;
+  if (settings.init_fit) $("init-fit").value = settings.init_fit;
+  const denoise = settings.init_denoise ?? (settings.strength != null ? 1 - settings.strength : null);
+  if (denoise != null) { $("init-denoise").value = denoise; $("init-denoise-label").textContent = Number(denoise).toFixed(2); }
+  for (const kind of Object.keys(state.uploads)) await restoreUpload(kind, settings[kind]);
+  if (settings.color_coherence_image) state.base.color_coherence_image = uploadId("color_coherence_image", settings.color_coherence_image);
+  $("image-prompt-toggle").checked = Boolean(state.uploads.image_prompt);
+  $("image-prompt-panel").hidden = !state.uploads.image_prompt;
+  showPresetClip();
+  say("form-message", `Loaded ${label}` + (imported.notes.length ? `: ${imported.notes.map(formWords).join(" ")}` : ""), "good");
 }
 
 async function restoreUpload(kind, value) {
@@ -284,6 +566,7 @@ function showUpload(kind, stored) {
     thumb.hidden = !stored;
     if (stored) thumb.src = stored.url; else thumb.removeAttribute("src");
   }
+  if (kind !== "soundtrack_path" && state.options) showPresetClip();
 }
 
 // --- one render, live ----------------------------------------------------------------------------
@@ -302,6 +585,7 @@ function watch(job) {
   events.addEventListener("status", (event) => showStatus(JSON.parse(event.data)));
   events.addEventListener("frame", (event) => {
     const frame = JSON.parse(event.data);
+    if (!$("result-video").hidden) return;  // the finished video is playing: no still beside it
     $("live-frame").src = frame.url;
     $("live-frame").dataset.shown = String(frame.index);
     $("live-frame").hidden = false;
@@ -320,7 +604,7 @@ function showStatus(job) {
   $("progress-text").textContent = `${label}${job.preview ? " (motion preview)" : ""} · ${parts.join(" · ")}`;
   $("cancel-button").hidden = !["queued", "running"].includes(job.status) || job.cancelling;
   $("resume-button").hidden = !job.resumable;
-  if (job.status === "failed") say("render-message", job.error, "bad");
+  if (job.status === "failed") say("render-message", formWords(job.error), "bad");
   else if (job.status === "cancelled") say("render-message", `Cancelled: the ${done} frames so far are kept; Resume continues the render.`);
   else say("render-message", "");
   if (job.status === "finished") showResult(job);
@@ -352,49 +636,92 @@ function formatSeconds(seconds) {
 async function refreshJobs() {
   let jobs;
   try { jobs = await api("/api/jobs"); } catch (_) { return; }
-  const body = document.querySelector("#job-table tbody");
-  body.replaceChildren(...jobs.map(jobRow));
+  $("gallery-empty").hidden = jobs.length > 0;
+  const focused = document.activeElement && document.activeElement.closest(".render-card");
+  const keep = focused ? [focused.dataset.job, document.activeElement.dataset.action] : null;
+  $("gallery").replaceChildren(...jobs.map(renderCard));
+  if (keep) {  // keyboard users keep their place while the gallery refreshes
+    const again = document.querySelector(`.render-card[data-job="${keep[0]}"] [data-action="${keep[1]}"]`);
+    if (again) again.focus();
+  }
+  for (const job of jobs) if (!(job.id in state.sizes)) readSize(job);
 }
 
-function jobRow(job) {
-  const row = document.createElement("tr");
-  row.dataset.job = job.id;
-  const cell = (content) => { const td = document.createElement("td"); td.append(content); row.append(td); return td; };
-  cell(job.name + (job.preview ? " (preview)" : ""));
+async function readSize(job) {
+  state.sizes[job.id] = "";
+  try {
+    const settings = await api(job.links.settings);
+    state.sizes[job.id] = `${settings.W}×${settings.H}`;
+    const size = document.querySelector(`.render-card[data-job="${job.id}"] .size`);
+    if (size) size.textContent = state.sizes[job.id];
+  } catch (_) { delete state.sizes[job.id]; }
+}
+
+function renderCard(job) {
+  const card = document.createElement("li");
+  card.className = "render-card";
+  card.dataset.job = job.id;
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "thumb-button";
+  open.dataset.action = "open";
+  open.setAttribute("aria-label", `Watch ${job.name}`);
+  if (job.frames_done > 0) {
+    const image = document.createElement("img");
+    image.alt = "";
+    image.loading = "lazy";
+    image.src = `${job.links.latest_frame}?format=jpeg&v=${job.frames_done}`;
+    open.append(image);
+  } else {
+    open.append("no frames yet");
+  }
+  open.addEventListener("click", () => watch(job));
+  const title = document.createElement("h3");
+  title.textContent = job.name;
+  const meta = document.createElement("p");
+  meta.className = "meta";
+  const size = document.createElement("span");
+  size.className = "size";
+  size.textContent = state.sizes[job.id] || "";
   const badge = document.createElement("span");
   badge.className = `state ${job.status}`;
-  badge.textContent = job.status;
-  cell(badge);
-  cell(`${job.frames_done} / ${job.frames}`);
-  cell(job.started ? new Date(job.started * 1000).toLocaleTimeString() : "");
-  const actions = cell("");
-  const button = (text, handler) => {
+  badge.textContent = job.status + (job.preview ? " · preview" : "");
+  meta.append(size, ` ${job.frames_done} / ${job.frames} frames `, badge);
+  const actions = document.createElement("div");
+  actions.className = "card-actions";
+  const button = (text, action, handler) => {
     const element = document.createElement("button");
     element.type = "button";
     element.textContent = text;
+    element.dataset.action = action;
+    element.setAttribute("aria-label", `${text} ${job.name}`);
     element.addEventListener("click", handler);
     actions.append(element);
   };
-  button("View", () => watch(job));
-  if (job.resumable) button("Resume", () => act(job.id, "resume"));
-  if (["queued", "running"].includes(job.status)) button("Cancel", () => act(job.id, "cancel"));
-  if (job.status !== "running") button("Delete", () => act(job.id, "delete"));
+  button("Watch", "watch", () => watch(job));
+  button("Edit", "edit", () => editJob(job));
+  if (job.resumable) button("Resume", "resume", () => act(job.id, "resume"));
+  if (["queued", "running"].includes(job.status)) button("Cancel", "cancel", () => act(job.id, "cancel"));
+  if (job.status !== "running") button("Delete", "delete", () => act(job.id, "delete"));
+  card.append(open, title, meta, actions);
   if (job.error) {
-    const error = document.createElement("tr");
-    const td = document.createElement("td");
-    td.colSpan = 5;
-    td.className = "error";
-    td.textContent = job.error;
-    error.append(td);
-    return wrap(row, error);
+    const error = document.createElement("p");
+    error.className = "message bad";
+    error.textContent = formWords(job.error);
+    card.append(error);
   }
-  return row;
+  return card;
 }
 
-function wrap(...rows) {
-  const fragment = document.createDocumentFragment();
-  fragment.append(...rows);
-  return fragment;
+async function editJob(job) {
+  // The render's settings back in the form, to change and Create again.
+  try {
+    await loadSettings(await api(job.links.settings), job.name);
+    $("create-form").scrollIntoView({ behavior: "smooth" });
+    $("prompt").focus({ preventScroll: true });
+  } catch (error) {
+    say("form-message", `${job.name}: ${formWords(error.message)}`, "bad");
+  }
 }
 
 async function act(id, action) {
