@@ -173,7 +173,7 @@ def test_cancelling_a_queued_and_a_running_job(tmp_path):
         settled = job(client, running)
         unknown = client.delete("/deforum_api/jobs/0123456789ab")
     assert (cancelled_queued.status, cancelled_queued.phase) == ("CANCELLED", "QUEUED")
-    assert cancelled_queued.message.startswith("Cancelled due to user request. | Deforum settings for features")
+    assert cancelled_queued.message.startswith("Cancelled due to user request. | 2 Deforum settings for features")
     assert again.status_code == 400
     assert again.json()["message"] == f"Job with ID {waiting} not in a cancellable state. Has it already finished?"
     for status in (cancelled_running, settled):

@@ -656,9 +656,9 @@ def ignored_by_feature(keys: list[str]) -> dict[str, list[str]]:
     return groups
 
 
-def ignored_summary(keys: list[str]) -> str:
-    """One short line: how many keys of each feature were ignored (the first few of the rest)."""
-    groups = ignored_by_feature(keys)
-    parts = [f"{feature} {len(group)}" + (f" (e.g. {', '.join(group[:3])})" if feature == "other" else "")
-             for feature, group in sorted(groups.items(), key=lambda item: -len(item[1]))]
+def ignored_summary(keys: list[str], shown: int = 2) -> str:
+    """One short line: the ignored keys by the feature they set, the biggest group first, a few named per group."""
+    groups = sorted(ignored_by_feature(keys).items(), key=lambda item: -len(item[1]))
+    parts = [f"{feature} {len(group)} ({', '.join(str(key)[:60] for key in group[:shown])}"
+             + (", ..." if len(group) > shown else "") + ")" for feature, group in groups]
     return f"{len(keys)} Deforum settings for features this engine does not have were ignored: " + "; ".join(parts)
