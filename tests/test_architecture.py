@@ -13,12 +13,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 
 LAYERS = [
     ("errors",),
-    ("prompts", "prompt_weights", "schedules", "styles", "samplers"),  # text and maths of their own, no settings
+    ("prompts", "prompt_weights", "schedules", "styles", "samplers", "control", "control.units",
+     "control.mask_expressions"),  # text and maths of their own, no settings
     ("settings",),  # the settings model
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
     ("settings_files",),  # load_settings: files, presets, importers, overrides
     ("frame", "frame.motion", "frame.motion3d", "frame.warp", "frame.warp3d", "frame.cadence", "frame.color",
-     "frame.adjust", "frame.noise", "audio", "images"),
+     "frame.adjust", "frame.noise", "audio", "images", "control.preprocess", "control.masks", "control.sources"),
     ("plan",),  # settings -> every per-frame value
     ("steps", "plot"),
     ("models", "depth", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
