@@ -22,7 +22,7 @@ LAYERS = [
      "frame.adjust", "frame.noise", "audio", "images", "control.preprocess", "control.masks", "control.sources"),
     ("plan",),  # settings -> every per-frame value
     ("steps", "plot"),
-    ("models", "depth", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
+    ("models", "depth", "controlnets", "backends", "backends.controlnet", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
      "backends.prompt_embeddings"),
     ("output",),
     ("inputs", "summary"),

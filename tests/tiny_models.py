@@ -7,6 +7,9 @@ A pytest plugin (registered in conftest.py) with two session fixtures:
   models/image_encoder/) whose weights fit the tiny UNet;
 - `tiny_sdxl_dir`: an SDXL-shaped pipeline folder (two text encoders and tokenizers, a text-time
   UNet with 64-wide cross-attention);
+- `tiny_controlnet_dir`: a ControlNet for the tiny SD model (`ControlNetModel.from_unet` of the tiny
+  UNet, random conditioning weights): `folder/` in the diffusers layout and `controlnet.safetensors`,
+  the same weights as one file;
 - `tiny_lora_dir`: LoRA files for the tiny SD model, in the A1111 / kohya layout (`style.safetensors`,
   UNet and text encoder) and the diffusers / peft layout (`unet_only.safetensors`).
 Tests load them through `load_pipeline(str(folder))`, the path users take. Each component is built
@@ -159,6 +162,25 @@ def build_tiny_sdxl(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_controlnet(folder: Path) -> Path:
+    """A ControlNet copied from the tiny UNet, saved as a diffusers folder (`folder/folder`) and as a
+    single .safetensors file (`folder/controlnet.safetensors`). The copied encoder's zero convolutions
+    start at zero, which would make any ControlNet a no-op: they get small random weights here, so
+    the control picture changes the frames. The conditioning encoder halves once, like the tiny VAE."""
+    import torch
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    net = _seeded(lambda: ControlNetModel.from_unet(tiny_unet(), conditioning_embedding_out_channels=(16, 32)))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.3)
+    net.save_pretrained(str(folder / "folder"))
+    save_file(net.state_dict(), str(folder / "controlnet.safetensors"))
+    return folder
+
+
 def build_tiny_loras(folder: Path) -> Path:
     """LoRA files for the tiny SD model: `style.safetensors` in the A1111 / kohya layout (what
     people download: lora_unet_* / lora_te_* keys, lora_down / lora_up, alpha) on the UNet's
@@ -263,6 +285,12 @@ def tiny_ip_adapter_dir(tmp_path_factory) -> Path:
 def tiny_sdxl_dir(tmp_path_factory) -> Path:
     """A tiny SDXL pipeline folder in the hub layout (built once per session)."""
     return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_dir(tmp_path_factory) -> Path:
+    """A tiny ControlNet for the tiny SD model, as a folder (`folder/`) and a single file (built once per session)."""
+    return build_tiny_controlnet(tmp_path_factory.mktemp("tiny-controlnet"))
 
 
 @pytest.fixture(scope="session")

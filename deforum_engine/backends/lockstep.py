@@ -31,7 +31,8 @@ def batch_key(request: FrameRequest) -> tuple:
     """Requests with equal keys can be denoised in one pipeline call."""
     return (request.image is None, request.steps, round(request.denoise, 6), request.sampler,
             round(request.cfg_scale, 6), round(request.image_prompt_scale, 6),
-            round(request.noise_multiplier, 6), request.loras)
+            round(request.noise_multiplier, 6), request.loras,
+            tuple(unit.signature() for unit in request.control), request.mask is not None)
 
 
 class LockstepBackend:
