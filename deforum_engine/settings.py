@@ -12,8 +12,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
+from .control.units import UNIT_COUNT, UNIT_DEFAULTS, UNIT_SCHEDULES, setting_name
 from .errors import SettingsError
 
 DEFAULT_ZOOM = "0:(1.0025+0.002*sin(1.25*3.14*t/30))"
@@ -34,8 +35,8 @@ class IgnoredSettingsWarning(UserWarning):
     """Keys of an imported Deforum file that name features this engine does not have."""
 
 
-class Settings(BaseModel):
-    """All settings of one render. Schedules are keyframe strings (see the README)."""
+class _Settings(BaseModel):
+    """All settings of one render but the ControlNet units (added below as `Settings`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
@@ -133,6 +134,17 @@ class Settings(BaseModel):
     compile_unet: bool = False  # torch.compile the UNet: pays on GPUs over long renders; the first frame compiles
     vae: Literal["full", "tiny"] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
     tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
+    # Masks (Deforum's names and defaults; control/masks.py): white is repainted, black kept
+    use_mask: bool = False
+    mask_file: Path | None = None  # a picture or a video (frame i for output frame i); {video_mask}
+    invert_mask: bool = False
+    mask_contrast_adjust: float = Field(1.0, ge=0)
+    mask_brightness_adjust: float = Field(1.0, ge=0)
+    overlay_mask: bool = True  # paste the finished frame over the init image through the mask
+    mask_overlay_blur: float = Field(4, ge=0, le=64)  # softens the mask's edge where frames are joined
+    use_noise_mask: bool = False
+    mask_schedule: Schedule = '0: ("{video_mask}")'  # composable mask expression per frame
+    noise_mask_schedule: Schedule = '0: ("{video_mask}")'  # where the frame's noise goes, with use_noise_mask
     # Soundtrack
     soundtrack_path: Path | None = None
     add_soundtrack: bool = True  # Deforum's "File" / "None" / "Init Video" are read too (see _soundtrack_choice)
@@ -214,6 +226,9 @@ class Settings(BaseModel):
             )
         if self.max_frames == "auto" and self.soundtrack_path is None:
             raise ValueError("max_frames = 'auto' covers a soundtrack: set soundtrack_path, or give a number")
+        if self.use_mask and self.mask_file is None and "{video_mask}" in self.mask_schedule:
+            raise ValueError("use_mask: the mask schedule uses {video_mask} but mask_file is not set; give a mask "
+                             "picture or video")
         if self.color_coherence == "Image" and self.color_coherence_image is None:
             raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
         return self
@@ -232,7 +247,18 @@ class Settings(BaseModel):
         return self.model_dump(mode="json")
 
 
+def _unit_fields() -> dict[str, Any]:
+    """Deforum's ControlNet unit settings cn_1_enabled .. cn_5_mask_vid_path, typed by their defaults."""
+    return {setting_name(number, key): (type(default), default)
+            for number in range(1, UNIT_COUNT + 1) for key, default in UNIT_DEFAULTS.items()}
+
+
+Settings = create_model("Settings", __base__=_Settings, __module__=__name__, **_unit_fields())
+Settings.__doc__ = """All settings of one render. Schedules are keyframe strings (see the README); the ControlNet
+units' cn_N_* settings come last (control/units.py lists them)."""
+
 SETTING_NAMES = tuple(Settings.model_fields)
+UNIT_SCHEDULE_FIELDS = tuple(setting_name(n, key) for n in range(1, UNIT_COUNT + 1) for key in UNIT_SCHEDULES)
 # Numeric schedules, in plan order; each becomes a per-frame array named without `_schedule`.
 MOTION_2D_ONLY = ("angle", "zoom", "transform_center_x", "transform_center_y")
 MOTION_3D_ONLY = ("translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule",
@@ -247,7 +273,8 @@ SCHEDULE_FIELDS = MOTION_SCHEDULES + (
     "seed_schedule", "kernel_schedule", "sigma_schedule", "amount_schedule", "threshold_schedule",
     "noise_multiplier_schedule",
 )
-PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
+PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir", "mask_file",
+               *(setting_name(n, "vid_path") for n in range(1, UNIT_COUNT + 1)))
 PATH_LIST_FIELDS = ("lora_dirs",)
 
 
@@ -278,7 +305,7 @@ def validate_settings(values: dict[str, Any], source: str = "settings") -> Setti
 
 def _schedule_text(key: str, value: Any) -> Any:
     """A bare number where a schedule is expected means a constant schedule."""
-    if key in SCHEDULE_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if key in SCHEDULE_FIELDS + UNIT_SCHEDULE_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"0:({value!r})"
     return value
 
