@@ -94,6 +94,24 @@ def _file_width(path: Path) -> int | None:
     return None
 
 
+def render_model_width(model: str | None, config_dir: Any = None) -> int | None:
+    """The render model's UNet cross-attention width, from its files (None when they do not say, or the
+    model is a hub id not in the cache: loading it then reports that)."""
+    from .models import DEFAULT_MODEL
+
+    source = Path(os.fspath(model if model is not None else DEFAULT_MODEL)).expanduser()
+    if source.is_file():
+        config = Path(config_dir) / "unet" / "config.json" if config_dir else None
+        return _config_width(json.loads(config.read_text())) if config and config.is_file() else _file_width(source)
+    if source.is_dir():
+        config = source / "unet" / "config.json"
+        return _config_width(json.loads(config.read_text())) if config.is_file() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(str(model or DEFAULT_MODEL), "unet/config.json")
+    return _config_width(json.loads(Path(cached).read_text())) if isinstance(cached, str) else None
+
+
 def unet_width(pipes: Pipelines) -> int:
     return int(pipes.txt2img.unet.config.cross_attention_dim)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .guidance import NO_GUIDE, Guide, check_guidance
 from .images import check_image_file, fit_image, fit_warning, load_image
 from .output import check_soundtrack
 from .plan import FramePlan, build_plan
@@ -27,6 +28,7 @@ class RenderInputs:
     init_denoise: float  # how much of `init` frame 0 repaints (1.0 for text-to-image)
     color_mode: str | None  # the colour space frames are matched in; None: no colour coherence
     color_image: np.ndarray | None  # what colours are matched to; None: frame 0's output
+    guide: Guide = NO_GUIDE  # ControlNet units and masks (guidance.py)
 
 
 def check_inputs(settings: Settings) -> RenderInputs:
@@ -41,7 +43,8 @@ def check_inputs(settings: Settings) -> RenderInputs:
         check_soundtrack(settings.soundtrack_path)
     color_mode, color_image = _color_target(settings, init)
     init_denoise = 1.0 if init is None else 1.0 - settings.init_strength
-    return RenderInputs(plan, init, init_denoise, color_mode, color_image)
+    guide = check_guidance(plan, init)
+    return RenderInputs(plan, init, init_denoise, color_mode, color_image, guide)
 
 
 def _init_image(settings: Settings) -> np.ndarray | None:

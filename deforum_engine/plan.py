@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .control.timeline import ControlPlan, build_control_plan
 from .errors import SettingsError
 from .frame.motion import PerspectiveFlip, motion_matrix, perspective_matrix
 from .frame.motion3d import Lens, camera_moves
@@ -207,6 +208,7 @@ class FramePlan:
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
     camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
+    control: ControlPlan = field(default_factory=ControlPlan)  # ControlNet units and masks, frame by frame
 
     @property
     def frame_count(self) -> int:
@@ -227,6 +229,7 @@ class FramePlan:
         for name, array in self.values.items():
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
         frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
+        frames.update(self.control.to_json())
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -273,6 +276,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         diffused_frames=diffused,
         audio=audio,
         camera=_camera(values, settings),
+        control=build_control_plan(settings, frames, variables),
     )
 
 

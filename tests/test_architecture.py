@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deforum_engine"
 LAYERS = [
     ("errors",),
     ("prompts", "prompt_weights", "schedules", "styles", "samplers", "control", "control.units",
-     "control.mask_expressions"),  # text and maths of their own, no settings
+     "control.mask_expressions", "control.timeline"),  # text and maths of their own, no settings
     ("settings",),  # the settings model
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
     ("settings_files",),  # load_settings: files, presets, importers, overrides
@@ -25,6 +25,7 @@ LAYERS = [
     ("models", "depth", "controlnets", "backends", "backends.controlnet", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
      "backends.prompt_embeddings"),
     ("output",),
+    ("guidance",),  # ControlNet units and masks, frame by frame
     ("inputs", "summary"),
     ("loop",),  # the frame loop
     ("rendering",),  # render() / resume(): the recipe
