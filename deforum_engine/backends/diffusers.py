@@ -121,14 +121,18 @@ class DiffusersBackend:
         self._context = context
         self._image_prompt = None
         self._applied_scale = None
-        if context.controlnets:
-            self._control = self._control or ControlPipelines(pipes)
-            self._control.load(context.controlnets)
+        self.load_controlnets(context.controlnets)
         if context.image_prompt is None:
             models.unload_image_prompt_adapter(pipes)  # an adapter from an earlier render must not act here
             return
         models.load_image_prompt_adapter(pipes, self.ip_adapter)
         self._image_prompt = self._embed_image_prompt(context)
+
+    def load_controlnets(self, sources: tuple) -> None:
+        """Load the (setting, source) ControlNets a render's units use, once each (models cache)."""
+        if sources:
+            self._control = self._control or ControlPipelines(self.pipelines)
+            self._control.load(sources)
 
     def generate(self, request: FrameRequest) -> np.ndarray:
         """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""

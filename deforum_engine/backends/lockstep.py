@@ -9,6 +9,7 @@ once. Renders of different lengths are fine: a finished render calls `leave()`.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ def batch_key(request: FrameRequest) -> tuple:
             tuple(unit.signature() for unit in request.control), request.mask is not None)
 
 
+def _without_controlnets(context: RenderContext) -> RenderContext:
+    return dataclasses.replace(context, controlnets=())
+
+
 class LockstepBackend:
     """A DiffusersBackend shared by `renders` render threads that batches their frames."""
 
@@ -57,7 +62,9 @@ class LockstepBackend:
             if self._context is None:
                 self.inner.begin(context)
                 self._context = context
-            elif context != self._context:
+            elif _without_controlnets(context) == _without_controlnets(self._context):
+                self.inner.load_controlnets(context.controlnets)  # each render's own units; the canvas is shared
+            else:
                 raise SettingsError(
                     f"lockstep renders must share their size and image prompt: {context} is not {self._context}"
                 )
