@@ -177,12 +177,12 @@ def check_guidance(plan: FramePlan, init: np.ndarray | None) -> Guide:
             check_source(Path(unit.vid_path), unit.setting("vid_path"), frames)
             sources[unit.name] = FrameSource(unit.vid_path, unit.setting("vid_path"))
         _warn_ignored(settings, unit)
-    guide = Guide(units=control.units, sources=sources, models=models, mask=control.mask, noise=control.noise_mask,
-                  invert=settings.invert_mask, blur=float(settings.mask_overlay_blur), init=init,
-                  original=init if settings.overlay_mask and control.mask is not None else None, size=(height, width))
+    pictures = None
     if control.mask is not None or control.noise_mask is not None:
-        guide.pictures = _mask_pictures(plan, frames, width, height)
-    return guide
+        pictures = _mask_pictures(plan, frames, width, height)
+    return Guide(units=control.units, sources=sources, models=models, mask=control.mask, noise=control.noise_mask,
+                 pictures=pictures, invert=settings.invert_mask, blur=float(settings.mask_overlay_blur), init=init,
+                 original=init if settings.overlay_mask and control.mask is not None else None, size=(height, width))
 
 
 def _mask_pictures(plan: FramePlan, frames: int, width: int, height: int) -> MaskPictures:
