@@ -18,6 +18,7 @@ its control mode the way AUTOMATIC1111's ControlNet extension does:
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,19 @@ def _pipeline_class(family: str, text_to_image: bool):
     return getattr(diffusers, names[(family, text_to_image)])
 
 
+def _from_pipe(pipeline_class, base, nets: UnitControlNets, dtype):
+    """`pipeline_class` over `base`'s components. from_pipe casts every shared component to its `dtype`
+    argument (float32 when none is given), so the model's own dtype is passed; its warning that casting
+    can be inconsistent does not apply to components that already have that dtype, and is silenced."""
+    quiet = logging.getLogger("diffusers.models.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return pipeline_class.from_pipe(base, controlnet=nets, dtype=dtype)
+    finally:
+        quiet.setLevel(level)
+
+
 class ControlPipelines:
     """The render's ControlNets (loaded in `load`) and a ControlNet pipeline per set of active units."""
 
@@ -106,7 +120,7 @@ class ControlPipelines:
         if key not in self._pipelines:
             nets = UnitControlNets([self.nets[c.model] for c in control], [c.control_mode for c in control])
             base = self.pipes.txt2img if text_to_image else self.pipes.img2img
-            pipe = _pipeline_class(self.pipes.family, text_to_image).from_pipe(base, controlnet=nets)
+            pipe = _from_pipe(_pipeline_class(self.pipes.family, text_to_image), base, nets, self.pipes.dtype)
             pipe.set_progress_bar_config(disable=True)
             self._pipelines[key] = pipe
         pipe = self._pipelines[key]
