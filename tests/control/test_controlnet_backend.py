@@ -154,3 +154,22 @@ def test_a_missing_controlnet_is_named(tmp_path):
                                      "cn_2_model")
     with pytest.raises(SettingsError, match="cn_1_model: .*missing.safetensors does not exist"):
         controlnets.resolve_controlnet(str(tmp_path / "missing.safetensors"), "cn_1_model")
+
+
+def test_sdxl_units_text_to_image_and_img2img(tiny_sdxl_dir, tmp_path, start_image):
+    from diffusers import ControlNetModel
+
+    sdxl = DiffusersBackend(str(tiny_sdxl_dir))
+    torch.manual_seed(0)
+    net = ControlNetModel.from_unet(sdxl.pipelines.txt2img.unet, conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+            module.weight.normal_(0, 0.3)
+    net.save_pretrained(str(tmp_path / "sdxl-controlnet"))
+    source = str(tmp_path / "sdxl-controlnet")
+    assert controlnets.controlnet_width(source, "cn_1_model") == 64 == controlnets.unet_width(sdxl.pipelines)
+    sdxl.begin(RenderContext(width=SIZE, height=SIZE, controlnets=(("cn_1_model", source),)))
+    for image in (None, start_image):
+        plain = sdxl.generate(frame(image))
+        controlled = sdxl.generate(frame(image, [unit(source, mode="ControlNet is more important")]))
+        assert controlled.shape == (SIZE, SIZE, 3) and np.abs(controlled.astype(int) - plain).mean() > 0.5
