@@ -133,3 +133,43 @@ class ControlPipelines:
             "control_guidance_end": [float(c.guidance_end) for c in control],
         }
         return pipe, kwargs
+
+
+def latent_hold(pipe: Any, images: np.ndarray, masks: np.ndarray, seeds: list[int]):
+    """A callback_on_step_end that keeps the latents outside the mask on the prepared frame, as
+    AUTOMATIC1111's inpainting does with fill "original": after each step they are the prepared
+    frame's latents noised to the next step's level, after the last step the prepared frame's own.
+
+    `images`: the img2img frames (B x H x W x 3, floats 0..1); `masks`: True where repainted; `seeds`:
+    the frames' seeds (the noise of the held part)."""
+    init = _encoded(pipe, images)
+    masks = torch.from_numpy(np.asarray(masks, dtype=np.float32)[:, None]).to(init.device)
+    repaint = torch.nn.functional.interpolate(masks, size=init.shape[-2:], mode="area").round().to(init.dtype)
+    noise = torch.cat([torch.randn(init[:1].shape, generator=torch.Generator("cpu").manual_seed(seed % 2**63))
+                       for seed in seeds]).to(init.device, init.dtype)
+
+    def hold(pipeline, step, timestep, tensors):
+        timesteps = pipeline.scheduler.timesteps
+        later = timesteps[timesteps < timestep] if timesteps[0] > timesteps[-1] else timesteps[timesteps > timestep]
+        target = init if len(later) == 0 else pipeline.scheduler.add_noise(init, noise, later[:1])
+        return {"latents": tensors["latents"] * repaint + target * (1 - repaint)}
+
+    return hold
+
+
+def _encoded(pipe: Any, images: np.ndarray):
+    """The frames' latents (the distribution's mean, scaled), in float32 where the VAE asks for it."""
+    vae = pipe.vae
+    upcast = vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+    dtype = torch.float32 if upcast else vae.dtype
+    with torch.no_grad():
+        if upcast:
+            vae.to(torch.float32)
+        try:
+            pixels = pipe.image_processor.preprocess(images).to(vae.device, dtype)
+            encoded = vae.encode(pixels)
+            latents = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
+        finally:
+            if upcast:
+                vae.to(torch.float16)
+    return (latents * getattr(vae.config, "scaling_factor", 1.0)).to(pipe.unet.dtype)

@@ -45,7 +45,7 @@ from ..images import fit_image, load_image
 from ..prompt_weights import is_plain, split_composable
 from ..samplers import SchedulerCache, step_counts
 from .base import FrameRequest, RenderContext
-from .controlnet import ControlPipelines
+from .controlnet import ControlPipelines, latent_hold
 from .prompt_embeddings import PromptEncoder, TextEmbedding, compose
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,8 @@ class DiffusersBackend:
         if len(requests) == 1:
             return [self.generate(requests[0])]
         context = self._require_context()
-        groups = [(request.loras, tuple(unit.signature() for unit in request.control)) for request in requests]
+        groups = [(request.loras, tuple(unit.signature() for unit in request.control), request.mask is not None)
+                  for request in requests]
         if len(set(groups)) > 1:  # LoRAs act on the whole model; units share one set of ControlNet arguments
             return self._generate_in_groups(requests, groups)
         first = requests[0]
@@ -239,6 +240,11 @@ class DiffusersBackend:
             pipe, kwargs = pipes.img2img, {
                 **common, "image": image, "strength": strength, "num_inference_steps": num_inference_steps,
             }
+        requests = batch if batch is not None else [request]
+        if request.image is not None and request.mask is not None:  # inpainting: hold the masked-out latents
+            frames = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
+            kwargs["callback_on_step_end"] = latent_hold(pipe, frames, np.stack([r.mask for r in requests]),
+                                                         [r.seed for r in requests])
         if not request.control:
             return pipe, kwargs
         if self._control is None:

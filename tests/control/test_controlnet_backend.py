@@ -173,3 +173,19 @@ def test_sdxl_units_text_to_image_and_img2img(tiny_sdxl_dir, tmp_path, start_ima
         plain = sdxl.generate(frame(image))
         controlled = sdxl.generate(frame(image, [unit(source, mode="ControlNet is more important")]))
         assert controlled.shape == (SIZE, SIZE, 3) and np.abs(controlled.astype(int) - plain).mean() > 0.5
+
+
+def test_a_mask_holds_the_masked_out_latents_on_the_prepared_frame(backend, start_image, sources):
+    mask = np.zeros((SIZE, SIZE), dtype=bool)
+    mask[:, SIZE // 2:] = True
+
+    def spread(control=(), **values):
+        a, b = (backend.generate(frame(start_image, control, seed=seed, denoise=0.9, **values)).astype(int)
+                for seed in (1, 2))
+        return np.abs(a - b)[:, :8].mean(), np.abs(a - b)[:, -8:].mean()
+
+    held_left, held_right = spread(mask=mask)
+    free_left, free_right = spread()
+    assert held_left < free_left / 4 and held_right > free_left / 4  # the kept half no longer depends on the seed
+    unit_left, _ = spread([unit(sources["folder"])], mask=mask)
+    assert unit_left < free_left / 4  # with a ControlNet unit too
