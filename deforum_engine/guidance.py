@@ -48,9 +48,7 @@ class MaskPictures:
 
     def grey(self, picture: np.ndarray, setting: str, path: Path) -> np.ndarray:
         """A mask picture fitted, greyed and adjusted (mask_brightness_adjust, mask_contrast_adjust)."""
-        picture, note = fitted(picture, self.width, self.height, self.fit, setting, path)
-        if note:
-            print(f"note: {note}", file=sys.stderr)
+        picture, _ = fitted(picture, self.width, self.height, self.fit, setting, path)
         return masks.adjust_mask(masks.to_grey(picture), self.brightness, self.contrast)
 
     def leaf(self, node: Node, index: int) -> np.ndarray:
@@ -197,14 +195,24 @@ def _mask_pictures(plan: FramePlan, frames: int, width: int, height: int) -> Mas
                                 "give a mask picture or video")
         check_source(settings.mask_file, "mask_file", frames)
         video = FrameSource(settings.mask_file, "mask_file")
+        _note_fit(video.frame(0), base, "mask_file", settings.mask_file)
     alpha = _init_alpha(settings) if "init_mask" in names else None
     files = {}
     for leaf in leaves:
         if leaf.kind == "file" and leaf.text not in files:
             path = check_image_file(leaf.text, role="mask_schedule")
-            files[leaf.text] = masks.binary(base.grey(load_image(path), "mask_schedule", path))
+            picture = load_image(path)
+            _note_fit(picture, base, "mask_schedule", path)
+            files[leaf.text] = masks.binary(base.grey(picture, "mask_schedule", path))
     return MaskPictures(width, height, settings.init_fit, settings.mask_brightness_adjust,
                         settings.mask_contrast_adjust, video=video, init_alpha=alpha, files=files)
+
+
+def _note_fit(picture: np.ndarray, base: MaskPictures, setting: str, path: Path) -> None:
+    """Say once when a mask picture is not the render's size (it is fitted as init_fit says)."""
+    _, note = fitted(picture, base.width, base.height, base.fit, setting, Path(path))
+    if note:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _init_alpha(settings) -> np.ndarray:

@@ -8,6 +8,8 @@ then both use one.)
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,12 @@ def fitted(picture: np.ndarray, width: int, height: int, fit: str, setting: str,
 
 
 class FrameSource:
-    """Frame i of a picture (the same every frame) or of a video (source frame i), as RGB uint8."""
+    """Frame i of a picture (the same every frame) or of a video (source frame i), as RGB uint8.
+
+    The last `KEEP` frames read are kept: the loop reads a diffused frame's mask before the in-between
+    frames' (on the cadence thread, hence the lock), and those must not restart the stream."""
+
+    KEEP = 64  # more than the largest cadence
 
     def __init__(self, path: str | Path, setting: str):
         self.path, self.setting = Path(path), setting
@@ -70,18 +77,27 @@ class FrameSource:
         self._reader = None
         self._next = 0  # the index the reader yields next
         self._size = (0, 0)
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def frame(self, index: int) -> np.ndarray:
-        if not self.video:
-            if self._picture is None:
-                self._picture = load_image(self.path)
-            return self._picture
-        if self._reader is None or index < self._next:
-            self._open()
-        frame = None
-        while self._next <= index:
-            frame = self._read_one(index)
-        return frame
+        with self._lock:
+            if not self.video:
+                if self._picture is None:
+                    self._picture = load_image(self.path)
+                return self._picture
+            if index in self._recent:
+                return self._recent[index]
+            if self._reader is None or index < self._next:
+                self._open()
+            while self._next <= index:
+                self._keep(self._next, self._read_one(index))
+            return self._recent[index]
+
+    def _keep(self, index: int, frame: np.ndarray) -> None:
+        self._recent[index] = frame
+        while len(self._recent) > self.KEEP:
+            self._recent.popitem(last=False)
 
     def _open(self) -> None:
         import imageio_ffmpeg
