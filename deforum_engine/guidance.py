@@ -157,19 +157,22 @@ class Guide:
 NO_GUIDE = Guide()
 
 
-def check_guidance(plan: FramePlan, init: np.ndarray | None) -> Guide:
-    """Every ControlNet unit and mask input checked (before any model loads); the render's Guide."""
+def check_guidance(plan: FramePlan, init: np.ndarray | None, with_models: bool = True) -> Guide:
+    """Every ControlNet unit and mask input checked (before any model loads); the render's Guide.
+    Without `with_models` (motion previews) the units' models are not looked for."""
     control, settings = plan.control, plan.settings
     if control.empty:
         return NO_GUIDE
     frames, width, height = plan.frame_count, plan.canvas.width, plan.canvas.height
     models, sources = {}, {}
-    model_width = controlnets.render_model_width(settings.model, settings.model_config_dir)
+    model_width = controlnets.render_model_width(settings.model, settings.model_config_dir) if with_models else None
     for track in control.units:
         unit = track.unit
-        source = controlnets.resolve_controlnet(unit.model, unit.setting("model"))
-        controlnets.check_family(controlnets.controlnet_width(source, unit.setting("model")), model_width,
-                                 unit.setting("model"), source, settings.model or "the default model")
+        source = unit.model
+        if with_models:
+            source = controlnets.resolve_controlnet(unit.model, unit.setting("model"))
+            controlnets.check_family(controlnets.controlnet_width(source, unit.setting("model")), model_width,
+                                     unit.setting("model"), source, settings.model or "the default model")
         models[unit.name] = source
         if unit.vid_path and not unit.loopback_mode:
             check_source(Path(unit.vid_path), unit.setting("vid_path"), frames)

@@ -31,8 +31,11 @@ class RenderInputs:
     guide: Guide = NO_GUIDE  # ControlNet units and masks (guidance.py)
 
 
-def check_inputs(settings: Settings) -> RenderInputs:
-    """Everything that can be wrong with the input fails here, before any model loads."""
+def check_inputs(settings: Settings, with_models: bool = True) -> RenderInputs:
+    """Everything that can be wrong with the input fails here, before any model loads.
+
+    `with_models` False (motion previews) leaves out the check of the ControlNet models, which a
+    preview never loads."""
     plan = build_plan(settings)
     settings = plan.settings
     init = _init_image(settings)
@@ -43,7 +46,7 @@ def check_inputs(settings: Settings) -> RenderInputs:
         check_soundtrack(settings.soundtrack_path)
     color_mode, color_image = _color_target(settings, init)
     init_denoise = 1.0 if init is None else 1.0 - settings.init_strength
-    guide = check_guidance(plan, init)
+    guide = check_guidance(plan, init, with_models)
     return RenderInputs(plan, init, init_denoise, color_mode, color_image, guide)
 
 

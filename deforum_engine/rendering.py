@@ -108,7 +108,7 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
             on_frame: FrameCallback | None, quiet: bool, cancel: threading.Event | None) -> RenderResult:
     started = time.perf_counter()
     # 1. Check every input, before any model loads.
-    inputs = check_inputs(settings)
+    inputs = check_inputs(settings, with_models=not preview)
     plan = inputs.plan
     # 2. Load the model and set it up for this render (pipeline, image-prompt adapter and embedding),
     #    and the depth model when the render uses one (not for motion previews: they use flat depth).

@@ -180,3 +180,12 @@ def test_mask_files_are_checked_and_fitted_with_a_note(pictures, tmp_path, capsy
     render(validate_settings(values), out=tmp_path / "r", backend=backend, quiet=True)
     assert "note: mask_file: " in capsys.readouterr().err
     assert backend.requests[1].mask[:, 33:].all() and not backend.requests[1].mask[:, :31].any()
+
+
+def test_motion_previews_leave_units_out_and_need_no_controlnet(pictures, tmp_path):
+    values = {**QUIET, "max_frames": 2, **unit(model="nobody/not-downloaded", vid_path=str(pictures["square"])),
+              "use_mask": True, "mask_file": str(pictures["mask"])}
+    result = render(validate_settings(values), out=tmp_path / "p", preview=True, quiet=True)
+    assert result.preview and len(frames_of(result.folder)) == 2
+    with pytest.raises(SettingsError, match="cn_1_model: the ControlNet 'nobody/not-downloaded'"):
+        render(validate_settings(values), out=tmp_path / "r", backend=RecordingBackend(), quiet=True)
