@@ -189,3 +189,24 @@ def test_motion_previews_leave_units_out_and_need_no_controlnet(pictures, tmp_pa
     assert result.preview and len(frames_of(result.folder)) == 2
     with pytest.raises(SettingsError, match="cn_1_model: the ControlNet 'nobody/not-downloaded'"):
         render(validate_settings(values), out=tmp_path / "r", backend=RecordingBackend(), quiet=True)
+
+
+@pytest.mark.parametrize("payload", ["__import__('os').system('x')", "{video_mask} | open('x')", "{video_mask}) & (",
+                                     "{video_mask} & {__class__}", "{video_mask} && {init_mask}"])
+def test_hostile_mask_schedules_are_refused_by_the_plan(pictures, payload):
+    values = {**QUIET, "max_frames": 3, "use_mask": True, "mask_file": str(pictures["mask"]),
+              "mask_schedule": f'0:("{{video_mask}}"), 2:("{payload}")'}
+    with pytest.raises(SettingsError, match="^mask_schedule: "):
+        build_plan(validate_settings(values))
+
+
+def test_word_masks_warn_and_count_as_everywhere(pictures):
+    from deforum_engine.control.timeline import WordMaskWarning
+    from deforum_engine.guidance import check_guidance
+
+    values = {**QUIET, "max_frames": 2, "use_mask": True, "mask_file": str(pictures["mask"]),
+              "mask_schedule": '0:("{video_mask} | <a red cat>")'}
+    with pytest.warns(WordMaskWarning, match=r"mask_schedule: word masks \(<a red cat>\) need a segmentation model"):
+        plan = build_plan(validate_settings(values))
+    guide = check_guidance(plan, None)
+    assert guide.frame_mask(plan.control.mask, 1).all()
