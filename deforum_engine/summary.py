@@ -55,9 +55,9 @@ def _describe_control(plan: FramePlan, backend: Backend) -> list[str]:
     for track in plan.control.units:
         unit = track.unit
         source = "the previous frame (loopback)" if unit.loopback_mode else unit.vid_path or "the frame's own depth"
-        window = f"{_range(track.guidance_start)}-{_range(track.guidance_end)}"
+        window = f"{_range(track.guidance_start)} .. {_range(track.guidance_end)}"
         lines.append(f"ControlNet {unit.name}: {unit.model}, module {unit.module_name}, from {source}; weight "
-                     f"{_range(track.weight)}, steps {window} of each frame, {unit.control_mode}"
+                     f"{_range(track.weight)}, guidance window {window} of each frame's steps, {unit.control_mode}"
                      + (" (not used by the motion preview)" if backend.is_preview else "") + ".")
     control = plan.control
     if control.mask is not None:
