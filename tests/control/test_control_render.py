@@ -210,3 +210,21 @@ def test_word_masks_warn_and_count_as_everywhere(pictures):
         plan = build_plan(validate_settings(values))
     guide = check_guidance(plan, None)
     assert guide.frame_mask(plan.control.mask, 1).all()
+
+
+def test_a_control_video_gives_each_frame_its_own_source_frame(tiny_controlnet_dir, tmp_path):
+    import imageio_ffmpeg
+
+    video = tmp_path / "control.mp4"
+    writer = imageio_ffmpeg.write_frames(str(video), (SIZE, SIZE), fps=10, macro_block_size=1, codec="libx264rgb",
+                                         output_params=["-qp", "0"])
+    writer.send(None)
+    for value in range(6):
+        writer.send(np.full((SIZE, SIZE, 3), value * 40, np.uint8).tobytes())
+    writer.close()
+    backend = RecordingBackend()
+    values = {**QUIET, "max_frames": 6, "diffusion_cadence": 2,
+              **unit(model=str(tiny_controlnet_dir / "controlnet.safetensors"), vid_path=str(video))}
+    render(validate_settings(values), out=tmp_path / "r", backend=backend, quiet=True)
+    seen = {request.index: int(request.control[0].image.mean()) for request in backend.requests}
+    assert seen == {0: 0, 2: 80, 4: 160, 5: 200}  # the diffused frames, each with its own video frame
