@@ -33,7 +33,7 @@ from .images import check_image_file, load_image
 from .plan import FramePlan
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MaskPictures:
     """The pictures mask expressions name, at the render size: {video_mask} per frame, the rest fixed."""
 
@@ -61,7 +61,7 @@ class MaskPictures:
         return np.ones((self.height, self.width), dtype=bool)  # {everywhere}, and word masks (warned about)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Guide:
     """A render's ControlNet units and masks, asked by the loop frame by frame."""
 
