@@ -78,10 +78,14 @@ class CallCounter:
         self.handle.remove()
 
 
-def test_the_folder_and_the_single_file_load_the_same_weights(backend, sources):
+def test_the_folder_and_the_single_files_load_the_same_weights(backend, sources, tiny_controlnet_dir):
     folder, single = backend._control.nets[sources["folder"]], backend._control.nets[sources["file"]]
+    original = controlnets.load_controlnet(str(tiny_controlnet_dir / "control_original.safetensors"),
+                                           backend.pipelines, "cn_3_model")  # the A1111 extension's key names
     assert folder is not single
-    assert all(torch.equal(a, b) for a, b in zip(folder.state_dict().values(), single.state_dict().values()))
+    for other in (single, original):
+        assert folder.state_dict().keys() == other.state_dict().keys()
+        assert all(torch.equal(a, other.state_dict()[k]) for k, a in folder.state_dict().items())
     assert controlnets.load_controlnet(sources["folder"], backend.pipelines, "cn_1_model") is folder  # cached
 
 
