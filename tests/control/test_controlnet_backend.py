@@ -193,3 +193,23 @@ def test_a_mask_holds_the_masked_out_latents_on_the_prepared_frame(backend, star
     assert held_left < free_left / 4 and held_right > free_left / 4  # the kept half no longer depends on the seed
     unit_left, _ = spread([unit(sources["folder"])], mask=mask)
     assert unit_left < free_left / 4  # with a ControlNet unit too
+
+
+def test_control_modes_scale_and_place_the_residuals_as_the_extension_does(backend, sources):
+    from deforum_engine.backends.controlnet import UnitControlNets
+
+    net = backend._control.nets[sources["folder"]]
+    torch.manual_seed(0)
+    sample, text = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32)
+    control = [torch.rand(2, 3, SIZE, SIZE)]
+    residuals = {}
+    for mode in ("Balanced", "My prompt is more important", "ControlNet is more important"):
+        down, mid = UnitControlNets([net], [mode])(sample, 10, text, control, [0.8])
+        residuals[mode] = [*down, mid]
+    balanced, soft, control_first = residuals.values()
+    scales = residual_scales(len(balanced))
+    assert len(balanced) == 7 and balanced[-1].abs().sum() > 0  # the tiny net: 6 down residuals and the middle
+    for plain, faded, prompt_only, scale in zip(balanced, soft, control_first, scales):
+        assert torch.allclose(faded, plain * scale)
+        assert torch.equal(prompt_only[:1], torch.zeros_like(plain[:1])) and torch.allclose(prompt_only[1:], plain[1:] * scale)
+    assert UnitControlNets([net], ["Balanced"])(sample, 10, text, control, [0.0]) == (None, None)  # outside its window
