@@ -27,6 +27,7 @@ from .control.mask_expressions import Node, evaluate_mask
 from .control.preprocess import control_map
 from .control.sources import FrameSource, check_source, fitted
 from .control.timeline import MaskTrack, UnitTrack
+from .control.units import UNIT_DEFAULTS
 from .depth import depth_image
 from .errors import SettingsError
 from .images import check_image_file, load_image
@@ -237,6 +238,9 @@ def _init_alpha(settings) -> np.ndarray:
 
 def _warn_ignored(settings, unit) -> None:
     """Unit settings read and not used say so."""
-    if getattr(settings, unit.setting("mask_vid_path")):
-        print(f"warning: {unit.setting('mask_vid_path')} is ignored (Deforum's own UI marks it as not working)",
-              file=sys.stderr)
+    reasons = {"mask_vid_path": "Deforum's own UI marks it as not working",
+               "low_vram": "diffusers manages memory itself",
+               "overwrite_frames": "videos are streamed, never unpacked to frames that could be kept"}
+    for key, reason in reasons.items():
+        if getattr(settings, unit.setting(key)) != UNIT_DEFAULTS[key]:
+            print(f"warning: {unit.setting(key)} is ignored ({reason})", file=sys.stderr)
