@@ -23,6 +23,7 @@ from deforum_engine.schedules import (AUDIO_VARIABLES, evaluate_expression, eval
                         evaluate_string_schedule)
 from deforum_engine.config.frame_values import BY_NAME, PER_FRAME_VALUES, TEXT_VALUES, unread_by
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
+from deforum_engine.plan.control import ControlPlan, build_control_plan
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
@@ -126,6 +127,7 @@ class FramePlan:
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
     camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
+    control: ControlPlan = field(default_factory=ControlPlan)  # ControlNet units and masks, frame by frame
 
     @property
     def frame_count(self) -> int:
@@ -146,6 +148,7 @@ class FramePlan:
         for name, array in self.values.items():
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
         frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
+        frames.update(self.control.to_json())
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -192,6 +195,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         diffused_frames=diffused,
         audio=audio,
         camera=_camera(values, settings),
+        control=build_control_plan(settings, frames, variables),
     )
 
 
