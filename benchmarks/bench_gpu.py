@@ -8,6 +8,7 @@ through a bare diffusers img2img loop making the same calls.
     python benchmarks/bench_gpu.py --depth dpt-large                    # 3D mode: depth model + 3D warp
     python benchmarks/bench_gpu.py --depth tiny                         # runs anywhere: checks the depth rows
     python benchmarks/bench_gpu.py --post                               # RIFE and Real-ESRGAN (post/)
+    python benchmarks/bench_gpu.py --family sd15 --controlnet           # one ControlNet unit against none
 
 For each of Deforum's defaults (25 steps, strength 0.65, cfg 7) and a turbo setting (2 steps at
 strength 0.5, so 1 UNet step, cfg off) it prints frames per second of the engine (`render`, full loop with motion, coherence, PNG
@@ -18,6 +19,10 @@ With --depth it times 3D mode's per-frame extras instead: a random-weight depth 
 model's shapes (dpt-large: Deforum's "Midas-3-Hybrid", which loads DPT-Large; depth-anything-small:
 Depth-Anything-V2-Small), saved and loaded through the engine's loader, estimating depth for a
 512x512 and a 1024x576 frame (processor, model, resize), depth -> z, and the 3D warp on the device.
+
+With --controlnet it times a render with one canny ControlNet unit (a random-weight ControlNet of the
+family's shape: the UNet's encoder copied, as ControlNetModel.from_unet makes it) against the same
+render without, for both settings, and the unit with its guidance window on the first half of the steps.
 """
 import argparse
 import os
@@ -228,6 +233,53 @@ def bare_loop(pipe, frames: int, size: int, steps: int, strength: float, cfg: fl
     return (time.perf_counter() - start) / frames
 
 
+def build_controlnet(folder: Path, model: Path, device: str, dtype: torch.dtype) -> Path:
+    """A random-weight ControlNet for `model`'s UNet, saved as a diffusers folder."""
+    from diffusers import ControlNetModel
+
+    from deforum_engine.models import controlnet as controlnets
+    from deforum_engine.models import loading as models
+
+    pipes = models.load_pipeline(str(model), device=device, safety_checker=False)
+    with torch.device(device):
+        net = ControlNetModel.from_config(controlnets.controlnet_config(pipes)).to(dtype)
+    net.save_pretrained(str(folder))
+    return folder
+
+
+def controlnet_rows(folder: Path, size: int, frames: int, tmp: Path, dtype: torch.dtype) -> None:
+    """Frames per second with one canny unit against none, for Deforum's defaults and a turbo setting."""
+    from PIL import Image
+
+    from deforum_engine import render
+    from deforum_engine.config.settings import validate_settings
+
+    cuda = torch.cuda.is_available()
+    net = build_controlnet(tmp / "controlnet", folder, "cuda" if cuda else "cpu", dtype)
+    picture = np.zeros((size, size, 3), dtype=np.uint8)
+    picture[size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 255
+    Image.fromarray(picture).save(tmp / "square.png")
+    unit = {"cn_1_enabled": True, "cn_1_model": str(net), "cn_1_module": "canny", "cn_1_vid_path": str(tmp / "square.png"),
+            "cn_1_threshold_a": 100, "cn_1_threshold_b": 200, "cn_1_processor_res": size}
+    for label, steps, strength, cfg in (("Deforum defaults", 25, 0.65, 7.0), ("turbo", 2, 0.5, 1.0)):
+        base = {"W": size, "H": size, "max_frames": frames, "seed": 1, "steps": steps,
+                "strength_schedule": f"0:({strength})", "cfg_scale_schedule": f"0:({cfg})", "model": str(folder),
+                "safety_checker": False, "video_preset": "veryfast"}
+        timings = {}
+        for name, extra in (("none", {}), ("unit", unit), ("half", {**unit, "cn_1_guidance_end": 0.5})):
+            settings = validate_settings({**base, **extra})
+            render(settings.model_copy(update={"max_frames": 2}), out=tmp / f"warm-{label}-{name}", quiet=True)
+            torch.cuda.reset_peak_memory_stats() if cuda else None
+            start = time.perf_counter()
+            render(settings, out=tmp / f"{label}-{name}".replace(" ", "-"), quiet=True)
+            timings[name] = (time.perf_counter() - start) / frames
+        memory = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        print(f"{label:>17}: no unit {1 / timings['none']:6.2f} frames/s, one canny unit {1 / timings['unit']:6.2f} "
+              f"frames/s ({timings['unit'] / timings['none']:.2f}x the time), window 0 .. 0.5 "
+              f"{1 / timings['half']:6.2f} frames/s ({timings['half'] / timings['none']:.2f}x), "
+              f"GPU memory peak with the unit {memory:.1f} GiB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--family", choices=["sd15", "sdxl", "tiny"], default="sd15")
@@ -236,6 +288,7 @@ def main() -> None:
     parser.add_argument("--depth", choices=["dpt-large", "depth-anything-small", "tiny"],
                         help="time 3D mode's depth model and warp instead of the diffusion rows")
     parser.add_argument("--post", action="store_true", help="time RIFE and Real-ESRGAN instead")
+    parser.add_argument("--controlnet", action="store_true", help="time one ControlNet unit against none instead")
     args = parser.parse_args()
     if args.post:
         return post_rows(repeats=max(1, args.frames // 4))
@@ -253,6 +306,8 @@ def main() -> None:
         device = "cuda" if cuda else "cpu"
         name = torch.cuda.get_device_name() if cuda else "CPU"
         print(f"{args.family}-shaped random model, {size}x{size}, {dtype}, {name}, {args.frames} frames")
+        if args.controlnet:
+            return controlnet_rows(folder, size, args.frames, Path(tmp), dtype)
         for label, steps, strength, cfg in (("Deforum defaults", 25, 0.65, 7.0), ("turbo", 2, 0.5, 1.0)):
             settings = validate_settings({"W": size, "H": size, "max_frames": args.frames, "seed": 1, "steps": steps,
                                           "strength_schedule": f"0:({strength})", "cfg_scale_schedule": f"0:({cfg})",

@@ -7,6 +7,10 @@ A pytest plugin (registered in conftest.py) with two session fixtures:
   models/image_encoder/) whose weights fit the tiny UNet;
 - `tiny_sdxl_dir`: an SDXL-shaped pipeline folder (two text encoders and tokenizers, a text-time
   UNet with 64-wide cross-attention);
+- `tiny_controlnet_dir`: a ControlNet for the tiny SD model (`ControlNetModel.from_unet` of the tiny
+  UNet, random conditioning weights): `folder/` in the diffusers layout, and the same weights as one
+  file with diffusers' key names (`controlnet.safetensors`) and with the original ones the A1111
+  extension's files use (`control_original.safetensors`);
 - `tiny_lora_dir`: LoRA files for the tiny SD model, in the A1111 / kohya layout (`style.safetensors`,
   UNet and text encoder) and the diffusers / peft layout (`unet_only.safetensors`).
 Tests load them through `load_pipeline(str(folder))`, the path users take. Each component is built
@@ -159,6 +163,66 @@ def build_tiny_sdxl(folder: Path) -> Path:
     return folder
 
 
+def build_tiny_controlnet(folder: Path) -> Path:
+    """A ControlNet copied from the tiny UNet, saved as a diffusers folder (`folder/folder`) and as a
+    single .safetensors file (`folder/controlnet.safetensors`). The copied encoder's zero convolutions
+    start at zero, which would make any ControlNet a no-op: they get small random weights here, so
+    the control picture changes the frames. The conditioning encoder halves once, like the tiny VAE."""
+    import torch
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    net = _seeded(lambda: ControlNetModel.from_unet(tiny_unet(), conditioning_embedding_out_channels=(16, 32)))
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]:
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * 0.3)
+    net.save_pretrained(str(folder / "folder"))
+    save_file(net.state_dict(), str(folder / "controlnet.safetensors"))
+    save_file(original_controlnet_layout(net.state_dict(), layers=2), str(folder / "control_original.safetensors"))
+    return folder
+
+
+_RESNET_NAMES = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"),
+                 ("conv2", "out_layers.3"), ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"))
+_FIXED_NAMES = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+                "conv_in": "input_blocks.0.0", "controlnet_cond_embedding.conv_in": "input_hint_block.0",
+                "controlnet_cond_embedding.conv_out": "input_hint_block.14", "controlnet_mid_block": "middle_block_out.0",
+                "mid_block.resnets.0": "middle_block.0", "mid_block.attentions.0": "middle_block.1",
+                "mid_block.resnets.1": "middle_block.2"}
+
+
+def original_controlnet_layout(state: dict, layers: int) -> dict:
+    """A diffusers ControlNet state dict under the original (lllyasviel / A1111 extension) key names,
+    `control_model.input_blocks.1.0.in_layers.0.weight` and so on: what users' single files hold.
+    The inverse of diffusers' own conversion, for `layers` resnets per down block."""
+    import re
+
+    def resnet(rest: str) -> str:
+        for new, old in _RESNET_NAMES:
+            rest = rest.replace(f"{new}.", f"{old}.", 1) if rest.startswith(f"{new}.") else rest
+        return rest
+
+    def rename(key: str) -> str:
+        if match := re.match(r"down_blocks\.(\d+)\.(resnets|attentions)\.(\d+)\.(.*)", key):
+            block, kind, index, rest = match.groups()
+            number = 1 + int(block) * (layers + 1) + int(index)
+            return f"input_blocks.{number}.0.{resnet(rest)}" if kind == "resnets" else f"input_blocks.{number}.1.{rest}"
+        if match := re.match(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", key):
+            return f"input_blocks.{(int(match.group(1)) + 1) * (layers + 1)}.0.op.{match.group(2)}"
+        if match := re.match(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.*)", key):
+            return f"input_hint_block.{2 * (int(match.group(1)) + 1)}.{match.group(2)}"
+        if match := re.match(r"controlnet_down_blocks\.(\d+)\.(.*)", key):
+            return f"zero_convs.{match.group(1)}.0.{match.group(2)}"
+        for new, old in _FIXED_NAMES.items():
+            if key.startswith(new + "."):
+                rest = key[len(new) + 1:]
+                return f"{old}.{resnet(rest) if 'resnets' in new else rest}"
+        raise KeyError(key)
+
+    return {"control_model." + rename(key): value.contiguous() for key, value in state.items()}
+
+
 def build_tiny_loras(folder: Path) -> Path:
     """LoRA files for the tiny SD model: `style.safetensors` in the A1111 / kohya layout (what
     people download: lora_unet_* / lora_te_* keys, lora_down / lora_up, alpha) on the UNet's
@@ -263,6 +327,12 @@ def tiny_ip_adapter_dir(tmp_path_factory) -> Path:
 def tiny_sdxl_dir(tmp_path_factory) -> Path:
     """A tiny SDXL pipeline folder in the hub layout (built once per session)."""
     return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"))
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_dir(tmp_path_factory) -> Path:
+    """A tiny ControlNet for the tiny SD model, as a folder (`folder/`) and a single file (built once per session)."""
+    return build_tiny_controlnet(tmp_path_factory.mktemp("tiny-controlnet"))
 
 
 @pytest.fixture(scope="session")

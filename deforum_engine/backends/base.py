@@ -13,6 +13,25 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class ControlInput:
+    """One ControlNet unit's work on one frame (only units active on the frame: weight > 0, a
+    non-empty guidance window)."""
+
+    unit: str  # cn_1 .. cn_5, for messages
+    model: str  # the ControlNet's resolved source (hub id, folder or file), as RenderContext.controlnets lists it
+    image: np.ndarray  # the control map, H x W x 3 uint8 at the render size
+    weight: float
+    guidance_start: float  # the fraction of the frame's steps where the unit starts acting ..
+    guidance_end: float  # .. and stops
+    control_mode: str  # Balanced | My prompt is more important | ControlNet is more important
+
+    def signature(self) -> tuple:
+        """What frames must share to be denoised in one call (lockstep): all but the picture."""
+        return (self.model, round(self.weight, 6), round(self.guidance_start, 6), round(self.guidance_end, 6),
+                self.control_mode)
+
+
+@dataclass(frozen=True)
 class FrameRequest:
     """One frame's work for a backend. Images are H x W x 3 uint8 RGB."""
 
@@ -33,6 +52,11 @@ class FrameRequest:
     blend_weight: float = 0.0
     # LoRAs on for this frame, from the prompt's <lora:...> tags: prompt_weights.ActiveLora entries.
     loras: tuple = ()
+    # ControlNet units acting on this frame (ControlInput entries, in unit order).
+    control: tuple = ()
+    # Inpainting: True where the frame is repainted (H x W bool); None repaints everything. Outside the
+    # mask the backend keeps the prepared frame; the loop pastes it back through the blurred mask.
+    mask: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,7 @@ class RenderContext:
     height: int
     image_prompt: Path | None = None
     image_prompt_mode: str = "all"  # all | style | layout
+    controlnets: tuple = ()  # (setting, source) of each ControlNet the render's units use, loaded in begin()
 
 
 class Backend(Protocol):

@@ -51,6 +51,7 @@ from deforum_engine.frame.images import fit_image, load_image
 from deforum_engine.models import loading as models
 from deforum_engine.prompts.samplers import SchedulerCache, step_counts
 from deforum_engine.prompts.weights import is_plain, split_composable
+from deforum_engine.backends.controlnet import ControlPipelines, latent_hold
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ class DiffusersBackend:
         self._image_prompt: ImagePrompt | None = None
         self._applied_scale: float | None = None
         self._call_params: dict[int, frozenset[str]] = {}
+        self._control: ControlPipelines | None = None
 
     @property
     def pipelines(self) -> models.Pipelines:
@@ -124,6 +126,7 @@ class DiffusersBackend:
         self._context = context
         self._image_prompt = None
         self._applied_scale = None
+        self.load_controlnets(context.controlnets)
         if context.image_prompt is None:
             models.unload_image_prompt_adapter(pipes)  # an adapter from an earlier render must not act here
             return
@@ -141,6 +144,12 @@ class DiffusersBackend:
         with torch.no_grad():
             _, flagged = pipe.safety_checker(clip_input=pixels, images=[image.astype(np.float32) / 255.0])
         return bool(flagged[0])
+
+    def load_controlnets(self, sources: tuple) -> None:
+        """Load the (setting, source) ControlNets a render's units use, once each (models cache)."""
+        if sources:
+            self._control = self._control or ControlPipelines(self.pipelines)
+            self._control.load(sources)
 
     def generate(self, request: FrameRequest) -> np.ndarray:
         """One frame: text-to-image when request.image is None, else image-to-image at request.denoise."""
@@ -177,10 +186,12 @@ class DiffusersBackend:
         if len(requests) == 1:
             return [self.generate(requests[0])]
         context = self._require_context()
-        if len({request.loras for request in requests}) > 1:
-            return self._generate_in_groups(requests, [request.loras for request in requests])
+        groups = [(request.loras, tuple(unit.signature() for unit in request.control), request.mask is not None)
+                  for request in requests]
+        if len(set(groups)) > 1:  # LoRAs act on the whole model; units share one set of ControlNet arguments
+            return self._generate_in_groups(requests, groups)
         first = requests[0]
-        pipe, kwargs = self._frame_call(first)
+        pipe, kwargs = self._frame_call(first, requests)
         self._use_loras(first.loras)
         embeddings = [self._prompt_embeddings(request) for request in requests]
         lengths = [e["prompt_embeds"].shape[1] for e in embeddings]
@@ -229,20 +240,39 @@ class DiffusersBackend:
             raise RenderError("DiffusersBackend.generate was called before begin(context)")
         return self._context
 
-    def _frame_call(self, request: FrameRequest) -> tuple[Any, dict[str, Any]]:
-        """The pipeline for this frame and its step / guidance arguments."""
+    def _frame_call(self, request: FrameRequest, batch: list[FrameRequest] | None = None) -> tuple[Any, dict[str, Any]]:
+        """The pipeline for this frame (the ControlNet pipeline of its units, when it has any) and its
+        step / guidance / control arguments; `batch`: the requests that share this call (their control
+        pictures are stacked)."""
         pipes, context = self.pipelines, self._context
         common = {"guidance_scale": float(request.cfg_scale), "output_type": "np"}
         if request.image is None:
             width, height = _multiple_of_8(context.width), _multiple_of_8(context.height)
             steps = max(int(request.steps), 1)
-            return pipes.txt2img, {**common, "num_inference_steps": steps, "width": width, "height": height}
-        num_inference_steps, effective = step_counts(request.steps, request.denoise)
-        image = np.asarray(request.image, dtype=np.float32)[None] / 255.0
-        strength = img2img_strength(num_inference_steps, effective)
-        return pipes.img2img, {
-            **common, "image": image, "strength": strength, "num_inference_steps": num_inference_steps,
-        }
+            pipe, kwargs = pipes.txt2img, {**common, "num_inference_steps": steps, "width": width, "height": height}
+        else:
+            num_inference_steps, effective = step_counts(request.steps, request.denoise)
+            image = np.asarray(request.image, dtype=np.float32)[None] / 255.0
+            strength = img2img_strength(num_inference_steps, effective)
+            pipe, kwargs = pipes.img2img, {
+                **common, "image": image, "strength": strength, "num_inference_steps": num_inference_steps,
+            }
+        requests = batch if batch is not None else [request]
+        if request.image is not None and request.mask is not None:  # inpainting: hold the masked-out latents
+            frames = np.stack([np.asarray(r.image, dtype=np.float32) for r in requests]) / 255.0
+            kwargs["callback_on_step_end"] = latent_hold(pipe, frames, np.stack([r.mask for r in requests]),
+                                                         [r.seed for r in requests])
+        if not request.control:
+            return pipe, kwargs
+        if self._control is None:
+            raise RenderError(f"frame {request.index}: ControlNet units were asked for, but begin() loaded none")
+        guided = request.cfg_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        images = None
+        if batch is not None:
+            images = [np.stack([np.asarray(r.control[u].image, np.float32) for r in batch]) / 255.0
+                      for u in range(len(request.control))]
+        control_pipe, control_kwargs = self._control.call(request.control, request.image is None, guided, images)
+        return control_pipe, {**kwargs, **control_kwargs}
 
     def _prompt_embeddings(self, request: FrameRequest) -> dict[str, Any]:
         """The frame's prompt embeddings: cached per (prompt, negative), lerped for prompt blending."""

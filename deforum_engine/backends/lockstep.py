@@ -9,6 +9,7 @@ once. Renders of different lengths are fine: a finished render calls `leave()`.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,7 +32,12 @@ def batch_key(request: FrameRequest) -> tuple:
     """Requests with equal keys can be denoised in one pipeline call."""
     return (request.image is None, request.steps, round(request.denoise, 6), request.sampler,
             round(request.cfg_scale, 6), round(request.image_prompt_scale, 6),
-            round(request.noise_multiplier, 6), request.loras)
+            round(request.noise_multiplier, 6), request.loras,
+            tuple(unit.signature() for unit in request.control), request.mask is not None)
+
+
+def _without_controlnets(context: RenderContext) -> RenderContext:
+    return dataclasses.replace(context, controlnets=())
 
 
 class LockstepBackend:
@@ -56,7 +62,9 @@ class LockstepBackend:
             if self._context is None:
                 self.inner.begin(context)
                 self._context = context
-            elif context != self._context:
+            elif _without_controlnets(context) == _without_controlnets(self._context):
+                self.inner.load_controlnets(context.controlnets)  # each render's own units; the canvas is shared
+            else:
                 raise SettingsError(
                     f"lockstep renders must share their size and image prompt: {context} is not {self._context}"
                 )

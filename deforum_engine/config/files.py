@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from deforum_engine.config.control_units import UNIT_COUNT, setting_name
 from deforum_engine.config.importers.deforum import (
     ignored_summary,
     import_deforum,
@@ -49,7 +50,8 @@ def resolve_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:
         if isinstance(folders, (list, tuple)):  # anything else is left for validation to refuse
             resolved[key] = [str((base / Path(folder).expanduser()).resolve()) if isinstance(folder, str) and folder
                              else folder for folder in folders]
-    for key in ("model", "ip_adapter", "tiny_vae_model", "parseq_manifest", "depth_model", "adabins_model"):
+    for key in ("model", "ip_adapter", "tiny_vae_model", "parseq_manifest", "depth_model", "adabins_model",
+                *(setting_name(number, "model") for number in range(1, UNIT_COUNT + 1))):
         value = resolved.get(key)
         if isinstance(value, str) and value and not value.lstrip().startswith("{") and _looks_local(value, base):
             resolved[key] = str((base / Path(value).expanduser()).resolve())

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from deforum_engine.config import choices
+from deforum_engine.config.control_units import UNIT_COUNT, UNIT_DEFAULTS, UNIT_SCHEDULES, setting_name
 from deforum_engine.config.frame_values import SCHEDULE_SETTINGS
 from deforum_engine.config.srt_labels import GEN_INFO_LABELS, SRT_ONLY_SCHEDULES
 from deforum_engine.errors import SettingsError
@@ -42,15 +43,19 @@ class IgnoredSettingsWarning(UserWarning):
 
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
-# The per-frame schedules, one field each, from the table of per-frame values (Deforum's names and defaults).
-_ScheduleSettings = create_model(
-    "_ScheduleSettings", __config__=_CONFIG,
+# The generated fields: the per-frame schedules, one field each, from the table of per-frame values, and the
+# ControlNet units' cn_1_enabled .. cn_5_mask_vid_path, typed by their defaults (config/control_units.py).
+# Deforum's names and defaults throughout.
+_GeneratedSettings = create_model(
+    "_GeneratedSettings", __config__=_CONFIG,
     **{setting: (Schedule if default is not None else Schedule | None, default)
        for setting, default in SCHEDULE_SETTINGS.items()},
+    **{setting_name(number, key): (type(default), default)
+       for number in range(1, UNIT_COUNT + 1) for key, default in UNIT_DEFAULTS.items()},
 )
 
 
-class Settings(_ScheduleSettings):
+class Settings(_GeneratedSettings):
     """All settings of one render. Schedules are keyframe strings (see the README)."""
 
     model_config = _CONFIG
@@ -120,6 +125,17 @@ class Settings(_ScheduleSettings):
     compile_unet: bool = False  # torch.compile the UNet: pays on GPUs over long renders; the first frame compiles
     vae: Literal[choices.VAES] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
     tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
+    # Masks (Deforum's names and defaults; control/masks.py): white is repainted, black kept
+    use_mask: bool = False
+    mask_file: Path | None = None  # a picture or a video (frame i for output frame i); {video_mask}
+    invert_mask: bool = False
+    mask_contrast_adjust: float = Field(1.0, ge=0)
+    mask_brightness_adjust: float = Field(1.0, ge=0)
+    overlay_mask: bool = True  # paste the finished frame over the init image through the mask
+    mask_overlay_blur: float = Field(4, ge=0, le=64)  # softens the mask's edge where frames are joined
+    use_noise_mask: bool = False
+    mask_schedule: Schedule = '0: ("{video_mask}")'  # composable mask expression per frame
+    noise_mask_schedule: Schedule = '0: ("{video_mask}")'  # where the frame's noise goes, with use_noise_mask
     # Soundtrack
     soundtrack_path: Path | None = None
     add_soundtrack: bool = True  # Deforum's "File" / "None" / "Init Video" are read too (see _soundtrack_choice)
@@ -261,6 +277,9 @@ class Settings(_ScheduleSettings):
             )
         if self.max_frames == "auto" and self.soundtrack_path is None:
             raise ValueError("max_frames = 'auto' covers a soundtrack: set soundtrack_path, or give a number")
+        if self.use_mask and self.mask_file is None and "{video_mask}" in self.mask_schedule:
+            raise ValueError("use_mask: the mask schedule uses {video_mask} but mask_file is not set; give a mask "
+                             "picture or video")
         if self.color_coherence == "Image" and self.color_coherence_image is None:
             raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
         return self
@@ -281,7 +300,9 @@ class Settings(_ScheduleSettings):
 
 SETTING_NAMES = tuple(Settings.model_fields)
 SCHEDULE_FIELDS = tuple(SCHEDULE_SETTINGS)
-PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
+UNIT_SCHEDULE_FIELDS = tuple(setting_name(n, key) for n in range(1, UNIT_COUNT + 1) for key in UNIT_SCHEDULES)
+PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir",
+               "mask_file", *(setting_name(n, "vid_path") for n in range(1, UNIT_COUNT + 1)))
 PATH_LIST_FIELDS = ("lora_dirs",)
 
 
@@ -346,7 +367,8 @@ def _short_int(value: int) -> str:
 
 def _schedule_text(key: str, value: Any) -> Any:
     """A bare number where a schedule is expected means a constant schedule."""
-    if key in SCHEDULE_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if numeric and key in SCHEDULE_FIELDS + UNIT_SCHEDULE_FIELDS:
         return f"0:({value!r})"
     return value
 

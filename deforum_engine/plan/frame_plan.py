@@ -46,6 +46,7 @@ from deforum_engine.schedules import (
     evaluate_schedule,
     evaluate_string_schedule,
 )
+from deforum_engine.plan.control import ControlPlan, build_control_plan
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
@@ -146,6 +147,7 @@ class FramePlan:
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
     camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
+    control: ControlPlan = field(default_factory=ControlPlan)  # ControlNet units and masks, frame by frame
 
     @property
     def frame_count(self) -> int:
@@ -166,6 +168,7 @@ class FramePlan:
         for name, array in self.values.items():
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
         frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
+        frames.update(self.control.to_json())
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -211,6 +214,7 @@ def plan_frames(inputs: PlanInputs) -> FramePlan:
         diffused_frames=diffused,
         audio=audio,
         camera=_camera(values, settings),
+        control=build_control_plan(settings, frames, variables),
     )
 
 

@@ -17,6 +17,7 @@ from deforum_engine.output.video import check_soundtrack
 from deforum_engine.plan.frame_plan import FramePlan, plan_frames
 from deforum_engine.plan.plan_inputs import load_plan_inputs
 from deforum_engine.config.settings import Settings
+from deforum_engine.rendering.guidance import NO_GUIDE, Guide, check_guidance
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,14 @@ class RenderInputs:
     init_denoise: float  # how much of `init` frame 0 repaints (1.0 for text-to-image)
     color_mode: str | None  # the colour space frames are matched in; None: no colour coherence
     color_image: np.ndarray | None  # what colours are matched to; None: frame 0's output
+    guide: Guide = NO_GUIDE  # ControlNet units and masks (guidance.py)
 
 
-def check_inputs(settings: Settings) -> RenderInputs:
-    """Everything that can be wrong with the input fails here, before any model loads."""
+def check_inputs(settings: Settings, with_models: bool = True) -> RenderInputs:
+    """Everything that can be wrong with the input fails here, before any model loads.
+
+    `with_models` False (motion previews) leaves out the check of the ControlNet models, which a
+    preview never loads."""
     plan = plan_frames(load_plan_inputs(settings))  # every file the plan reads is read here
     settings = plan.settings
     init = _init_image(settings)
@@ -42,7 +47,8 @@ def check_inputs(settings: Settings) -> RenderInputs:
         check_soundtrack(settings.soundtrack_path)
     color_mode, color_image = _color_target(settings, init)
     init_denoise = 1.0 if init is None else 1.0 - settings.init_strength
-    return RenderInputs(plan, init, init_denoise, color_mode, color_image)
+    guide = check_guidance(plan, init, with_models)
+    return RenderInputs(plan, init, init_denoise, color_mode, color_image, guide)
 
 
 def _init_image(settings: Settings) -> np.ndarray | None:

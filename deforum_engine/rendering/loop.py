@@ -27,6 +27,7 @@ from deforum_engine.models.depth import DepthEstimator, SteadyDepth, depth_image
 from deforum_engine.errors import RenderCancelled
 from deforum_engine.frame.cadence import crossfade
 from deforum_engine.frame.color import ColorReference, color_reference
+from deforum_engine.rendering.guidance import NO_GUIDE, Guide
 from deforum_engine.rendering.inputs import RenderInputs
 from deforum_engine.output.resume import ResumeState
 from deforum_engine.plan.frame_plan import FramePlan, FrameValues
@@ -38,14 +39,15 @@ from deforum_engine.rendering.steps import (STILL, ImageStep, Move, Warps, choos
 FrameSink = Callable[..., None]
 
 
-def frame_request(frame: FrameValues, image: np.ndarray | None, denoise: float) -> FrameRequest:
-    """The backend's work for one frame: its prepared picture (None: text-to-image) and its values."""
+def frame_request(frame: FrameValues, image: np.ndarray | None, denoise: float, **extras) -> FrameRequest:
+    """The backend's work for one frame: its prepared picture (None: text-to-image), its values, and
+    `extras` (its ControlNet units and mask, from guidance.Guide.extras)."""
     return FrameRequest(
         index=frame.index, image=image, prompt=frame.prompt, negative_prompt=frame.negative_prompt,
         seed=frame.seed, steps=frame.steps, cfg_scale=frame.cfg_scale, denoise=denoise, sampler=frame.sampler,
         image_prompt_scale=frame.image_prompt_scale, blend_prompt=frame.blend_prompt or None,
         blend_negative_prompt=frame.blend_negative_prompt or None, blend_weight=frame.blend_weight,
-        noise_multiplier=frame.noise_multiplier, loras=frame.loras,
+        noise_multiplier=frame.noise_multiplier, loras=frame.loras, **extras,
     )
 
 
@@ -126,8 +128,9 @@ def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState |
         if "color_reference" in state.arrays:
             reference = ColorReference.from_array(state.arrays["color_mode"], state.arrays["color_reference"])
         return LoopStart(_saved_key(state), reference, plan.diffused_frames.index(state.next_frame - 1) + 1)
-    frame = plan.frame(0)
-    first = backend.generate(frame_request(frame, inputs.init, inputs.init_denoise))
+    frame, guide = plan.frame(0), inputs.guide
+    request = frame_request(frame, inputs.init, inputs.init_denoise, **guide.extras(0, inputs.init))
+    first = guide.finish(backend.generate(request), inputs.init, request.mask, 0)
     reference = _reference(inputs, first)
     if inputs.color_image is not None:  # a picture given up front: frame 0 is matched to it too, as Deforum does
         first = run_steps(generation_steps(reference, backend.is_preview), first, frame)
@@ -154,17 +157,20 @@ class FrameLoop:
     finish: list[ImageStep]
     warps: Warps
     depth: DepthSteps
+    guide: Guide = NO_GUIDE  # ControlNet units and masks
 
     @classmethod
     def for_render(cls, plan: FramePlan, backend: Backend, reference: ColorReference | None,
-                   depth: DepthSteps = DepthSteps.for_render(None, False), device: str = "cpu") -> "FrameLoop":
+                   depth: DepthSteps = DepthSteps.for_render(None, False), device: str = "cpu",
+                   guide: Guide = NO_GUIDE) -> "FrameLoop":
         """Choose the steps once: motion previews leave out the noise, the sharpening and the
         post-generation match, and mirror smeared edges; the warp follows the plan's camera (2D, or
-        3D re-projected on `device`)."""
+        3D re-projected on `device`); the noise keeps to the noise mask when there is one."""
         preview = backend.is_preview
-        prepare = preparation_steps(plan, reference, preview=preview)
+        noise_mask = guide.noise_mask if guide.noise is not None else None
+        prepare = preparation_steps(plan, reference, preview=preview, noise_mask=noise_mask)
         return cls(plan, backend, reference, prepare, generation_steps(reference, preview),
-                   choose_warps(plan, device, preview), depth)
+                   choose_warps(plan, device, preview), depth, guide)
 
     def run(self, start: LoopStart, sink: FrameSink, cancel: threading.Event | None = None) -> None:
         """Every diffused frame after `start`, each segment's frames handed to `sink` in order."""
@@ -194,7 +200,8 @@ class FrameLoop:
         and estimate its depth."""
         frame = self.plan.frame(end)
         prepared = run_steps(self.prepare, self.warps.picture(previous.image, previous.depth, motion[-1]), frame)
-        generated = self.backend.generate(frame_request(frame, prepared, frame.denoise))
+        request = frame_request(frame, prepared, frame.denoise, **self.guide.extras(end, prepared, previous))
+        generated = self.guide.finish(self.backend.generate(request), prepared, request.mask, end)
         return self.depth.key(run_steps(self.finish, generated, frame), previous.steady)
 
     def in_between(self, previous: Key, new: Key, motion: list[Move], start: int,
@@ -242,7 +249,7 @@ class CadenceSegments:
     def _write(self, previous: Key, new: Key, motion: list[Move], start: int, end: int) -> None:
         depth_maps = self._depth_maps(previous, new, motion, start)
         for (index, tween), depth_map in zip(self.loop.in_between(previous, new, motion, start), depth_maps):
-            self.sink(index, tween, None, depth_map)
+            self.sink(index, self.loop.guide.overlay(tween, index), None, depth_map)
         self.sink(end, new.image, resume_point(end, new, self.loop.reference), depth_maps[-1])
 
     def __enter__(self) -> "CadenceSegments":

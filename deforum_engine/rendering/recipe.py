@@ -16,6 +16,7 @@ moment resumes with the same frames.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ from deforum_engine.models.depth import (
     depth_choice,
     load_depth_estimator,
 )
+from deforum_engine.rendering.guidance import Guide
 from deforum_engine.output.folder import RenderFolder, default_folder
 from deforum_engine.output.resume import ResumeState, load_resume_state
 from deforum_engine.output.video import VideoWriter, encode_folder
@@ -129,14 +131,18 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
     phase = on_phase or (lambda name: None)
     phase("preparing")
     # 1. Check every input, before any model loads.
-    inputs = check_inputs(settings)
+    inputs = check_inputs(settings, with_models=not preview)
     plan = inputs.plan
     check_post(plan.settings)  # the interpolation / upscaling weights are found before anything renders
     # 2. Load the model and set it up for this render (pipeline, image-prompt adapter and embedding),
     #    and the depth model when the render uses one (not for motion previews: they use flat depth).
     backend = backend or make_backend(plan.settings, preview)
-    backend.begin(_render_context(plan))
+    inputs = _for_backend(inputs, backend)
+    backend.begin(_render_context(plan, inputs.guide))
     depth = _depth_model(plan, backend)
+    if depth is not None and inputs.guide.units:  # depth modules see pictures through the render's depth model
+        depth_of = lambda image: depth.estimate(image, None)[0]  # noqa: E731
+        inputs = dataclasses.replace(inputs, guide=dataclasses.replace(inputs.guide, depth_of=depth_of))
     # 3. Open the folder: a new render records its resolved settings, a stopped one gives its state.
     state = _open_folder(folder, plan, backend, resuming)
     # 4. Say what will happen.
@@ -158,17 +164,26 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
                         time.perf_counter() - started, state is not None, backend.is_preview, extra)
 
 
-def _render_context(plan: FramePlan) -> RenderContext:
+def _render_context(plan: FramePlan, guide: Guide) -> RenderContext:
     """What a backend sets up once per render."""
     settings = plan.settings
-    return RenderContext(plan.canvas.width, plan.canvas.height, settings.image_prompt, settings.image_prompt_mode)
+    return RenderContext(plan.canvas.width, plan.canvas.height, settings.image_prompt, settings.image_prompt_mode,
+                         controlnets=guide.controlnets)
+
+
+def _for_backend(inputs: RenderInputs, backend: Backend) -> RenderInputs:
+    """Motion previews have no model for ControlNet units: the units are left out (masks stay)."""
+    if not backend.is_preview or not inputs.guide.units:
+        return inputs
+    return dataclasses.replace(inputs, guide=dataclasses.replace(inputs.guide, units=(), models={}))
 
 
 def _depth_model(plan: FramePlan, backend: Backend) -> DepthEstimator | None:
     """The depth model(s) a render uses (3D depth warping, or saved depth maps as in Deforum), once per
     process, on the render's device and dtype; none for motion previews, which warp over flat depth."""
     settings = plan.settings
-    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps
+    depth_units = any(track.unit.module == "depth" for track in plan.control.units)
+    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps or depth_units
     if not wanted or backend.is_preview:
         return None
     return load_depth_estimator(depth_choice(settings), device=settings.device, dtype=settings.dtype)
@@ -230,7 +245,7 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
             start = start_or_resume(inputs, backend, state, sink, depth)
             device = depth_model.model.device if depth_model is not None else "cpu"
-            FrameLoop.for_render(plan, backend, start.reference, depth, device).run(start, sink, cancel)
+            FrameLoop.for_render(plan, backend, start.reference, depth, device, inputs.guide).run(start, sink, cancel)
             phase("post_processing")  # the last frames and the video are finished as the writer closes
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "

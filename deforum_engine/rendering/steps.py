@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from deforum_engine.control.masks import noise_only_in
 from deforum_engine.frame.adjust import adjust_contrast, unsharp_mask
 from deforum_engine.frame.cadence import coverage
 from deforum_engine.frame.color import ColorReference, match_color
@@ -45,12 +46,19 @@ def noise(image: np.ndarray, frame: FrameValues, *, noise_type: str, octaves: in
     return add_noise(image, frame.noise, noise_seed(frame), noise_type, octaves, persistence)
 
 
+def masked_noise(image: np.ndarray, frame: FrameValues, *, noise_step: ImageStep,
+                 noise_mask: Callable[[int], np.ndarray]) -> np.ndarray:
+    """The frame's noise only where its noise mask is white (use_mask / use_noise_mask)."""
+    return noise_only_in(image, noise_step(image, frame), noise_mask(frame.index))
+
+
 def noise_seed(frame: FrameValues) -> int:
     """The frame's noise seed: its seed and index together, so a fixed seed still varies the noise."""
     return (frame.seed * 100_003 + frame.index) % 2**63
 
 
-def preparation_steps(plan: FramePlan, reference: ColorReference | None, preview: bool = False) -> list[ImageStep]:
+def preparation_steps(plan: FramePlan, reference: ColorReference | None, preview: bool = False,
+                      noise_mask: Callable[[int], np.ndarray] | None = None) -> list[ImageStep]:
     """Steps between the warp and the backend that this render needs, in Deforum's order.
 
     Motion previews leave out the noise and the anti-blur sharpening: with no model to turn them
@@ -65,8 +73,9 @@ def preparation_steps(plan: FramePlan, reference: ColorReference | None, preview
     if not preview and np.any(values["amount"] > 0):
         steps.append(anti_blur)
     if not preview and np.any(values["noise"] > 0):
-        steps.append(partial(noise, noise_type=settings.noise_type, octaves=settings.perlin_octaves,
-                             persistence=settings.perlin_persistence))
+        step = partial(noise, noise_type=settings.noise_type, octaves=settings.perlin_octaves,
+                       persistence=settings.perlin_persistence)
+        steps.append(step if noise_mask is None else partial(masked_noise, noise_step=step, noise_mask=noise_mask))
     return steps
 
 

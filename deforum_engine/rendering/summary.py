@@ -29,6 +29,7 @@ def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None =
         lines.append(f"Depth maps of every frame go to depth/ beside frames/ ({depth.describe()}).")
     if not backend.is_preview:
         lines.extend(_describe_diffusion(plan))
+    lines.extend(_describe_control(plan, backend))
     if settings.init_image is not None:
         strength_note = "" if backend.is_preview else (
             f": strength {settings.init_strength:.2f} (denoise {1 - settings.init_strength:.2f})")
@@ -54,6 +55,25 @@ def _describe_diffusion(plan: FramePlan) -> list[str]:
     multiplier = plan.values["noise_multiplier"]
     if np.any(multiplier != 1.0):
         lines.append(f"img2img starting noise x {_range(multiplier)} (noise_multiplier_schedule).")
+    return lines
+
+
+def _describe_control(plan: FramePlan, backend: Backend) -> list[str]:
+    """One line per ControlNet unit (its model, module, input and weights), one for the masks."""
+    lines = []
+    for track in plan.control.units:
+        unit = track.unit
+        source = "the previous frame (loopback)" if unit.loopback_mode else unit.vid_path or "the frame's own depth"
+        window = f"{_range(track.guidance_start)} .. {_range(track.guidance_end)}"
+        lines.append(f"ControlNet {unit.name}: {unit.model}, module {unit.module_name}, from {source}; weight "
+                     f"{_range(track.weight)}, guidance window {window} of each frame's steps, {unit.control_mode}"
+                     + (" (not used by the motion preview)" if backend.is_preview else "") + ".")
+    control = plan.control
+    if control.mask is not None:
+        lines.append(f"Mask: {', '.join(control.mask.texts)} (mask_schedule{', inverted' if plan.settings.invert_mask else ''})"
+                     f": only the white part is repainted.")
+    if control.noise_mask is not None and control.noise_mask is not control.mask:
+        lines.append(f"Noise mask: {', '.join(control.noise_mask.texts)} (noise_mask_schedule).")
     return lines
 
 

@@ -19,7 +19,8 @@ distinct expression is evaluated once over all the frames it covers, and every v
 
 The package, by concern: `grammar` (text -> keyframes), `expressions` (the whitelist compiler),
 `scope` (the variables), `timeline` (keyframes -> per-frame arrays) and `deforum_reader` (the
-stray text Deforum Studio tolerates in its own presets: `0:0: (...)`, `(0).3`, missing commas).
+stray text Deforum Studio tolerates in its own presets: `0:0: (...)`, `(0).3`, missing commas);
+`mask_expressions` parses the values of the mask schedules (Deforum's composable masks).
 """
 from deforum_engine.schedules.deforum_reader import DeforumReading, read_deforum_schedule
 from deforum_engine.schedules.expressions import FUNCTIONS, MAX_EXPRESSION_CHARS, MAX_NESTING

@@ -59,6 +59,7 @@ def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], s
         raise StudioError(400, f"{source}: a settings document is one JSON object of settings, "
                                f"got {type(document).__name__}")
     data, notes = engine_names(document, source)
+    _refuse_control_files(data, source)
     data.update(_uploaded_files(data, uploads, source))
     data.update(_server_side(data, server, source))
     settings = settings_files.merge_settings(data, source)
@@ -107,6 +108,20 @@ def _uploaded_files(data: dict[str, Any], uploads: UploadStore, source: str) -> 
         except StudioError as error:
             raise StudioError(error.status, f"{source}: {error.message}") from None
     return files
+
+
+# ControlNet units' models and inputs and the mask file are paths on the server: no document names them
+# until the studio takes their uploads (the studio issue); until then they render from the command line.
+CONTROL_FILE_FIELDS = ("mask_file", *(f"cn_{n}_{key}" for n in range(1, 6) for key in ("model", "vid_path")))
+
+
+def _refuse_control_files(data: dict[str, Any], source: str) -> None:
+    for setting in CONTROL_FILE_FIELDS:
+        value = data.get(setting)
+        if value not in (None, "", "None"):
+            raise StudioError(422, f"{source}: {setting}: ControlNet models and inputs and mask files are files on the "
+                                   f"server, which a studio document cannot name yet; render this one with the "
+                                   f"command line (got {str(value)[:80]!r})")
 
 
 def _server_side(data: dict[str, Any], server: dict[str, Any], source: str) -> dict[str, Any]:

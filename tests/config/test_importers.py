@@ -76,8 +76,7 @@ def test_full_extension_file_lists_what_it_ignores():
     raw = read(A1111_FULL)
     result = import_deforum(raw, str(A1111_FULL))
     ignored = set(result.ignored)
-    for key in ("hybrid_motion", "hybrid_comp_alpha_schedule", "cn_1_enabled", "cn_5_weight", "use_mask", "mask_file",
-                "video_init_path", "use_looper", "init_images",
+    for key in ("hybrid_motion", "hybrid_comp_alpha_schedule", "video_init_path", "use_looper", "init_images",
                 "enable_checkpoint_scheduling", "checkpoint_schedule",
                 "subseed_schedule", "sd_model_name", "deforum_git_commit_id"):
         assert key in ignored, key
@@ -89,11 +88,13 @@ def test_full_extension_file_lists_what_it_ignores():
                 "translation_z", "rotation_3d_x", "use_depth_warping", "depth_algorithm",
                 "enable_noise_multiplier_scheduling", "noise_multiplier_schedule",
                 # interpolation and upscaling are engine features now (post/)
-                "r_upscale_video", "r_upscale_model", "frame_interpolation_engine", "frame_interpolation_x_amount"):
+                "r_upscale_video", "r_upscale_model", "frame_interpolation_engine", "frame_interpolation_x_amount",
+                # ControlNet units and masks are engine features now (read even when switched off)
+                "cn_1_enabled", "cn_5_weight", "cn_3_vid_path", "use_mask", "mask_file", "mask_schedule"):
         assert key not in ignored, key
     assert result.ignored == [key for key in raw if key in ignored]  # file order, no repeats
     notes = " ".join(result.notes)
-    assert "hybrid_motion" in notes and "cn_1_enabled" in notes
+    assert "hybrid_motion" in notes and "cn_1_enabled" not in notes
     assert "v1-5-pruned-emaonly.safetensors" in notes
 
 
@@ -234,7 +235,9 @@ def test_ignored_keys_never_fail_loading():
     weird = {"cn_1_weight": 0.5, "hybrid_composite": True, "init_images": {"bad": [1, 2]}, "fill": None,
              "hybrid_flow_method": 42, "future_feature_x": {"nested": True}, "mask_file": ""}
     result = import_deforum(minimal(**weird), "x.txt")
-    assert set(weird) <= set(result.ignored)
+    read_and_dropped = {"cn_1_weight", "mask_file"}  # a disabled unit's and an unused mask's settings
+    assert set(weird) - read_and_dropped <= set(result.ignored)
+    assert not read_and_dropped & (set(result.ignored) | set(result.settings))
     assert "hybrid video compositing (hybrid_composite)" in " ".join(result.notes)
 
 

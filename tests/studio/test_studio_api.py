@@ -140,12 +140,12 @@ def test_a_settings_file_loaded_back_renders_the_same_frames(tmp_path):
 def test_deforum_settings_are_accepted_and_what_they_ignore_is_listed(tmp_path):
     deforum = {"animation_mode": "2D", "max_frames": 5, "W": 64, "H": 64, "use_init": False,
                "init_image": "https://deforum.github.io/a1/I1.png", "animation_prompts": {"0": "a forest"},
-               "diffusion_cadence": "2", "mask_contrast_adjust": 1.0, "restore_faces": True, "seed": 3}
+               "diffusion_cadence": "2", "hybrid_flow_method": "RAFT", "restore_faces": True, "seed": 3}
     with studio(tmp_path / "data") as client:
         created = client.post("/api/jobs", json=deforum)
         assert created.status_code == 201, created.text
         notes = created.json()["notes"]
-        assert any("ignored" in note and "masks 1" in note and "face restoration 1" in note for note in notes), notes
+        assert any("ignored" in note and "face restoration 1 (restore_faces)" in note for note in notes), notes
         assert any("face restoration (restore_faces)" in note for note in notes), notes
         done = wait_for_job(status_of(client, created.json()["id"]))
         settings = client.get(f"/api/jobs/{done['id']}/settings").json()
@@ -521,3 +521,11 @@ def test_the_api_is_documented(tmp_path):
                  "/api/batches", "/deforum_api/batches"):
         assert path in paths
     assert docs.status_code == 200
+
+
+def test_documents_cannot_name_controlnet_or_mask_files_on_the_server(tmp_path):
+    with studio(tmp_path / "data") as client:
+        for document in ({"use_mask": True, "mask_file": "/etc/passwd"},
+                         {"cn_1_enabled": True, "cn_1_model": "/models/cn", "cn_1_vid_path": "/home/x.mp4"}):
+            answer = client.post("/api/jobs", json={"max_frames": 2, "W": 64, "H": 64, **document})
+            assert answer.status_code == 422 and "cannot name yet" in answer.text, answer.text

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deforum_engine.config.control_units import UNIT_COUNT, UNIT_DEFAULTS, UNIT_SCHEDULES, setting_name
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.importers.parseq import is_url, load_parseq_manifest
 from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
@@ -230,9 +231,7 @@ _FEATURE_SWITCHES = {
     "hybrid_composite": "hybrid video compositing",
     "hybrid_video_motion": "hybrid video motion",
     "hybrid_video_composite": "hybrid video compositing",
-    "use_mask": "masks",
-    "use_mask_video": "video masks",
-    "use_noise_mask": "noise masks",
+    "use_alpha_as_mask": "the init image's alpha as {video_mask} (use {init_mask} in mask_schedule)",
     "use_looper": "guided images",
     "optical_flow_cadence": "optical-flow cadence",
     "optical_flow_redo_generation": "optical-flow redo",
@@ -247,8 +246,13 @@ _FEATURE_SWITCHES = {
     "resume_from_timestring": "resume by timestring",
     "restore_faces": "face restoration",
     "tiling": "tiling",
-    **{f"cn_{unit}_enabled": f"ControlNet unit {unit}" for unit in range(1, 6)},
 }
+# Deforum's mask settings, read as written where use_mask or use_noise_mask is on (mask_file: a local path).
+_MASK_KEYS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("invert_mask", _flag), ("mask_contrast_adjust", _number), ("mask_brightness_adjust", _number),
+    ("overlay_mask", _flag), ("mask_overlay_blur", _number), ("mask_schedule", _text), ("noise_mask_schedule", _text),
+]
+_A1111_CONTROLNET = re.compile(r"^(control_v11[a-z0-9]*_sd15_[a-z0-9_]+?)(\.pth|\.safetensors)?(\s*\[[0-9a-f]+\])?$")
 
 
 class _Reader:
@@ -302,6 +306,8 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     settings.update(_prompts(reader, notes))
     settings.update(_render_name(reader, settings, notes))
     settings.update(_parseq_manifest(reader, notes))
+    settings.update(_controlnet_units(reader, notes))
+    settings.update(_masks(reader, notes))
     settings.update({key: reader.take(key) for key in _ENGINE_ONLY_KEYS if reader.has(key)})
     settings.update({key: value for key, value in _DEFORUM_DEFAULTS.items() if key not in settings})
     notes += _read_schedules(settings)
@@ -613,6 +619,65 @@ def _parseq_manifest(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     except SettingsError as err:
         raise SettingsError(f"{reader.source}: parseq_manifest: {err}") from None
     return {"parseq_manifest": value}
+
+
+def _controlnet_units(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """The enabled ControlNet units' cn_N_* keys (the keys of disabled units are read and dropped)."""
+    out: dict[str, Any] = {}
+    for number in range(1, UNIT_COUNT + 1):
+        keys = [setting_name(number, key) for key in UNIT_DEFAULTS]
+        if not reader.take(setting_name(number, "enabled"), _flag, default=False):
+            reader.first(*keys)
+            continue
+        for key, default in UNIT_DEFAULTS.items():
+            name = setting_name(number, key)
+            if reader.has(name) and reader.raw[name] is not None:
+                convert = _schedule if key in UNIT_SCHEDULES else _text if isinstance(default, str) else \
+                    _flag if isinstance(default, bool) else _number
+                out[name] = reader.take(name, convert)
+            reader.first(name)
+        out.update(_unit_model(reader, number, out.get(setting_name(number, "model")), notes))
+        loopback = out.get(setting_name(number, "loopback_mode"))
+        if out.get(setting_name(number, "vid_path")) and not loopback:
+            out[setting_name(number, "vid_path")] = _local_path(reader, setting_name(number, "vid_path"),
+                                                                f"ControlNet unit {number}'s input")
+    return out
+
+
+def _unit_model(reader: _Reader, number: int, model: Any, notes: list[str]) -> dict[str, Any]:
+    """An A1111 ControlNet model name (control_v11p_sd15_canny [d14c016b]) -> its hub id, with a note."""
+    match = _A1111_CONTROLNET.match(model.strip()) if isinstance(model, str) else None
+    if match is None:
+        return {}
+    hub_id = f"lllyasviel/{match.group(1)}"
+    notes.append(f"{setting_name(number, 'model')} {model!r}: the WebUI's model name, read as the hub id {hub_id}")
+    return {setting_name(number, "model"): hub_id}
+
+
+def _masks(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+    """use_mask / use_noise_mask and the mask settings; use_mask_video makes video_mask_path the mask_file."""
+    use_mask = reader.take("use_mask", _flag, default=False)
+    use_noise = reader.take("use_noise_mask", _flag, default=False)
+    use_video = reader.take("use_mask_video", _flag, default=False)
+    reader.first("mask_file", "video_mask_path", *(key for key, _ in _MASK_KEYS))
+    if not (use_mask or use_noise or use_video):
+        return {}
+    out: dict[str, Any] = {"use_mask": use_mask or use_video, "use_noise_mask": use_noise}
+    out.update({key: reader.take(key, convert) for key, convert in _MASK_KEYS if reader.has(key)})
+    source = "video_mask_path" if use_video else "mask_file"
+    if not (use_mask or use_video):  # a noise mask alone: mask_file only where it is a local path
+        value = reader.raw.get("mask_file")
+        return {**out, **({"mask_file": value.strip()} if isinstance(value, str) and value.strip()
+                          and not is_url(value) else {})}
+    switch = "use_mask_video" if use_video else "use_mask"
+    try:
+        out["mask_file"] = _local_path(reader, source, "the mask video" if use_video else "the mask")
+    except SettingsError as error:  # say which switch wants the file
+        raise SettingsError(str(error).replace(f"{reader.source}: ", f"{reader.source}: {switch} is on: ", 1)) from None
+    if use_video:
+        notes.append("use_mask_video: the mask video (video_mask_path) is the mask_file, frame i for frame i; "
+                     "max_frames is kept")
+    return out
 
 
 def _feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[str]:
