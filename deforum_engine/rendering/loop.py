@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -39,16 +39,19 @@ from deforum_engine.rendering.steps import (STILL, ImageStep, Move, Warps, choos
 FrameSink = Callable[..., None]
 
 
+# The backend's per-frame values are the plan's under the same names: copied by name, so a value the
+# backend newly reads is one FrameRequest field (empty blend prompts mean no blending: None).
+_FROM_PLAN = tuple(name for name in (field.name for field in fields(FrameRequest))
+                   if name in {field.name for field in fields(FrameValues)} and name != "image")
+
+
 def frame_request(frame: FrameValues, image: np.ndarray | None, denoise: float, **extras) -> FrameRequest:
     """The backend's work for one frame: its prepared picture (None: text-to-image), its values, and
     `extras` (its ControlNet units and mask, from guidance.Guide.extras)."""
-    return FrameRequest(
-        index=frame.index, image=image, prompt=frame.prompt, negative_prompt=frame.negative_prompt,
-        seed=frame.seed, steps=frame.steps, cfg_scale=frame.cfg_scale, denoise=denoise, sampler=frame.sampler,
-        image_prompt_scale=frame.image_prompt_scale, blend_prompt=frame.blend_prompt or None,
-        blend_negative_prompt=frame.blend_negative_prompt or None, blend_weight=frame.blend_weight,
-        noise_multiplier=frame.noise_multiplier, loras=frame.loras, **extras,
-    )
+    values = {name: getattr(frame, name) for name in _FROM_PLAN}
+    values["blend_prompt"] = values["blend_prompt"] or None
+    values["blend_negative_prompt"] = values["blend_negative_prompt"] or None
+    return FrameRequest(image=image, denoise=denoise, **values, **extras)
 
 
 @dataclass(frozen=True)
