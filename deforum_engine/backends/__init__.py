@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from deforum_engine.backends.preview import PreviewBackend
+
 if TYPE_CHECKING:
     from deforum_engine.backends.base import Backend
     from deforum_engine.config.settings import Settings
@@ -15,8 +17,6 @@ if TYPE_CHECKING:
 def make_backend(settings: "Settings", preview: bool) -> "Backend":
     """The preview backend, or diffusers with the settings' model (loaded once per process)."""
     if preview:
-        from deforum_engine.backends.preview import PreviewBackend
-
         return PreviewBackend()
     from deforum_engine.backends.diffusers import DiffusersBackend
 

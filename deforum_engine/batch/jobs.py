@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deforum_engine.backends.lockstep import LockstepBackend
+from deforum_engine.config.files import load_settings
+from deforum_engine.config.settings import validate_settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.output.folder import RenderFolder
 from deforum_engine.post.srt import gen_info_srt, write_gen_info
+from deforum_engine.rendering.inputs import check_inputs
+from deforum_engine.rendering.recipe import render, render_or_resume
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,6 @@ class JobResult:
 
 def validate_job(job: Job, model: str | None) -> dict[str, Any]:
     """Load and check a job's settings and inputs; returns its resolved settings as JSON values."""
-    from deforum_engine.config.files import load_settings
-    from deforum_engine.rendering.inputs import check_inputs
 
     overrides = {"name": job.name, **job.overrides}
     if model:
@@ -51,8 +54,6 @@ def validate_job(job: Job, model: str | None) -> dict[str, Any]:
 
 def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: bool, quiet: bool = True) -> JobResult:
     """Render one validated job into `folder`: skip it if finished, resume it if stopped."""
-    from deforum_engine.config.settings import validate_settings
-    from deforum_engine.rendering.recipe import render_or_resume
 
     started = time.perf_counter()
     try:
@@ -73,8 +74,6 @@ def render_in_lockstep(jobs: list, inner, quiet: bool = True) -> list:
     stops the others. Image prompts are refused here, before the model loads: their adapter scale
     and embedding belong to one render.
     """
-    from deforum_engine.backends.lockstep import LockstepBackend
-    from deforum_engine.rendering.recipe import render
 
     with_image_prompt = [str(out) for settings, out in jobs if settings.image_prompt is not None]
     if with_image_prompt:

@@ -25,10 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from deforum_engine.errors import SettingsError
-from deforum_engine.batch.jobs import Job, JobResult, render_job, validate_job
+from deforum_engine.backends import make_backend
+from deforum_engine.batch.jobs import (
+    Job,
+    JobResult,
+    render_in_lockstep,
+    render_job,
+    validate_job,
+)
+from deforum_engine.batch.ray import run_on_ray
 from deforum_engine.config.files import resolve_paths
+from deforum_engine.config.settings import validate_settings
+from deforum_engine.errors import SettingsError
 from deforum_engine.limits import Limits, env_name, parse_toml, read_text_file
+from deforum_engine.output.folder import RenderFolder
 
 
 @dataclass(frozen=True)
@@ -191,8 +201,6 @@ def _run_locally(valid, preview: bool, workers: int, address, quiet: bool) -> li
 
 
 def _run_on_ray(valid, preview: bool, workers: int, address: str | None, quiet: bool) -> list[JobResult]:
-    from deforum_engine.batch.ray import run_on_ray
-
     return run_on_ray(valid, preview=preview, workers=workers, address=address)
 
 
@@ -202,8 +210,6 @@ def _run_in_lockstep(valid, group_size: int, quiet: bool) -> list[JobResult]:
     Finished, stopped and image-prompt jobs (an image prompt belongs to one render's adapter set-up)
     are rendered one by one as usual.
     """
-    from deforum_engine.output.folder import RenderFolder
-
     buckets: dict[tuple, list] = {}
     solo = []
     for job in valid:
@@ -225,9 +231,6 @@ _SHARED_MODEL_KEYS = ("model", "model_config_dir", "device", "dtype", "vae", "ti
 
 
 def _lockstep_group(group, quiet: bool) -> list[JobResult]:
-    from deforum_engine.backends import make_backend
-    from deforum_engine.batch.jobs import render_in_lockstep
-    from deforum_engine.config.settings import validate_settings
 
     jobs = [(validate_settings(settings, name), folder) for name, settings, folder in group]
     started = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deforum_engine.batch.jobs import JobResult, render_job
 from deforum_engine.errors import SettingsError
 
 
@@ -21,8 +22,6 @@ class _Worker:
         self.preview = preview
 
     def run(self, name: str, settings: dict[str, Any], folder: str):
-        from deforum_engine.batch.jobs import render_job
-
         return render_job(name, settings, folder, self.preview)
 
 
@@ -40,8 +39,6 @@ def _connect(address: str | None, workers: int):
 
 def run_on_ray(valid: list[tuple[str, dict, str]], *, preview: bool, workers: int, address: str | None) -> list:
     """Render validated jobs on Ray actors; GPU jobs on a cluster without GPUs fail at once."""
-    from deforum_engine.batch.jobs import JobResult
-
     try:
         ray = _connect(address, workers)
     except ImportError:

@@ -39,8 +39,20 @@ from typing import Any
 
 import numpy as np
 
-from deforum_engine.config.choices import DEPTH_ALGORITHM_ALIASES, DEPTH_ALGORITHMS, allowed_text, canonical
+from deforum_engine.config.choices import (
+    DEPTH_ALGORITHM_ALIASES,
+    DEPTH_ALGORITHMS,
+    allowed_text,
+    canonical,
+)
 from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.models.loading import (
+    _offline_by_setting,
+    folder_or_hub_id,
+    hub_offline,
+    resolve_device,
+    resolve_dtype,
+)
 
 EQUALISATION_BINS = 1024  # Deforum's histogram equalisation of depth maps
 STEADY_WEIGHT = 0.25  # how far each new depth map moves the running histogram ("steady" normalisation)
@@ -138,8 +150,6 @@ def _warn_substitution(name: str, original: str, model: str) -> None:
 
 
 def _resolve_source(model: str, setting: str) -> str:
-    from deforum_engine.models.loading import folder_or_hub_id
-
     return folder_or_hub_id(model, setting, "a depth model folder (config.json, preprocessor_config.json, weights)")
 
 
@@ -186,8 +196,6 @@ _LOADING = threading.Lock()  # lockstep renders start in threads together: one l
 
 def load_depth_model(source: str, *, device: str | None = None, dtype: Any = None) -> DepthModel:
     """Load a depth model once per process (hub id or local folder), on `device` in `dtype`."""
-    from deforum_engine.models.loading import resolve_device, resolve_dtype
-
     device = resolve_device(device)
     dtype = resolve_dtype(device, dtype)
     key = (source, device, str(dtype))
@@ -201,7 +209,6 @@ def _load(source: str, device: str, dtype: Any) -> DepthModel:
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
     from transformers.utils import is_torchvision_available
 
-    from deforum_engine.models.loading import hub_offline
 
     local_only = Path(source).is_dir() or hub_offline()
     backend = None if is_torchvision_available() else "pil"  # no torchvision: PIL, without a warning per load
@@ -223,8 +230,6 @@ _POINT_LOCAL = ("set depth_model (or adabins_model) to a local folder holding a 
 
 
 def _load_error(source: str, error: Exception | None) -> RenderError:
-    from deforum_engine.models.loading import _offline_by_setting
-
     hint = _POINT_LOCAL.format(source=source if not Path(source).is_dir() else "REPO")
     if Path(source).is_dir():
         return RenderError(f"depth model folder {source} could not be loaded ({error}); {hint}")
@@ -237,8 +242,6 @@ def _load_error(source: str, error: Exception | None) -> RenderError:
 def check_depth_models(choice: DepthChoice) -> None:
     """Fail now, before frame 0, if a depth model cannot load: a folder lacking files, or a hub id
     that is not in the cache while the hub is offline."""
-    from deforum_engine.models.loading import hub_offline
-
     for source in filter(None, (choice.model, choice.adabins_model)):
         if Path(source).is_dir():
             needed = ("config.json", "preprocessor_config.json")

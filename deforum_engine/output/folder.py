@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deforum_engine.config.settings import validate_settings
 from deforum_engine.errors import SettingsError
 from deforum_engine.limits import parse_json, read_text_file
 from deforum_engine.output.atomic import _replace_atomic
@@ -116,8 +117,6 @@ class RenderFolder:
 
     def saved_settings(self) -> "Settings":
         """The resolved settings in settings.json, validated as any settings are."""
-        from deforum_engine.config.settings import validate_settings
-
         values = _read_record(self.settings_path, "the render's settings")
         if not isinstance(values, dict):
             raise SettingsError(f"{self.settings_path}: the render's settings are not a JSON object; restore the "

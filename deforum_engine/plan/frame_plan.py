@@ -31,7 +31,9 @@ from deforum_engine.frame.motion import (
     perspective_matrix,
 )
 from deforum_engine.frame.motion3d import Lens, camera_moves
+from deforum_engine.plan.control import ControlPlan, build_control_plan
 from deforum_engine.plan.plan_inputs import SEED_LIMIT, PlanInputs, load_plan_inputs
+from deforum_engine.prompts.samplers import check_sampler
 from deforum_engine.prompts.text import split_negative
 from deforum_engine.prompts.weights import (
     LORA_SUFFIX,
@@ -46,7 +48,6 @@ from deforum_engine.schedules import (
     evaluate_schedule,
     evaluate_string_schedule,
 )
-from deforum_engine.plan.control import ControlPlan, build_control_plan
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
@@ -296,8 +297,6 @@ def _image_prompt_scale(settings: Settings, frames: int, variables: dict) -> np.
 
 
 def _samplers(settings: Settings, frames: int, variables: dict) -> TextTrack:
-    from deforum_engine.prompts.samplers import check_sampler
-
     if settings.sampler_schedule is None:
         return TextTrack.constant(check_sampler(settings.sampler, setting="sampler"), frames)
     names = TextTrack.from_list(evaluate_string_schedule(settings.sampler_schedule, frames, seed=settings.seed,

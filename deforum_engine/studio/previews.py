@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deforum_engine.errors import SettingsError
 from deforum_engine.config.presets import Preset, list_presets
 from deforum_engine.config.settings import validate_settings
+from deforum_engine.errors import SettingsError
+from deforum_engine.rendering.recipe import render
 from deforum_engine.studio.errors import StudioError
 
 CLIP_SETTINGS = {"W": 128, "H": 128, "max_frames": 45, "fps": 15, "seed": 1, "add_soundtrack": False,
@@ -51,8 +52,6 @@ class PresetPreviews:
         return path
 
     def _render(self, preset: Preset, path: Path, picture: Path | None) -> None:
-        from deforum_engine.rendering.recipe import render
-
         work = self.folder / f".work-{path.stem}"
         shutil.rmtree(work, ignore_errors=True)
         try:

@@ -5,6 +5,7 @@ import socket
 import sys
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.studio.app import create_app
 from deforum_engine.studio.config import StudioConfig, check_exposure
 
 
@@ -12,7 +13,6 @@ def serve(config: StudioConfig) -> None:
     """Run the studio until Ctrl-C; a render running then resumes at the next start."""
     import uvicorn
 
-    from deforum_engine.studio.app import create_app
 
     check_exposure(config.host, config.token, config.api_auth)
     check_port_free(config.host, config.port)
