@@ -9,7 +9,7 @@ from deforum_engine.cli import main
 from deforum_engine.output import probe_video
 from deforum_engine.config.presets import list_presets
 from deforum_engine.config.settings import validate_settings
-from test_audio import click_frames, click_track, write_wav
+from audio_clips import click_frames, click_track, write_wav
 
 FPS = 24
 

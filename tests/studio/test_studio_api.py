@@ -9,7 +9,6 @@ import io
 import json
 import os
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,32 +17,18 @@ from PIL import Image
 
 pytest.importorskip("fastapi", reason="the studio's extra is not installed (pip install -e '.[studio]')")
 
-from fastapi.testclient import TestClient  # noqa: E402
 
 from deforum_engine import cli  # noqa: E402
 from deforum_engine.errors import SettingsError  # noqa: E402
 from deforum_engine.frame.images import check_image_file  # noqa: E402
 from deforum_engine.output import RenderFolder, probe_video  # noqa: E402
 from deforum_engine.config.settings import validate_settings  # noqa: E402
-from deforum_engine.studio.app import create_app  # noqa: E402
-from deforum_engine.studio.config import StudioConfig  # noqa: E402
+from studio_client import studio, upload  # noqa: E402
 from studio_helpers import (  # noqa: E402
     build_tiny_sd_with_checker, encoded, flagged_picture, picture, png_bomb, read_frames, wait_for_job,
 )
 
 SMALL = {"W": 64, "H": 64, "fps": 10}
-
-
-@contextmanager
-def studio(data: Path, **options):
-    """A running studio (its lifespan: the worker thread) and a client that talks to it as localhost."""
-    app = create_app(StudioConfig(data=data, **{"preview_only": True, **options}))
-    with TestClient(app, base_url="http://127.0.0.1") as client:
-        yield client
-
-
-def upload(client, kind: str, data: bytes, filename: str = "picture.png", content_type: str = "image/png"):
-    return client.post(f"/api/uploads/{kind}", files={"file": (filename, data, content_type)})
 
 
 def status_of(client, job_id: str):

@@ -8,7 +8,7 @@ pytest.importorskip("fastapi", reason="the studio's extra is not installed (pip 
 
 from deforum_engine.output import probe_video  # noqa: E402
 from studio_helpers import encoded, picture  # noqa: E402
-from test_studio_api import studio, upload  # noqa: E402
+from studio_client import studio, upload  # noqa: E402
 
 
 def test_curves_are_the_plans_values_and_a_broken_keyframe_is_named(tmp_path):
