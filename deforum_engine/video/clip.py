@@ -181,3 +181,38 @@ def read_frames(clip: Clip, frames: FrameMap, start: int = 0) -> Iterator[np.nda
                             f"{index}; the clip is truncated or shorter than it says")
     finally:
         reader.close()
+
+
+class VideoFrames:
+    """A clip's frames for output frames, fitted to the render size, read forward as a stream.
+
+    Frames already read stay available while they are recent (`keep` frames back); asking for an
+    earlier one starts a new stream there. Made for one thread: the frame loop's.
+    """
+
+    def __init__(self, clip: Clip, frames: FrameMap, width: int, height: int, fit: str, keep: int = 8) -> None:
+        self.clip, self.frames, self.size, self.fit, self.keep = clip, frames, (width, height), fit, keep
+        self._stream: Iterator[np.ndarray] | None = None
+        self._next = 0
+        self._recent: dict[int, np.ndarray] = {}
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        """The fitted clip frame for output frame t (the last one for t past the clip's end)."""
+        t = min(int(t), self.frames.count - 1)
+        if t in self._recent:
+            return self._recent[t]
+        if self._stream is None or t < self._next:
+            self.close()
+            self._stream, self._next = read_frames(self.clip, self.frames, t), t
+        while self._next <= t:
+            picture = fit_frame(next(self._stream), *self.size, self.fit)
+            self._recent[self._next] = picture
+            self._next += 1
+        for old in [k for k in self._recent if k < t - self.keep]:
+            del self._recent[old]
+        return self._recent[t]
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

@@ -136,3 +136,38 @@ def consistent_flow(a: np.ndarray, b: np.ndarray, flow: Flow, blur: float) -> np
         kernel = cv2.getGaussianKernel(2 * radius + 1, blur)
         reliability = cv2.sepFilter2D(reliability, -1, kernel, kernel, borderType=cv2.BORDER_CONSTANT)
     return forward * reliability[..., None]
+
+
+# ------------------------------------------------------------------ moves as flows (hybrid motion)
+# A move is a displacement field d: the moved picture is out(x) = picture(x - d(x)) (warp_by_flow).
+# Matrices and flows both become moves, so a segment's moves compose and invert the same way.
+
+
+def matrix_flow(matrix: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The move of a 3x3 motion matrix (a point p of the picture goes to matrix @ p): d(x) = x - M^-1 x."""
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    points = np.stack([grid_x, grid_y], axis=-1).reshape(1, -1, 2)
+    sources = cv2.perspectiveTransform(points, np.linalg.inv(np.asarray(matrix, np.float64)))[0]
+    return (points[0] - sources).reshape(height, width, 2).astype(np.float32)
+
+
+def compose_flows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The move `first`, then `second`: d(x) = d2(x) + d1(x - d2(x))."""
+    return second + _sampled(first, second)
+
+
+def invert_flow(flow: np.ndarray, iterations: int = 4) -> np.ndarray:
+    """The move back: e with e(x) = -d(x - e(x)), by fixed-point steps from -d (exact for a uniform
+    flow, sub-pixel for the smooth moves of a camera or a clip)."""
+    back = -flow
+    for _ in range(iterations):
+        back = -_sampled(flow, back)
+    return back
+
+
+def _sampled(field: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """`field` read at x - shift(x), edges replicated."""
+    height, width = field.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(field, grid_x - shift[..., 0], grid_y - shift[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)

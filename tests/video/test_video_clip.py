@@ -134,3 +134,16 @@ def test_frames_of_another_size_are_fitted_with_a_note(tmp_path, mode):
     assert fit_note(clip, 96, 64, mode, "video_init_path") is None
     with pytest.raises(SettingsError, match="init_fit: 'stretch' is not a fit mode"):
         fit_frame(frame, 64, 64, "stretch")
+
+
+def test_video_frames_stream_forward_and_restart_for_earlier_frames(pan):
+    from deforum_engine.video.clip import VideoFrames
+    path, frames = pan
+    clip = probe_clip(path, "video_init_path")
+    video = VideoFrames(clip, frame_map(clip, 2, 0, -1), 32, 32, "resize", keep=2)
+    later = video[4].copy()
+    assert later.shape == (32, 32, 3) and psnr(later, fit_frame(frames[8], 32, 32, "resize")) >= 33
+    assert np.array_equal(video[3], video[3]) and np.array_equal(video[0], fit_frame(next(read_frames(
+        clip, frame_map(clip, 2, 0, -1))), 32, 32, "resize"))  # restarted for an earlier frame
+    assert np.array_equal(video[4], later) and np.array_equal(video[99], video[5])  # past the end: the last
+    video.close()

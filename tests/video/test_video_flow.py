@@ -66,3 +66,18 @@ def test_unknown_method_is_an_error():
 def test_raft_without_torchvision_names_the_alternative():
     with pytest.raises(SettingsError, match="hybrid_flow_method: RAFT needs torchvision.*use 'DIS Fine'"):
         choose_flow("RAFT", "hybrid_flow_method")
+
+
+def test_matrices_become_moves_that_compose_and_invert():
+    from deforum_engine.video.flow import compose_flows, invert_flow, matrix_flow
+    from deforum_engine.video.hybrid import warp_by_matrix
+    picture = panned_frames(1, 96, 96)[0]
+    shift = np.array([[1, 0, 3.0], [0, 1, -2.0], [0, 0, 1]])
+    turn = np.array([[0.99, -0.05, 4.0], [0.05, 0.99, -2.0], [0, 0, 1]])
+    move = matrix_flow(shift, 96, 96)
+    assert np.allclose(move, [3.0, -2.0])
+    assert np.array_equal(warp_by_flow(picture, move)[8:-8, 8:-8], warp_by_matrix(picture, shift)[8:-8, 8:-8])
+    both = compose_flows(move, matrix_flow(turn, 96, 96))
+    assert np.abs(both - matrix_flow(turn @ shift, 96, 96))[8:-8, 8:-8].max() < 1e-3
+    back = invert_flow(both)
+    assert np.abs(back - matrix_flow(np.linalg.inv(turn @ shift), 96, 96))[8:-8, 8:-8].max() < 0.01
