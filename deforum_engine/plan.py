@@ -22,6 +22,7 @@ from .prompts import split_negative
 from .schedules import (AUDIO_VARIABLES, evaluate_expression, evaluate_frame_key, evaluate_schedule,
                         evaluate_string_schedule)
 from .settings import INFLUENCE_LEVELS, MOTION_2D_ONLY, MOTION_3D_ONLY, Settings
+from .video.timeline import VideoPlan, frame_count_update, video_plan, video_source
 
 # Per-frame name -> the setting it comes from. Names drop Deforum's `_schedule` suffix.
 NUMERIC_SCHEDULES = {
@@ -207,6 +208,7 @@ class FramePlan:
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
     camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
+    video: VideoPlan | None = None  # the clip, its frame per output frame, the hybrid and flow values
 
     @property
     def frame_count(self) -> int:
@@ -227,6 +229,8 @@ class FramePlan:
         for name, array in self.values.items():
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
         frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
+        if self.video is not None:
+            frames.update(self.video.to_json(self.frame_count))
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -236,6 +240,8 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     parseq = _load_parseq(settings, base_dir)
     if parseq is not None:
         settings = _apply_parseq_options(settings, parseq)
+    source = video_source(settings)  # the clip sets the frame count, as in Deforum
+    settings = settings.model_copy(update=frame_count_update(settings, source))
     audio = _analyse_soundtrack(settings)
     if settings.max_frames == "auto":
         settings = settings.model_copy(update={"max_frames": audio.frames})
@@ -273,6 +279,8 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         diffused_frames=diffused,
         audio=audio,
         camera=_camera(values, settings),
+        video=video_plan(settings, source, frames, variables),
+        notes=(source.note,) if source is not None and source.note else (),
     )
 
 

@@ -43,6 +43,7 @@ from .output import (
 from .plan import FramePlan
 from .settings import Settings, save_settings
 from .summary import describe_plan
+from .video_steps import VideoSteps
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
 
@@ -203,7 +204,8 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
             start = start_or_resume(inputs, backend, state, sink, depth)
             device = depth_model.model.device if depth_model is not None else "cpu"
-            FrameLoop.for_render(plan, backend, start.reference, depth, device).run(start, sink, cancel)
+            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview)
+            FrameLoop.for_render(plan, backend, start.reference, depth, device, video).run(start, sink, cancel)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
               f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)

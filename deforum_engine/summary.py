@@ -7,6 +7,7 @@ from .backends.base import Backend
 from .depth import DepthChoice
 from .plan import FramePlan
 from .samplers import step_counts
+from .video.timeline import describe_video
 
 
 def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None = None) -> str:
@@ -45,6 +46,7 @@ def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None =
             f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
             f"(denoise {1 - settings.init_strength:.2f})."
         )
+    lines += describe_video(settings, plan.video)
     return "\n".join(lines)
 
 

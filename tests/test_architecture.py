@@ -18,9 +18,10 @@ LAYERS = [
     ("importers", "importers.parseq", "importers.deforum", "presets"),  # other files -> engine settings dicts
     ("settings_files",),  # load_settings: files, presets, importers, overrides
     ("frame", "frame.motion", "frame.motion3d", "frame.warp", "frame.warp3d", "frame.cadence", "frame.color",
-     "frame.adjust", "frame.noise", "audio", "images", "video", "video.clip", "video.flow", "video.hybrid"),
+     "frame.adjust", "frame.noise", "audio", "images", "video", "video.clip", "video.flow", "video.hybrid",
+     "video.timeline"),
     ("plan",),  # settings -> every per-frame value
-    ("steps", "plot"),
+    ("steps", "plot", "video_steps"),
     ("models", "depth", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
      "backends.prompt_embeddings"),
     ("output",),

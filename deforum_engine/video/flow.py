@@ -56,6 +56,13 @@ def raft_available() -> bool:
     return importlib.util.find_spec("torchvision") is not None
 
 
+def check_flow_methods(methods: dict[str, str]) -> None:
+    """Before any model loads: every flow method in use (setting -> method) can run here."""
+    for setting, method in methods.items():
+        if method == "RAFT" and not raft_available():
+            choose_flow(method, setting)
+
+
 def raft_flow(device: str = "cpu") -> Flow:
     """RAFT (torchvision's raft_large, 50 flow updates, as Deforum runs it). The model is loaded
     once, by this call; its weights come from torchvision's cache or download."""

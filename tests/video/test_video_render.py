@@ -1,0 +1,164 @@
+"""Video in, rendered: Video Input mode, hybrid motion and compositing, optical-flow cadence, the
+plan and summary, bad clips before anything is written, and a tiny-model render killed and resumed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from deforum_engine import SettingsError, render
+from deforum_engine.plan import build_plan
+from deforum_engine.settings import validate_settings
+from stopping import stopped_render, wait_for
+from video_clips import PAN, measured_shift, panned_clip, psnr
+
+STILL = {"seed": 3, "zoom": "0:(1)", "angle": "0:(0)", "translation_x": "0:(0)", "color_coherence": "None",
+         "amount_schedule": "0:(0)", "video_preset": "ultrafast", "strength_schedule": "0:(0.65)"}
+
+
+def pictures(folder: Path) -> list[np.ndarray]:
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((folder / "frames").glob("*.png"))]
+
+
+@pytest.fixture(scope="module")
+def clip64(tmp_path_factory):
+    return panned_clip(tmp_path_factory.mktemp("clip64"), count=12)
+
+
+@pytest.fixture(scope="module")
+def clip128(tmp_path_factory):
+    return panned_clip(tmp_path_factory.mktemp("clip128"), count=8, width=128, height=128)
+
+
+def settings(path: Path, size: int = 64, **values):
+    return validate_settings({**STILL, "W": size, "H": size, "video_init_path": str(path), **values})
+
+
+@pytest.mark.parametrize("nth, start, end, sources", [(1, 0, -1, list(range(12))), (3, 2, 10, [3, 6, 9])])
+def test_video_input_preview_reproduces_the_clip(clip64, tmp_path, nth, start, end, sources):
+    path, frames = clip64
+    result = render(settings(path, animation_mode="Video Input", extract_nth_frame=nth, extract_from_frame=start,
+                             extract_to_frame=end, max_frames=99, diffusion_cadence=3),
+                    out=tmp_path / "r", preview=True, quiet=True)
+    out = pictures(result.folder)
+    assert len(out) == len(sources) == result.frames
+    assert min(psnr(a, frames[s]) for a, s in zip(out, sources)) >= 35
+
+
+@pytest.mark.parametrize("motion, method", [("Affine", "DIS Fine"), ("Perspective", "DIS Fine"),
+                                            ("Optical Flow", "DIS Medium"), ("Optical Flow", "DIS Fine"),
+                                            ("Optical Flow", "Farneback")])
+def test_hybrid_motion_moves_the_picture_as_the_clip_moves(clip128, tmp_path, motion, method):
+    path, _ = clip128
+    result = render(settings(path, 128, hybrid_motion=motion, hybrid_flow_method=method),
+                    out=tmp_path / "r", preview=True, quiet=True)
+    out = pictures(result.folder)
+    assert len(out) == 8
+    for a, b in zip(out[1:4], out[2:5]):
+        dx, dy = measured_shift(a, b)
+        assert abs(dx - PAN) <= 0.5 and abs(dy) <= 0.5, (dx, dy)
+
+
+def test_hybrid_motion_with_cadence_moves_the_in_between_frames_too(clip128, tmp_path):
+    path, _ = clip128
+    result = render(settings(path, 128, hybrid_motion="Affine", diffusion_cadence=2),
+                    out=tmp_path / "r", preview=True, quiet=True)
+    out = pictures(result.folder)
+    for a, b in zip(out[1:6], out[2:7]):
+        dx, dy = measured_shift(a, b)
+        assert abs(dx - PAN) <= 0.5 and abs(dy) <= 0.5, (dx, dy)
+
+
+@pytest.mark.parametrize("alpha", [0, 1])
+def test_hybrid_composite_alpha_gives_the_frame_or_the_clip(clip64, tmp_path, alpha):
+    path, frames = clip64
+    result = render(settings(path, hybrid_composite="Normal", hybrid_comp_alpha_schedule=f"0:({alpha})",
+                             hybrid_use_first_frame_as_init_image=False),
+                    out=tmp_path / "r", preview=True, quiet=True)
+    out = pictures(result.folder)
+    if alpha == 1:
+        assert min(psnr(a, b) for a, b in zip(out[1:], frames[1:])) >= 35
+    else:
+        assert all(np.array_equal(a, out[0]) for a in out[1:])  # nothing moves, nothing is composited
+
+
+def test_flow_cadence_puts_in_betweens_where_the_flow_does(clip64, tmp_path):
+    path, frames = clip64
+    values = dict(hybrid_composite="Normal", hybrid_comp_alpha_schedule="0:(1)", diffusion_cadence=3)
+    plain = pictures(render(settings(path, **values), out=tmp_path / "plain", preview=True, quiet=True).folder)
+    flowed = pictures(render(settings(path, optical_flow_cadence="DIS Medium", **values),
+                             out=tmp_path / "flow", preview=True, quiet=True).folder)
+    for index in (4, 5, 7, 8):  # in-betweens: 3 px along from the frame before
+        dx, dy = measured_shift(flowed[index - 1], flowed[index])
+        assert abs(dx - PAN) <= 0.5 and abs(dy) <= 0.5, (index, dx, dy)
+        assert psnr(flowed[index][8:-8, 8:-8], frames[index][8:-8, 8:-8]) > psnr(plain[index][8:-8, 8:-8],
+                                                                                   frames[index][8:-8, 8:-8])
+
+
+def test_plan_json_and_summary_name_the_clip(clip64, capsys):
+    path, _ = clip64
+    from deforum_engine.backends.preview import PreviewBackend
+    from deforum_engine.summary import describe_plan
+    plan = build_plan(settings(path, hybrid_motion="Optical Flow", hybrid_flow_method="Farneback",
+                               extract_nth_frame=2, optical_flow_cadence="DIS Fine", diffusion_cadence=2))
+    assert plan.frame_count == 6
+    frames = plan.to_json()["frames"]
+    assert frames["video_frame"] == [0, 2, 4, 6, 8, 10]
+    assert frames["hybrid_flow_factor"] == [1.0] * 6 and frames["hybrid_comp_alpha"] == [0.5] * 6
+    summary = describe_plan(plan, PreviewBackend())
+    assert "Video in: pan.mp4 (64x64, 12 frames, 15 fps): frames 0-10 every 2 -> 6 output frames" in summary
+    assert "motion Optical Flow (Farneback)" in summary and "optical-flow cadence DIS Fine" in summary
+
+
+def test_bad_clips_fail_before_anything_is_written(clip64, tmp_path):
+    path, _ = clip64
+    with pytest.raises(SettingsError, match=r"video_init_path: .*nothing.mp4 does not exist"):
+        render(settings(tmp_path / "nothing.mp4", animation_mode="Video Input"), out=tmp_path / "a", quiet=True)
+    with pytest.raises(SettingsError, match=r"extract_from_frame \(40\) is past the last frame \(11\)"):
+        render(settings(path, hybrid_motion="Affine", extract_from_frame=40), out=tmp_path / "b", quiet=True)
+    with pytest.raises(SettingsError, match="RAFT needs torchvision.*'DIS Fine'"):
+        render(settings(path, hybrid_motion="Optical Flow", hybrid_flow_method="RAFT"), out=tmp_path / "c",
+               preview=True, quiet=True)
+    assert not any((tmp_path / name).exists() for name in "abc")
+
+
+def test_a_clip_of_another_size_is_fitted_with_a_note(tmp_path, capsys):
+    path, frames = panned_clip(tmp_path, count=4, width=96, height=64, name="wide.mp4")
+    result = render(settings(path, animation_mode="Video Input", init_fit="crop"), out=tmp_path / "r",
+                    preview=True, quiet=True)
+    assert "video_init_path: wide.mp4 is 96x64, the render 64x64: its frames are fitted by init_fit (crop)" \
+        in capsys.readouterr().err
+    assert psnr(pictures(result.folder)[0], frames[0][:, 16:80]) >= 33
+
+
+def test_tiny_model_hybrid_render_resumes_after_sigkill_with_identical_frames(tiny_sd_dir, clip64, tmp_path,
+                                                                             one_torch_thread):
+    path, _ = clip64
+    values = {**STILL, "W": 64, "H": 64, "video_init_path": str(path), "model": str(tiny_sd_dir), "steps": 4,
+              "safety_checker": False, "diffusion_cadence": 2, "hybrid_composite": "Normal",
+              "hybrid_comp_mask_type": "Difference", "hybrid_motion": "Optical Flow",
+              "hybrid_flow_method": "DIS Medium", "optical_flow_cadence": "DIS Medium",
+              "optical_flow_redo_generation": "Farneback", "diffusion_redo": 1, "color_coherence": "Video Input",
+              "extract_to_frame": 8}
+    settings_path = tmp_path / "s.json"
+    settings_path.write_text(json.dumps(values))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    reference = render(validate_settings(values), out=tmp_path / "reference", quiet=True)
+    assert reference.frames == 9
+    folder = tmp_path / "killed"
+    process = stopped_render(folder, settings_path, 6, "--quiet", env=env)  # frame 0, then redo + key passes
+    wait_for(lambda: len(list((folder / "frames").glob("*.png"))) >= 3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(list((folder / "frames").glob("*.png"))) < 9
+    resumed = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "resume", str(folder), "--quiet"],
+                             capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    ours = [p.read_bytes() for p in sorted((folder / "frames").glob("*.png"))]
+    theirs = [p.read_bytes() for p in sorted((reference.folder / "frames").glob("*.png"))]
+    assert ours == theirs
