@@ -5,7 +5,7 @@ matrix, consistency-checked flow).
 Run: PYTHONPATH=.:tests python benchmarks/bench_video.py [--repeats 10] [--frames 300]
 Flow and step figures are the median and the fastest of `repeats` calls on a panned texture; the
 decode figure streams a `frames`-frame 512x512 H.264 clip made first in a temporary folder. The
-render figure (Video Input + hybrid preview vs plain 2D preview) is printed by --render.
+render figures (Video Input and hybrid previews vs a plain 2D preview) are printed by --render SIZE.
 """
 import argparse
 import os
@@ -69,15 +69,43 @@ def decode_figure(frames: int) -> None:
         print(f"decode 512x512 H.264, streamed: {count / seconds:.0f} frames/s ({count} frames in {seconds:.2f} s)")
 
 
+def render_figures(size: int, frames: int) -> None:
+    """Motion previews, ms per frame: plain 2D, Video Input, 2D with hybrid motion (flow, Affine)."""
+    from deforum_engine import render
+    from deforum_engine.settings import validate_settings
+
+    with tempfile.TemporaryDirectory() as folder:
+        clip = write_clip(Path(folder) / "clip.mp4", panned_frames(frames, size, size), crf=18)
+        base = {"W": size, "H": size, "max_frames": frames, "seed": 1, "video_preset": "ultrafast"}
+        cases = {
+            "plain 2D preview": {},
+            "Video Input preview": {"animation_mode": "Video Input", "video_init_path": str(clip)},
+            "2D + hybrid motion, Optical Flow (DIS Medium)": {"hybrid_motion": "Optical Flow", "video_init_path":
+                                                               str(clip), "hybrid_flow_method": "DIS Medium"},
+            "2D + hybrid motion, Affine": {"hybrid_motion": "Affine", "video_init_path": str(clip)},
+            "2D + hybrid composite Normal, Difference mask": {"hybrid_composite": "Normal", "video_init_path":
+                                                               str(clip), "hybrid_comp_mask_type": "Difference"},
+        }
+        print(f"motion previews at {size}x{size}, {frames} frames, ms per frame (render() wall time):")
+        for number, (name, values) in enumerate(cases.items()):
+            settings = validate_settings({**base, **values})
+            start = time.perf_counter()
+            render(settings, out=Path(folder) / f"r{number}", preview=True, quiet=True)
+            print(f"  {name:<48} {1e3 * (time.perf_counter() - start) / frames:7.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--render", type=int, default=0, metavar="SIZE", help="also time previews at SIZE x SIZE")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}")
     flow_figures(args.repeats)
     step_figures(args.repeats)
     decode_figure(args.frames)
+    if args.render:
+        render_figures(args.render, 30)
 
 
 if __name__ == "__main__":
