@@ -17,7 +17,7 @@ from .frame.color import color_reference, match_color
 from .plan import FramePlan
 from .video.clip import VideoFrames
 from .video.flow import Flow, choose_flow, compose_flows, consistent_flow, invert_flow, matrix_flow, warp_by_flow
-from .video.hybrid import MaskValues, hybrid_composite, motion_matrix
+from .video.hybrid import MaskValues, hybrid_composite, matrix_between, sift_features
 
 Generate = Callable[[np.ndarray, int], np.ndarray]  # (init picture, seed) -> a generated picture
 
@@ -43,6 +43,7 @@ class VideoSteps:
     color_every: int = 0  # colour coherence 'Video Input': every N frames (0: off)
     composite_picture: np.ndarray | None = None  # hybrid_use_init_image: the init image, not the clip
     _colors: dict = field(default_factory=dict)
+    _features: dict = field(default_factory=dict)  # clip frame -> SIFT features, for the next frame's match
 
     @classmethod
     def for_render(cls, plan: FramePlan, frames: VideoFrames | None, init: np.ndarray | None,
@@ -116,18 +117,27 @@ class VideoSteps:
         if self.motion == "None":
             return None
         return [self._move(previous if j == begin + 1 and self.plan.settings.hybrid_motion_use_prev_img
-                           else self.frames[j - 1], j) for j in range(begin + 1, end + 1)]
+                           else None, j) for j in range(begin + 1, end + 1)]
 
-    def _move(self, source: np.ndarray, j: int) -> np.ndarray:
-        height, width = source.shape[:2]
+    def _move(self, picture: np.ndarray | None, j: int) -> np.ndarray:
+        """The clip's move from frame j - 1 (or from `picture`) to frame j."""
         if self.hybrid_flow is None:
-            return matrix_flow(motion_matrix(source, self.frames[j], self.motion), width, height)
+            before = sift_features(picture) if picture is not None else self._sift(j - 1)
+            canvas = self.plan.canvas
+            return matrix_flow(matrix_between(before, self._sift(j), self.motion), canvas.width, canvas.height)
+        source = picture if picture is not None else self.frames[j - 1]
         settings = self.plan.settings
         if settings.hybrid_flow_consistency:
             flow = consistent_flow(source, self.frames[j], self.hybrid_flow, settings.hybrid_consistency_blur)
         else:
             flow = self.hybrid_flow(source, self.frames[j])
         return flow * np.float32(self.plan.video.values["hybrid_flow_factor"][j])
+
+    def _sift(self, index: int) -> tuple:
+        if index not in self._features:
+            self._features = {k: v for k, v in self._features.items() if k >= index - 2}
+            self._features[index] = sift_features(self.frames[index])
+        return self._features[index]
 
     # ------------------------------------------------------------------------- colour matching
 

@@ -104,16 +104,24 @@ def hybrid_composite(frame: np.ndarray, video: np.ndarray, kind: str, alpha: flo
     return composite(frame, video, alpha, mask), mask
 
 
+def sift_features(image: np.ndarray) -> tuple:
+    """A picture's SIFT keypoints and descriptors (what motion_matrix matches)."""
+    return cv2.SIFT_create().detectAndCompute(gray(image), None)
+
+
 def motion_matrix(a: np.ndarray, b: np.ndarray, kind: str) -> np.ndarray:
-    """The clip's motion from picture a to picture b as a 3x3 matrix: SIFT features matched with
-    Lowe's ratio 0.75, then a homography (Perspective; RANSAC, 5 px) or a rotation, uniform scale and
-    shift (Affine). Eight matches or fewer, or no fit: the identity."""
-    sift = cv2.SIFT_create()
-    points_a, features_a = sift.detectAndCompute(gray(a), None)
-    points_b, features_b = sift.detectAndCompute(gray(b), None)
-    if features_a is None or features_b is None or len(points_a) < 2 or len(points_b) < 2:
+    """The clip's motion from picture a to picture b as a 3x3 matrix (see matrix_between)."""
+    return matrix_between(sift_features(a), sift_features(b), kind)
+
+
+def matrix_between(features_a: tuple, features_b: tuple, kind: str) -> np.ndarray:
+    """Motion from SIFT features: matched with Lowe's ratio 0.75, then a homography (Perspective;
+    RANSAC, 5 px) or a rotation, uniform scale and shift (Affine). Eight matches or fewer, or no
+    fit: the identity."""
+    (points_a, descriptors_a), (points_b, descriptors_b) = features_a, features_b
+    if descriptors_a is None or descriptors_b is None or len(points_a) < 2 or len(points_b) < 2:
         return np.eye(3)
-    pairs = cv2.BFMatcher().knnMatch(features_a, features_b, k=2)
+    pairs = cv2.BFMatcher().knnMatch(descriptors_a, descriptors_b, k=2)
     good = [pair[0] for pair in pairs if len(pair) == 2 and pair[0].distance < 0.75 * pair[1].distance]
     if len(good) <= 8:
         return np.eye(3)
