@@ -210,13 +210,13 @@ class FrameLoop:
             picture = self.video.init_picture(end)
         else:
             picture = self.warps.picture(previous.image, previous.depth, motion[-1])
-        unnoised = self.video.match_colors(self.video.before_prepare(picture, moves, end), end)
+        unnoised = self.video.match_colors(self.video.before_prepare(picture, moves, end, previous.depth), end)
         prepared = run_steps(self.prepare, unnoised, frame)
         request = frame_request(frame, prepared, frame.denoise)
         prepared = self.video.redo(prepared, unnoised, end, frame.seed,
                                    lambda image, seed: self.backend.generate(replace(request, image=image, seed=seed)))
         generated = self.backend.generate(replace(request, image=prepared))
-        generated = self.video.match_colors(self.video.after_generation(generated, end), end)
+        generated = self.video.match_colors(self.video.after_generation(generated, end, previous.depth), end)
         return self.depth.key(run_steps(self.finish, generated, frame), previous.steady)
 
     def in_between(self, previous: Key, new: Key, motion: list[Move], start: int,

@@ -43,7 +43,7 @@ from .output import (
 from .plan import FramePlan
 from .settings import Settings, save_settings
 from .summary import describe_plan
-from .video_steps import VideoSteps
+from .video_steps import VideoSteps, needs_depth
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
 
@@ -142,7 +142,8 @@ def _depth_model(plan: FramePlan, backend: Backend) -> DepthEstimator | None:
     """The depth model(s) a render uses (3D depth warping, or saved depth maps as in Deforum), once per
     process, on the render's device and dtype; none for motion previews, which warp over flat depth."""
     settings = plan.settings
-    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps
+    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps \
+        or needs_depth(settings)
     if not wanted or backend.is_preview:
         return None
     return load_depth_estimator(depth_choice(settings), device=settings.device, dtype=settings.dtype)
@@ -204,7 +205,7 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
             start = start_or_resume(inputs, backend, state, sink, depth)
             device = depth_model.model.device if depth_model is not None else "cpu"
-            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview)
+            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model)
             FrameLoop.for_render(plan, backend, start.reference, depth, device, video).run(start, sink, cancel)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from .depth import depth_image
 from .frame.color import color_reference, match_color
 from .plan import FramePlan
 from .video.clip import VideoFrames
@@ -42,21 +43,22 @@ class VideoSteps:
     redo_count: int = 0
     color_every: int = 0  # colour coherence 'Video Input': every N frames (0: off)
     composite_picture: np.ndarray | None = None  # hybrid_use_init_image: the init image, not the clip
+    depth: object = None  # the render's DepthEstimator (Depth / Video Depth masks); None: no depth masks
     _colors: dict = field(default_factory=dict)
     _features: dict = field(default_factory=dict)  # clip frame -> SIFT features, for the next frame's match
 
     @classmethod
     def for_render(cls, plan: FramePlan, frames: VideoFrames | None, init: np.ndarray | None,
-                   preview: bool) -> "VideoSteps":
+                   preview: bool, depth=None) -> "VideoSteps":
         settings = plan.settings
         if plan.video is None:
             return cls(plan)
         hybrid = settings.animation_mode in ("2D", "3D")
         method = settings.hybrid_flow_method
         use_init = settings.hybrid_use_init_image and init is not None
-        if hybrid and settings.hybrid_comp_mask_type in ("Depth", "Video Depth") and settings.hybrid_composite != "None":
-            print(f"warning: hybrid_comp_mask_type {settings.hybrid_comp_mask_type!r} is not supported yet: "
-                  "composited without a mask", file=sys.stderr)
+        if needs_depth(settings) and depth is None:
+            print(f"warning: hybrid_comp_mask_type {settings.hybrid_comp_mask_type!r} needs a depth model, which "
+                  "motion previews do not load: composited without a mask", file=sys.stderr)
         if settings.hybrid_comp_save_extra_frames:
             print("warning: hybrid_comp_save_extra_frames is not supported yet: no extra frames are written",
                   file=sys.stderr)
@@ -72,6 +74,7 @@ class VideoSteps:
             redo_count=0 if preview or not hybrid else settings.diffusion_redo,
             color_every=settings.color_coherence_video_every_N_frames if settings.color_coherence == "Video Input" else 0,
             composite_picture=init if use_init else None,
+            depth=depth if needs_depth(settings) else None,
         )
 
     # ----------------------------------------------------------------------------- Video Input
@@ -83,25 +86,37 @@ class VideoSteps:
     # ---------------------------------------------------------------------- hybrid, key frames
 
     def before_prepare(self, image: np.ndarray, moves: list[np.ndarray] | None, end: int,
-                       depth_mask: np.ndarray | None = None) -> np.ndarray:
-        """Deforum's order after the warp: composite 'Before Motion', the clip's motion, composite 'Normal'."""
+                       previous_depth: np.ndarray | None = None) -> np.ndarray:
+        """Deforum's order after the warp: composite 'Before Motion', the clip's motion, composite 'Normal'.
+        `previous_depth`: the last diffused frame's depth (z), for Depth masks."""
         if self.composite == "Before Motion":
-            image = self._composite(image, end)
+            image = self._composite(image, end, previous_depth)
         if moves:
             image = warp_by_flow(image, _chain(moves))
         if self.composite == "Normal":
-            image = self._composite(image, end)
+            image = self._composite(image, end, previous_depth)
         return image
 
-    def after_generation(self, image: np.ndarray, index: int) -> np.ndarray:
+    def after_generation(self, image: np.ndarray, index: int, previous_depth: np.ndarray | None = None) -> np.ndarray:
         """Composite 'After Generation' (frames after 0)."""
-        return self._composite(image, index) if self.composite == "After Generation" and index > 0 else image
+        if self.composite != "After Generation" or index == 0:
+            return image
+        return self._composite(image, index, previous_depth)
 
-    def _composite(self, image: np.ndarray, index: int) -> np.ndarray:
+    def _depth_mask(self, video: np.ndarray, previous_depth: np.ndarray | None) -> np.ndarray | None:
+        """Depth: the last diffused frame's depth map; Video Depth: the clip frame's (grey, near white)."""
+        height, width = video.shape[:2]
+        if self.plan.settings.hybrid_comp_mask_type == "Video Depth":
+            return depth_image(self.depth.estimate(video, None)[0], height, width)
+        return None if previous_depth is None else depth_image(previous_depth, height, width)
+
+    def _composite(self, image: np.ndarray, index: int, previous_depth: np.ndarray | None = None) -> np.ndarray:
         values = self.plan.video.values
         video = self.composite_picture if self.composite_picture is not None else self.frames[index]
-        mask_type = self.plan.settings.hybrid_comp_mask_type
-        mask_type = "None" if mask_type in ("Depth", "Video Depth") else mask_type
+        mask_type, depth = self.plan.settings.hybrid_comp_mask_type, None
+        if mask_type in ("Depth", "Video Depth"):
+            depth = None if self.depth is None else self._depth_mask(video, previous_depth)
+            mask_type = mask_type if depth is not None else "None"
         settings = self.plan.settings
         mask = MaskValues(float(values["hybrid_comp_mask_blend_alpha"][index]),
                           float(values["hybrid_comp_mask_contrast"][index]),
@@ -109,7 +124,7 @@ class VideoSteps:
                           int(values["hybrid_comp_mask_auto_contrast_cutoff_high"][index]),
                           settings.hybrid_comp_mask_auto_contrast, settings.hybrid_comp_mask_inverse,
                           settings.hybrid_comp_mask_equalize)
-        return hybrid_composite(image, video, mask_type, float(values["hybrid_comp_alpha"][index]), mask)[0]
+        return hybrid_composite(image, video, mask_type, float(values["hybrid_comp_alpha"][index]), mask, depth)[0]
 
     def segment_moves(self, previous: np.ndarray, begin: int, end: int) -> list[np.ndarray] | None:
         """The clip's motion for each frame begin+1 .. end (frame j-1 -> j, as flows), or None without
@@ -186,6 +201,12 @@ class VideoSteps:
         if self.cadence_flow is None or float(self.plan.values["strength"][begin]) <= 0:
             return None
         return self.cadence_flow(before_at_end, after)
+
+
+def needs_depth(settings) -> bool:
+    """Hybrid compositing with a Depth or Video Depth mask (the render then loads its depth model, as Deforum does)."""
+    return (settings.animation_mode in ("2D", "3D") and settings.hybrid_composite != "None"
+            and settings.hybrid_comp_mask_type in ("Depth", "Video Depth"))
 
 
 def _optional_flow(method: str, setting: str) -> Flow | None:

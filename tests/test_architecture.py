@@ -21,11 +21,11 @@ LAYERS = [
      "frame.adjust", "frame.noise", "audio", "images", "video", "video.clip", "video.flow", "video.hybrid",
      "video.timeline"),
     ("plan",),  # settings -> every per-frame value
-    ("steps", "plot", "video_steps"),
+    ("steps", "plot"),
     ("models", "depth", "backends", "backends.base", "backends.preview", "backends.diffusers", "backends.lockstep",
      "backends.prompt_embeddings"),
     ("output",),
-    ("inputs", "summary"),
+    ("inputs", "summary", "video_steps"),
     ("loop",),  # the frame loop
     ("rendering",),  # render() / resume(): the recipe
     ("jobs",),

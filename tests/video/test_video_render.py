@@ -162,3 +162,25 @@ def test_tiny_model_hybrid_render_resumes_after_sigkill_with_identical_frames(ti
     ours = [p.read_bytes() for p in sorted((folder / "frames").glob("*.png"))]
     theirs = [p.read_bytes() for p in sorted((reference.folder / "frames").glob("*.png"))]
     assert ours == theirs
+
+
+@pytest.mark.parametrize("mask", ["Depth", "Video Depth"])
+def test_depth_masks_load_the_depth_model_and_change_the_composite(tiny_sd_dir, tiny_dpt_dir, clip64, tmp_path,
+                                                                   one_torch_thread, mask):
+    path, _ = clip64
+    values = {**STILL, "W": 64, "H": 64, "video_init_path": str(path), "model": str(tiny_sd_dir), "steps": 2,
+              "safety_checker": False, "depth_model": str(tiny_dpt_dir), "hybrid_composite": "Normal",
+              "hybrid_comp_alpha_schedule": "0:(1)", "extract_to_frame": 2}
+    plain = render(validate_settings(values), out=tmp_path / "plain", quiet=True)
+    masked = render(validate_settings({**values, "hybrid_comp_mask_type": mask}), out=tmp_path / "masked", quiet=True)
+    ours, theirs = pictures(masked.folder), pictures(plain.folder)
+    assert len(ours) == 3 and np.array_equal(ours[0], theirs[0])
+    assert not np.array_equal(ours[2], theirs[2])  # the depth mask keeps part of the frame
+
+
+def test_a_depth_mask_in_a_preview_warns_and_composites_without_it(clip64, tmp_path, capsys):
+    path, _ = clip64
+    render(settings(path, hybrid_composite="Normal", hybrid_comp_mask_type="Depth", extract_to_frame=2),
+           out=tmp_path / "r", preview=True, quiet=True)
+    assert "hybrid_comp_mask_type 'Depth' needs a depth model, which motion previews do not load" \
+        in capsys.readouterr().err
