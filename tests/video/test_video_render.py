@@ -50,12 +50,14 @@ def test_video_input_preview_reproduces_the_clip(clip64, tmp_path, nth, start, e
     assert min(psnr(a, frames[s]) for a, s in zip(out, sources)) >= 35
 
 
-@pytest.mark.parametrize("motion, method", [("Affine", "DIS Fine"), ("Perspective", "DIS Fine"),
-                                            ("Optical Flow", "DIS Medium"), ("Optical Flow", "DIS Fine"),
-                                            ("Optical Flow", "Farneback")])
-def test_hybrid_motion_moves_the_picture_as_the_clip_moves(clip128, tmp_path, motion, method):
+@pytest.mark.parametrize("motion, method, from_picture", [
+    ("Affine", "DIS Fine", False), ("Perspective", "DIS Fine", False), ("Optical Flow", "DIS Medium", False),
+    ("Optical Flow", "DIS Fine", False), ("Optical Flow", "Farneback", False),
+    ("Affine", "DIS Fine", True), ("Optical Flow", "DIS Medium", True)])  # hybrid_motion_use_prev_img
+def test_hybrid_motion_moves_the_picture_as_the_clip_moves(clip128, tmp_path, motion, method, from_picture):
     path, _ = clip128
-    result = render(settings(path, 128, hybrid_motion=motion, hybrid_flow_method=method),
+    result = render(settings(path, 128, hybrid_motion=motion, hybrid_flow_method=method,
+                             hybrid_motion_use_prev_img=from_picture, hybrid_flow_consistency=from_picture),
                     out=tmp_path / "r", preview=True, quiet=True)
     out = pictures(result.folder)
     assert len(out) == 8
