@@ -138,15 +138,19 @@ def test_a_clip_of_another_size_is_fitted_with_a_note(tmp_path, capsys):
     assert psnr(pictures(result.folder)[0], frames[0][:, 16:80]) >= 33
 
 
-def test_tiny_model_hybrid_render_resumes_after_sigkill_with_identical_frames(tiny_sd_dir, clip64, tmp_path,
-                                                                             one_torch_thread):
+HYBRID = {"diffusion_cadence": 2, "hybrid_composite": "Normal", "hybrid_comp_mask_type": "Difference",
+          "hybrid_motion": "Optical Flow", "hybrid_flow_method": "DIS Medium", "optical_flow_cadence": "DIS Medium",
+          "optical_flow_redo_generation": "Farneback", "diffusion_redo": 1, "color_coherence": "Video Input"}
+VIDEO_INPUT = {"animation_mode": "Video Input", "extract_from_frame": 2, "extract_to_frame": 10,
+               "strength_schedule": "0:(0.5), 8:(0.8)", "color_coherence": "Video Input"}
+
+
+@pytest.mark.parametrize("mode", [HYBRID, VIDEO_INPUT], ids=["hybrid", "video-input"])
+def test_tiny_model_render_resumes_after_sigkill_with_identical_frames(tiny_sd_dir, clip64, tmp_path,
+                                                                      one_torch_thread, mode):
     path, _ = clip64
     values = {**STILL, "W": 64, "H": 64, "video_init_path": str(path), "model": str(tiny_sd_dir), "steps": 4,
-              "safety_checker": False, "diffusion_cadence": 2, "hybrid_composite": "Normal",
-              "hybrid_comp_mask_type": "Difference", "hybrid_motion": "Optical Flow",
-              "hybrid_flow_method": "DIS Medium", "optical_flow_cadence": "DIS Medium",
-              "optical_flow_redo_generation": "Farneback", "diffusion_redo": 1, "color_coherence": "Video Input",
-              "extract_to_frame": 8}
+              "safety_checker": False, "extract_to_frame": 8, **mode}
     settings_path = tmp_path / "s.json"
     settings_path.write_text(json.dumps(values))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
