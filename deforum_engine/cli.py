@@ -75,13 +75,29 @@ def _plan_table(plan) -> str:
     columns = [*motion, "strength", "noise", "cfg_scale", "steps", "seed"]
     short = {"translation_x": "tx", "translation_y": "ty", "translation_z": "tz", "rotation_3d_x": "rx",
              "rotation_3d_y": "ry", "rotation_3d_z": "rz", "cfg_scale": "cfg"}
+    values = {**plan.values, **_video_columns(plan)}
+    columns += [name for name in values if name not in plan.values]
     header = f"{'frame':>6} " + " ".join(f"{short.get(c, c):>10}" for c in columns) + "  sampler    prompt"
     rows = [head, header]
     for index in range(plan.frame_count):
-        cells = " ".join(f"{plan.values[c][index]:>10.5g}" for c in columns)
+        cells = " ".join(f"{values[c][index]:>10.5g}" for c in columns)
         prompt = plan.strings["prompt"][index]
         rows.append(f"{index:>6} {cells}  {plan.strings['sampler'][index]:<10} {prompt[:60]}")
     return "\n".join(rows)
+
+
+def _video_columns(plan) -> dict:
+    """The plan table's video columns: the clip frame each frame uses, and the hybrid / flow values in use."""
+    if plan.video is None:
+        return {}
+    settings, values = plan.settings, plan.video.values
+    columns = {"video": plan.video.source.frames.sources()} if plan.video.source is not None else {}
+    wanted = {"comp_alpha": ("hybrid_comp_alpha", settings.hybrid_composite != "None"),
+              "flow_factor": ("hybrid_flow_factor", settings.hybrid_motion == "Optical Flow"),
+              "cad_flow": ("cadence_flow_factor", settings.optical_flow_cadence != "None"),
+              "redo_flow": ("redo_flow_factor", settings.optical_flow_redo_generation != "None")}
+    columns.update({label: values[name] for label, (name, used) in wanted.items() if used})
+    return columns
 
 
 def cmd_presets(args) -> int:

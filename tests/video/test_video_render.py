@@ -190,3 +190,19 @@ def test_a_depth_mask_in_a_preview_warns_and_composites_without_it(clip64, tmp_p
            out=tmp_path / "r", preview=True, quiet=True)
     assert "hybrid_comp_mask_type 'Depth' needs a depth model, which motion previews do not load" \
         in capsys.readouterr().err
+
+
+def test_plan_command_shows_each_frames_clip_frame(clip64, tmp_path):
+    path, _ = clip64
+    settings_path = tmp_path / "s.json"
+    settings_path.write_text(json.dumps({"W": 64, "H": 64, "video_init_path": str(path), "hybrid_motion": "Optical Flow",
+                                         "hybrid_composite": "Normal", "extract_nth_frame": 3}))
+    table = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "plan", str(settings_path)],
+                           capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert "video comp_alpha flow_factor" in lines[1] and lines[1 + 4].split()[:1] == ["3"]
+    assert [line.split()[lines[1].split().index("video")] for line in lines[2:]] == ["0", "3", "6", "9"]
+    as_json = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "plan", str(settings_path), "--json"],
+                             capture_output=True, text=True, timeout=120)
+    assert json.loads(as_json.stdout)["frames"]["video_frame"] == [0, 3, 6, 9]
