@@ -205,7 +205,7 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
             start = start_or_resume(inputs, backend, state, sink, depth)
             device = depth_model.model.device if depth_model is not None else "cpu"
-            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model)
+            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model, folder.root)
             FrameLoop.for_render(plan, backend, start.reference, depth, device, video).run(start, sink, cancel)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "

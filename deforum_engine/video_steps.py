@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
 from .depth import depth_image
@@ -44,12 +46,14 @@ class VideoSteps:
     color_every: int = 0  # colour coherence 'Video Input': every N frames (0: off)
     composite_picture: np.ndarray | None = None  # hybrid_use_init_image: the init image, not the clip
     depth: object = None  # the render's DepthEstimator (Depth / Video Depth masks); None: no depth masks
+    extra_frames: Path | None = None  # hybrid_comp_save_extra_frames: where masks and composites are written
     _colors: dict = field(default_factory=dict)
     _features: dict = field(default_factory=dict)  # clip frame -> SIFT features, for the next frame's match
 
     @classmethod
     def for_render(cls, plan: FramePlan, frames: VideoFrames | None, init: np.ndarray | None,
-                   preview: bool, depth=None) -> "VideoSteps":
+                   preview: bool, depth=None, folder: Path | None = None) -> "VideoSteps":
+        """The steps `plan` needs; `depth`: the render's depth model; `folder`: the render folder."""
         settings = plan.settings
         if plan.video is None:
             return cls(plan)
@@ -59,9 +63,6 @@ class VideoSteps:
         if needs_depth(settings) and depth is None:
             print(f"warning: hybrid_comp_mask_type {settings.hybrid_comp_mask_type!r} needs a depth model, which "
                   "motion previews do not load: composited without a mask", file=sys.stderr)
-        if settings.hybrid_comp_save_extra_frames:
-            print("warning: hybrid_comp_save_extra_frames is not supported yet: no extra frames are written",
-                  file=sys.stderr)
         return cls(
             plan, frames,
             composite=settings.hybrid_composite if hybrid else "None",
@@ -75,6 +76,8 @@ class VideoSteps:
             color_every=settings.color_coherence_video_every_N_frames if settings.color_coherence == "Video Input" else 0,
             composite_picture=init if use_init else None,
             depth=depth if needs_depth(settings) else None,
+            extra_frames=folder / "hybridframes" if folder is not None and settings.hybrid_comp_save_extra_frames
+            and hybrid and settings.hybrid_composite != "None" else None,
         )
 
     # ----------------------------------------------------------------------------- Video Input
@@ -124,7 +127,18 @@ class VideoSteps:
                           int(values["hybrid_comp_mask_auto_contrast_cutoff_high"][index]),
                           settings.hybrid_comp_mask_auto_contrast, settings.hybrid_comp_mask_inverse,
                           settings.hybrid_comp_mask_equalize)
-        return hybrid_composite(image, video, mask_type, float(values["hybrid_comp_alpha"][index]), mask, depth)[0]
+        result, processed = hybrid_composite(image, video, mask_type, float(values["hybrid_comp_alpha"][index]),
+                                             mask, depth)
+        if self.extra_frames is not None:
+            self._save_extra(index, processed, result)
+        return result
+
+    def _save_extra(self, index: int, mask: np.ndarray | None, result: np.ndarray) -> None:
+        """hybrid_comp_save_extra_frames: the processed mask and the composited frame, as PNGs."""
+        self.extra_frames.mkdir(parents=True, exist_ok=True)
+        if mask is not None:
+            cv2.imwrite(str(self.extra_frames / f"mask_{index:09}.png"), mask)
+        cv2.imwrite(str(self.extra_frames / f"comp_{index:09}.png"), cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
 
     def segment_moves(self, previous: np.ndarray, begin: int, end: int) -> list[np.ndarray] | None:
         """The clip's motion for each frame begin+1 .. end (frame j-1 -> j, as flows), or None without

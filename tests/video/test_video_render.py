@@ -206,3 +206,13 @@ def test_plan_command_shows_each_frames_clip_frame(clip64, tmp_path):
     as_json = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "plan", str(settings_path), "--json"],
                              capture_output=True, text=True, timeout=120)
     assert json.loads(as_json.stdout)["frames"]["video_frame"] == [0, 3, 6, 9]
+
+
+def test_extra_frames_are_saved_beside_the_frames(clip64, tmp_path):
+    path, frames = clip64
+    result = render(settings(path, hybrid_composite="Normal", hybrid_comp_mask_type="Blend", extract_to_frame=3,
+                             hybrid_comp_save_extra_frames=True), out=tmp_path / "r", preview=True, quiet=True)
+    saved = sorted(p.name for p in (result.folder / "hybridframes").glob("*.png"))
+    assert saved == [f"{kind}_{i:09}.png" for kind in ("comp", "mask") for i in (1, 2, 3)]
+    mask = cv2.imread(str(result.folder / "hybridframes" / "mask_000000001.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (64, 64)
