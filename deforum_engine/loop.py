@@ -123,8 +123,10 @@ class LoopStart:
 
 
 def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState | None,
-                    sink: FrameSink, depth: DepthSteps = DepthSteps.for_render(None, False)) -> LoopStart:
-    """A new render makes frame 0 (and its depth) and hands it over; a stopped one picks up its saved state."""
+                    sink: FrameSink, depth: DepthSteps = DepthSteps.for_render(None, False),
+                    video: VideoSteps | None = None) -> LoopStart:
+    """A new render makes frame 0 (and its depth) and hands it over; a stopped one picks up its saved state.
+    `video`: frame 0 is matched to the clip too under colour coherence 'Video Input' (as Deforum does)."""
     plan = inputs.plan
     if state is not None:
         reference = None
@@ -136,6 +138,8 @@ def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState |
     reference = _reference(inputs, first)
     if inputs.color_image is not None:  # a picture given up front: frame 0 is matched to it too, as Deforum does
         first = run_steps(generation_steps(reference, backend.is_preview), first, frame)
+    if video is not None:
+        first = video.match_colors(first, 0)
     key = depth.key(first, None)
     sink(0, key.image, resume_point(0, key, reference), _depth_map(key) if depth.save_maps else None)
     return LoopStart(key, reference, next_key=1)
@@ -159,7 +163,7 @@ class FrameLoop:
     finish: list[ImageStep]
     warps: Warps
     depth: DepthSteps
-    video: VideoSteps = None  # the clip and optical-flow steps (none: pictures pass unchanged)
+    video: VideoSteps | None = None  # the clip and optical-flow steps (None: pictures pass unchanged)
     from_clip: bool = False  # Video Input mode: each key starts from its clip frame, not the last key
 
     def __post_init__(self) -> None:

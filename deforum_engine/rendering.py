@@ -203,9 +203,9 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
                      desc=folder.root.name) as progress:
             sink = _Sink(writer, progress, on_frame)
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
-            start = start_or_resume(inputs, backend, state, sink, depth)
-            device = depth_model.model.device if depth_model is not None else "cpu"
             video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model, folder.root)
+            start = start_or_resume(inputs, backend, state, sink, depth, video)
+            device = depth_model.model.device if depth_model is not None else "cpu"
             FrameLoop.for_render(plan, backend, start.reference, depth, device, video).run(start, sink, cancel)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
