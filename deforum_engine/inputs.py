@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .images import check_image_file, fit_image, fit_warning, load_image
+from .errors import SettingsError
 from .output import check_soundtrack
 from .plan import FramePlan, build_plan
 from .settings import Settings
@@ -41,6 +42,7 @@ def check_inputs(settings: Settings) -> RenderInputs:
         check_image_file(settings.image_prompt, role="image_prompt",
                          max_bytes=int(settings.image_prompt_max_mb * 1024 * 1024))
     if settings.soundtrack_path is not None and settings.add_soundtrack:
+        _check_clip_audio(plan)
         check_soundtrack(settings.soundtrack_path)
     color_mode, color_image = _color_target(settings, init)
     init_denoise = 1.0 if init is None else 1.0 - settings.init_strength
@@ -51,6 +53,15 @@ def check_inputs(settings: Settings) -> RenderInputs:
     elif video is not None and settings.hybrid_use_first_frame_as_init_image:  # Deforum: the clip's first frame
         init, init_denoise = video[0], 1.0 - settings.init_strength
     return RenderInputs(plan, init, init_denoise, color_mode, color_image, video)
+
+
+def _check_clip_audio(plan: FramePlan) -> None:
+    """add_soundtrack 'Init Video' with a clip that has no sound: say so (not "cannot be read as audio")."""
+    source = plan.video.source if plan.video is not None else None
+    settings = plan.settings
+    if source is not None and settings.soundtrack_path == settings.video_init_path and not source.clip.has_audio:
+        raise SettingsError(f"add_soundtrack 'Init Video': {source.clip.path} has no audio track; "
+                            "set add_soundtrack to \"None\", or to \"File\" with soundtrack_path")
 
 
 def _flow_methods(settings: Settings) -> dict[str, str]:

@@ -216,3 +216,18 @@ def test_extra_frames_are_saved_beside_the_frames(clip64, tmp_path):
     assert saved == [f"{kind}_{i:09}.png" for kind in ("comp", "mask") for i in (1, 2, 3)]
     mask = cv2.imread(str(result.folder / "hybridframes" / "mask_000000001.png"), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (64, 64)
+
+
+def test_init_video_soundtrack_is_the_clips_audio(tmp_path, clip64):
+    from deforum_engine.output import probe_video
+    sound = tmp_path / "tone.wav"
+    subprocess.run([__import__("imageio_ffmpeg").get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", str(sound)], check=True)
+    from video_clips import panned_frames, write_clip
+    path = write_clip(tmp_path / "sound.mp4", panned_frames(6), audio=sound)
+    result = render(settings(path, animation_mode="Video Input", add_soundtrack="Init Video"), out=tmp_path / "r",
+                    preview=True, quiet=True)
+    assert probe_video(result.video)["has_audio"]
+    with pytest.raises(SettingsError, match=r"add_soundtrack 'Init Video': .*pan.mp4 has no audio track"):
+        render(settings(clip64[0], animation_mode="Video Input", add_soundtrack="Init Video"), out=tmp_path / "q",
+               preview=True, quiet=True)
