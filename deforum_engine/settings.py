@@ -267,6 +267,8 @@ class Settings(BaseModel):
         if (self.animation_mode == "Video Input" or self.hybrid_composite != "None" or self.hybrid_motion != "None") \
                 and self.video_init_path is None and not self.hybrid_use_init_image:
             raise ValueError("animation_mode 'Video Input' and hybrid video need video_init_path (a video file)")
+        if self.hybrid_use_init_image and self.hybrid_composite != "None" and self.init_image is None:
+            raise ValueError("hybrid_use_init_image composites the init image into every frame: set init_image")
         if self.color_coherence == "Image" and self.color_coherence_image is None:
             raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
         return self

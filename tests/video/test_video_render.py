@@ -231,3 +231,15 @@ def test_init_video_soundtrack_is_the_clips_audio(tmp_path, clip64):
     with pytest.raises(SettingsError, match=r"add_soundtrack 'Init Video': .*pan.mp4 has no audio track"):
         render(settings(clip64[0], animation_mode="Video Input", add_soundtrack="Init Video"), out=tmp_path / "q",
                preview=True, quiet=True)
+
+
+def test_compositing_the_init_image_needs_no_clip(tmp_path):
+    picture = tmp_path / "init.png"
+    cv2.imwrite(str(picture), np.full((64, 64, 3), 200, np.uint8))
+    result = render(validate_settings({**STILL, "W": 64, "H": 64, "max_frames": 3, "hybrid_composite": "Normal",
+                                       "hybrid_use_init_image": True, "init_image": str(picture),
+                                       "hybrid_comp_alpha_schedule": "0:(1)"}),
+                    out=tmp_path / "r", preview=True, quiet=True)
+    assert all(np.abs(frame.astype(int) - 200).max() <= 1 for frame in pictures(result.folder))
+    with pytest.raises(SettingsError, match="hybrid_use_init_image composites the init image into every frame"):
+        validate_settings({"hybrid_composite": "Normal", "hybrid_use_init_image": True})
