@@ -233,7 +233,7 @@ class FrameLoop:
         cadence = None
         if len(motion) > 1 and picture is _key_image:
             cadence = self.video.segment_cadence_flow(self.warps.picture(before, previous.depth, motion[-1]), after,
-                                                      start)
+                                                      start, moves)
         for offset, to_here in enumerate(motion[:-1], start=1):
             back = to_here.back_from(motion[-1])  # undo the motion from this frame to the new one
             forward, forward_seen = self.warps.covered(before, previous.depth, to_here)

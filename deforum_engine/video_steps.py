@@ -209,11 +209,15 @@ class VideoSteps:
             backward = warp_by_flow(backward, cadence, -(1 - weight) * factor)
         return forward, backward
 
-    def segment_cadence_flow(self, before_at_end: np.ndarray, after: np.ndarray, begin: int) -> np.ndarray | None:
-        """Optical-flow cadence: the flow from the older key (moved to the segment's end) to the newer
-        one (when strength_schedule at the segment's start is above 0, as in Deforum)."""
+    def segment_cadence_flow(self, before_at_end: np.ndarray, after: np.ndarray, begin: int,
+                             moves: list[np.ndarray] | None = None) -> np.ndarray | None:
+        """Optical-flow cadence: the flow from the older key (moved to the segment's end by the camera
+        and the clip's `moves`) to the newer one, so only what neither explains is left (used when
+        strength_schedule at the segment's start is above 0, as in Deforum)."""
         if self.cadence_flow is None or float(self.plan.values["strength"][begin]) <= 0:
             return None
+        if moves:
+            before_at_end = warp_by_flow(before_at_end, _chain(moves))
         return self.cadence_flow(before_at_end, after)
 
 

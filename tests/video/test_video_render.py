@@ -66,10 +66,13 @@ def test_hybrid_motion_moves_the_picture_as_the_clip_moves(clip128, tmp_path, mo
         assert abs(dx - PAN) <= 0.5 and abs(dy) <= 0.5, (dx, dy)
 
 
-def test_hybrid_motion_with_cadence_moves_the_in_between_frames_too(clip128, tmp_path):
+@pytest.mark.parametrize("extra", [{"hybrid_motion": "Affine"},
+                                   {"hybrid_motion": "Optical Flow", "optical_flow_cadence": "DIS Medium"},
+                                   {"hybrid_motion": "Optical Flow", "animation_mode": "3D", "translation_z": "0:(0)"}],
+                         ids=["affine", "flow-with-flow-cadence", "3d"])
+def test_hybrid_motion_with_cadence_moves_the_in_between_frames_too(clip128, tmp_path, extra):
     path, _ = clip128
-    result = render(settings(path, 128, hybrid_motion="Affine", diffusion_cadence=2),
-                    out=tmp_path / "r", preview=True, quiet=True)
+    result = render(settings(path, 128, diffusion_cadence=3, **extra), out=tmp_path / "r", preview=True, quiet=True)
     out = pictures(result.folder)
     for a, b in zip(out[1:6], out[2:7]):
         dx, dy = measured_shift(a, b)
