@@ -89,7 +89,8 @@ class VideoPlan:
 def video_plan(settings: Settings, source: VideoSource | None, frames: int, variables: dict) -> VideoPlan | None:
     """Every frame's hybrid and flow values, for renders that use them; None otherwise."""
     hybrid = settings.hybrid_composite != "None" or settings.hybrid_motion != "None"
-    flows = settings.optical_flow_cadence != "None" or settings.optical_flow_redo_generation != "None"
+    flows = settings.optical_flow_cadence != "None" or settings.optical_flow_redo_generation != "None" \
+        or settings.diffusion_redo > 0
     if source is None and not hybrid and not flows and settings.color_coherence != "Video Input":
         return None
     if settings.color_coherence == "Video Input" and source is None:

@@ -246,3 +246,31 @@ def test_compositing_the_init_image_needs_no_clip(tmp_path):
     assert all(np.abs(frame.astype(int) - 200).max() <= 1 for frame in pictures(result.folder))
     with pytest.raises(SettingsError, match="hybrid_use_init_image composites the init image into every frame"):
         validate_settings({"hybrid_composite": "Normal", "hybrid_use_init_image": True})
+
+
+class CountingBackend:
+    """A model-free backend that is not a preview: it hands the picture back and counts the passes."""
+
+    name, is_preview = "counting", False
+
+    def __init__(self):
+        self.requests = []
+
+    def begin(self, context):
+        self.size = (context.width, context.height)
+
+    def generate(self, request):
+        self.requests.append((request.index, request.seed))
+        return request.image if request.image is not None else np.full((*self.size[::-1], 3), 128, np.uint8)
+
+
+@pytest.mark.parametrize("flow_redo, passes_per_key", [("None", 3), ("DIS Medium", 4)])
+def test_redo_passes_run_before_each_diffused_frame(tmp_path, flow_redo, passes_per_key):
+    backend = CountingBackend()
+    render(validate_settings({**STILL, "W": 64, "H": 64, "max_frames": 3, "diffusion_redo": 2,
+                              "optical_flow_redo_generation": flow_redo}),
+           out=tmp_path / "r", backend=backend, quiet=True)
+    indexes = [index for index, _ in backend.requests]
+    assert indexes == [0] + [1] * passes_per_key + [2] * passes_per_key
+    seeds = [seed for index, seed in backend.requests if index == 1]
+    assert len(set(seeds)) == passes_per_key  # throw-away passes get their own seeds, the last is the frame's
