@@ -264,7 +264,8 @@ class CadenceSegments:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cadence")
         self._pending: Future | None = None
 
-    def submit(self, previous: Key, new: Key, motion: list[Move], start: int, end: int, moves: list | None = None) -> None:
+    def submit(self, previous: Key, new: Key, motion: list[Move], start: int, end: int,
+               moves: list | None = None) -> None:
         self.wait()  # frames stay in order, and an error in the last segment surfaces here
         self._pending = self._worker.submit(self._write, previous, new, motion, start, end, moves)
 

@@ -73,7 +73,8 @@ class VideoSteps:
             redo_flow=None if preview or not hybrid else
             _optional_flow(settings.optical_flow_redo_generation, "optical_flow_redo_generation"),
             redo_count=0 if preview or not hybrid else settings.diffusion_redo,
-            color_every=settings.color_coherence_video_every_N_frames if settings.color_coherence == "Video Input" else 0,
+            color_every=settings.color_coherence_video_every_N_frames
+            if settings.color_coherence == "Video Input" else 0,
             composite_picture=init if use_init else None,
             depth=depth if needs_depth(settings) else None,
             extra_frames=folder / "hybridframes" if folder is not None and settings.hybrid_comp_save_extra_frames

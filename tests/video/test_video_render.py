@@ -198,8 +198,8 @@ def test_a_depth_mask_in_a_preview_warns_and_composites_without_it(clip64, tmp_p
 def test_plan_command_shows_each_frames_clip_frame(clip64, tmp_path):
     path, _ = clip64
     settings_path = tmp_path / "s.json"
-    settings_path.write_text(json.dumps({"W": 64, "H": 64, "video_init_path": str(path), "hybrid_motion": "Optical Flow",
-                                         "hybrid_composite": "Normal", "extract_nth_frame": 3}))
+    settings_path.write_text(json.dumps({"W": 64, "H": 64, "video_init_path": str(path), "extract_nth_frame": 3,
+                                         "hybrid_motion": "Optical Flow", "hybrid_composite": "Normal"}))
     table = subprocess.run([sys.executable, "-m", "deforum_engine.cli", "plan", str(settings_path)],
                            capture_output=True, text=True, timeout=120)
     assert table.returncode == 0, table.stderr

@@ -47,6 +47,7 @@ def test_a_clip_is_refused_as_a_path_or_when_it_is_not_a_video(tmp_path):
         answer = client.post("/api/jobs", json={**SMALL, "animation_mode": "Video Input",
                                                 "video_init_path": "/etc/hosts"})
         assert answer.status_code == 400
-        assert "video_init_path: a settings document sent to the studio names files by upload id" in answer.json()["error"]
+        assert "video_init_path: a settings document sent to the studio names files by upload id" \
+            in answer.json()["error"]
         bad = upload(client, "video_init_path", json.dumps({"not": "a video"}).encode(), "clip.mp4", "video/mp4")
         assert bad.status_code == 415 and "video_init_path: clip.mp4" in bad.json()["error"], bad.text
