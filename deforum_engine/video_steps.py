@@ -67,11 +67,12 @@ class VideoSteps:
             plan, frames,
             composite=settings.hybrid_composite if hybrid else "None",
             motion=settings.hybrid_motion if hybrid else "None",
-            hybrid_flow=choose_flow(method, "hybrid_flow_method") if hybrid and settings.hybrid_motion == "Optical Flow"
-            else None,
-            cadence_flow=_optional_flow(settings.optical_flow_cadence, "optical_flow_cadence") if hybrid else None,
+            hybrid_flow=choose_flow(method, "hybrid_flow_method", settings.device)
+            if hybrid and settings.hybrid_motion == "Optical Flow" else None,
+            cadence_flow=_optional_flow(settings.optical_flow_cadence, "optical_flow_cadence", settings.device)
+            if hybrid else None,
             redo_flow=None if preview or not hybrid else
-            _optional_flow(settings.optical_flow_redo_generation, "optical_flow_redo_generation"),
+            _optional_flow(settings.optical_flow_redo_generation, "optical_flow_redo_generation", settings.device),
             redo_count=0 if preview or not hybrid else settings.diffusion_redo,
             color_every=settings.color_coherence_video_every_N_frames
             if settings.color_coherence == "Video Input" else 0,
@@ -228,8 +229,8 @@ def needs_depth(settings) -> bool:
             and settings.hybrid_comp_mask_type in ("Depth", "Video Depth"))
 
 
-def _optional_flow(method: str, setting: str) -> Flow | None:
-    return None if method == "None" else choose_flow(method, setting)
+def _optional_flow(method: str, setting: str, device: str | None) -> Flow | None:
+    return None if method == "None" else choose_flow(method, setting, device)
 
 
 def _chain(moves: list[np.ndarray]) -> np.ndarray:

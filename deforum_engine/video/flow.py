@@ -63,12 +63,14 @@ def check_flow_methods(methods: dict[str, str]) -> None:
             choose_flow(method, setting)
 
 
-def raft_flow(device: str = "cpu") -> Flow:
-    """RAFT (torchvision's raft_large, 50 flow updates, as Deforum runs it). The model is loaded
-    once, by this call; its weights come from torchvision's cache or download."""
+def raft_flow(device: str | None = None) -> Flow:
+    """RAFT (torchvision's raft_large, 50 flow updates, as Deforum runs it) on `device` (default: the
+    GPU when there is one). The model is loaded once, by this call; its weights come from
+    torchvision's cache or download."""
     import torch
     from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     weights = Raft_Large_Weights.DEFAULT
     model = raft_large(weights=weights, progress=False).to(device).eval()
     transform = weights.transforms()
@@ -86,7 +88,7 @@ def raft_flow(device: str = "cpu") -> Flow:
     return flow
 
 
-def choose_flow(method: str, setting: str, device: str = "cpu") -> Flow:
+def choose_flow(method: str, setting: str, device: str | None = None) -> Flow:
     """The flow function for `method`; RAFT without torchvision is an error naming `setting`."""
     opencv = {"DIS Medium": dis_medium, "DIS Fine": dis_fine, "Farneback": farneback}
     if method in opencv:
