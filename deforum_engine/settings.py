@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,6 +156,7 @@ class Settings(BaseModel):
     hybrid_comp_mask_equalize: Literal["None", "Before", "After", "Both"] = "None"
     hybrid_comp_mask_auto_contrast: bool = False
     hybrid_comp_save_extra_frames: bool = False
+    hybrid_generate_human_masks: Literal["None", "PNGs", "Video", "Both"] = "None"  # not made: a warning
     hybrid_comp_mask_blend_alpha_schedule: Schedule = "0:(0.5)"
     hybrid_comp_mask_contrast_schedule: Schedule = "0:(1)"
     hybrid_comp_mask_auto_contrast_cutoff_high_schedule: Schedule = "0:(100)"
@@ -214,6 +216,15 @@ class Settings(BaseModel):
         if not isinstance(value, str) or value.strip().lower() not in ("file", "none"):
             return value
         return value.strip().lower() == "file"
+
+    @field_validator("hybrid_generate_human_masks")
+    @classmethod
+    def _human_masks(cls, value: str) -> str:
+        if value != "None":
+            warnings.warn(f"hybrid_generate_human_masks {value!r}: human masks need a segmentation model download "
+                          "and are not made (Deforum does not use them for compositing either)",
+                          IgnoredSettingsWarning, stacklevel=2)
+        return value
 
     @field_validator("hybrid_composite", mode="before")
     @classmethod

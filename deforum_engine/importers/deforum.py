@@ -629,6 +629,7 @@ def _video_input(reader: _Reader, settings: dict[str, Any], notes: list[str]) ->
     if masks not in ("None", "none", ""):
         notes.append(f"hybrid_generate_human_masks {masks!r}: human masks need a segmentation model download "
                      "and are not made (Deforum does not use them for compositing either)")
+    # (the key is not passed on: the note is the warning)
     reader.first("hybrid_generate_inputframes", "overwrite_extracted_frames")  # frames are streamed, never extracted
     reader.first("video_init_path")
     video_mode = settings.get("animation_mode") == "Video Input"

@@ -62,3 +62,9 @@ def test_native_raft_is_kept_and_hybrid_needs_a_clip():
     assert validate_settings({"hybrid_flow_method": "RAFT"}).hybrid_flow_method == "RAFT"
     with pytest.raises(SettingsError, match="hybrid video need video_init_path"):
         validate_settings({"hybrid_motion": "Affine"})
+
+
+def test_human_masks_in_a_native_file_warn_that_they_are_not_made():
+    from deforum_engine.settings import IgnoredSettingsWarning
+    with pytest.warns(IgnoredSettingsWarning, match="hybrid_generate_human_masks 'PNGs': human masks need a segmentation"):
+        validate_settings({"hybrid_generate_human_masks": "PNGs"})
