@@ -23,10 +23,12 @@ DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on A
 INFLUENCE_LEVELS = {"very_low": 0.2, "low": 0.4, "medium": 0.6, "high": 0.8, "very_high": 1.0}
 
 SeedBehavior = Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"]
-AnimationMode = Literal["2D", "3D", "None"]
+AnimationMode = Literal["2D", "3D", "None", "Video Input"]
 DEPTH_ALGORITHMS = ("Midas-3-Hybrid", "Midas-3.1-BeitLarge", "Zoe", "Depth-Anything-V2-Small", "Leres", "AdaBins",
                     "Midas+AdaBins (old)", "Zoe+AdaBins (old)")
 Schedule = str  # keyframe text; numbers are turned into constant schedules on load
+FlowMethod = Literal["RAFT", "DIS Medium", "DIS Fine", "Farneback"]
+OptionalFlow = Literal["None", "RAFT", "DIS Medium", "DIS Fine", "Farneback"]
 
 
 class IgnoredSettingsWarning(UserWarning):
@@ -77,7 +79,7 @@ class Settings(_ScheduleSettings):
     enable_noise_multiplier_scheduling: bool = False  # Deforum's own default is on, at 1.05 (README)
     sampler: str = "Euler a"
     sampler_schedule: Schedule | None = None
-    color_coherence: Literal["None", "RGB", "HSV", "LAB", "Image"] = "LAB"
+    color_coherence: Literal["None", "RGB", "HSV", "LAB", "Image", "Video Input"] = "LAB"
     color_coherence_image: Path | None = None
     # With an init image, whose colours the frames keep: the init image's (the engine's choice) or
     # frame 0's output (Deforum's; files imported from Deforum get this).
@@ -112,6 +114,30 @@ class Settings(_ScheduleSettings):
     compile_unet: bool = False  # torch.compile the UNet: pays on GPUs over long renders; the first frame compiles
     vae: Literal["full", "tiny"] = "full"  # tiny: TAESD, many times faster to decode, slightly lossy
     tiny_vae_model: str | None = None  # hub id or folder of an AutoencoderTiny; default per model family
+    # Video in (Deforum's names and defaults): Video Input mode, hybrid video, optical flow (their per-frame
+    # schedules: config/frame_values.py)
+    video_init_path: Path | None = None
+    extract_nth_frame: int = 1  # below 1 counts as 1, as in Deforum
+    extract_from_frame: int = Field(0, ge=0)
+    extract_to_frame: int = Field(-1, ge=-1)  # inclusive; -1: the clip's end
+    color_coherence_video_every_N_frames: int = Field(1, ge=1)
+    hybrid_composite: Literal["None", "Normal", "Before Motion", "After Generation"] = "None"
+    hybrid_motion: Literal["None", "Optical Flow", "Perspective", "Affine"] = "None"
+    hybrid_motion_use_prev_img: bool = False
+    hybrid_flow_method: FlowMethod = "DIS Fine"  # Deforum's default is RAFT (needs torchvision: README)
+    hybrid_flow_consistency: bool = False
+    hybrid_consistency_blur: int = Field(2, ge=0, le=16)
+    hybrid_use_first_frame_as_init_image: bool = True
+    hybrid_use_init_image: bool = False
+    hybrid_comp_mask_type: Literal["None", "Depth", "Video Depth", "Blend", "Difference"] = "None"
+    hybrid_comp_mask_inverse: bool = False
+    hybrid_comp_mask_equalize: Literal["None", "Before", "After", "Both"] = "None"
+    hybrid_comp_mask_auto_contrast: bool = False
+    hybrid_comp_save_extra_frames: bool = False
+    hybrid_generate_human_masks: Literal["None", "PNGs", "Video", "Both"] = "None"  # not made: a warning
+    optical_flow_cadence: OptionalFlow = "None"
+    optical_flow_redo_generation: OptionalFlow = "None"
+    diffusion_redo: int = Field(0, ge=0, le=50)
     # Soundtrack
     soundtrack_path: Path | None = None
     add_soundtrack: bool = True  # Deforum's "File" / "None" / "Init Video" are read too (see _soundtrack_choice)
@@ -143,18 +169,46 @@ class Settings(_ScheduleSettings):
             )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _soundtrack_from_video(cls, values: Any) -> Any:
+        """add_soundtrack "Init Video" (Deforum's choice): the clip's own audio is the soundtrack."""
+        choice = values.get("add_soundtrack") if isinstance(values, dict) else None
+        if not isinstance(choice, str) or choice.strip().lower() != "init video":
+            return values
+        if not values.get("video_init_path"):
+            raise ValueError("add_soundtrack 'Init Video' takes the soundtrack from video_init_path: set it, "
+                             "or use add_soundtrack \"File\" with soundtrack_path")
+        return {**values, "add_soundtrack": True, "soundtrack_path": values["video_init_path"]}
+
     @field_validator("add_soundtrack", mode="before")
     @classmethod
     def _soundtrack_choice(cls, value: Any) -> Any:
-        """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing; "Init Video" (the engine has
-        no video input) adds nothing either, as when a Deforum file is imported."""
-        if not isinstance(value, str) or value.strip().lower() not in ("file", "none", "init video"):
+        """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing ("Init Video": above)."""
+        if not isinstance(value, str) or value.strip().lower() not in ("file", "none"):
             return value
-        if value.strip().lower() == "init video":
-            warnings.warn("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
-                          "set soundtrack_path to an audio file and add_soundtrack to \"File\" to add one",
-                          IgnoredSettingsWarning, stacklevel=2)
         return value.strip().lower() == "file"
+
+    @field_validator("hybrid_generate_human_masks")
+    @classmethod
+    def _human_masks(cls, value: str) -> str:
+        if value != "None":
+            warnings.warn(f"hybrid_generate_human_masks {value!r}: human masks need a segmentation model download "
+                          "and are not made (Deforum does not use them for compositing either)",
+                          IgnoredSettingsWarning, stacklevel=2)
+        return value
+
+    @field_validator("hybrid_composite", mode="before")
+    @classmethod
+    def _legacy_composite(cls, value: Any) -> Any:
+        """Old Deforum files: True means "Normal", False "None"."""
+        return {True: "Normal", False: "None"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("optical_flow_cadence", "optical_flow_redo_generation", mode="before")
+    @classmethod
+    def _legacy_flow(cls, value: Any) -> Any:
+        """Old Deforum files: True means "DIS Fine", False "None"."""
+        return {True: "DIS Fine", False: "None"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("lora_dirs", mode="before")
     @classmethod
@@ -193,6 +247,11 @@ class Settings(_ScheduleSettings):
             )
         if self.max_frames == "auto" and self.soundtrack_path is None:
             raise ValueError("max_frames = 'auto' covers a soundtrack: set soundtrack_path, or give a number")
+        if (self.animation_mode == "Video Input" or self.hybrid_composite != "None" or self.hybrid_motion != "None") \
+                and self.video_init_path is None and not self.hybrid_use_init_image:
+            raise ValueError("animation_mode 'Video Input' and hybrid video need video_init_path (a video file)")
+        if self.hybrid_use_init_image and self.hybrid_composite != "None" and self.init_image is None:
+            raise ValueError("hybrid_use_init_image composites the init image into every frame: set init_image")
         if self.color_coherence == "Image" and self.color_coherence_image is None:
             raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
         return self
@@ -213,7 +272,8 @@ class Settings(_ScheduleSettings):
 
 SETTING_NAMES = tuple(Settings.model_fields)
 SCHEDULE_FIELDS = tuple(SCHEDULE_SETTINGS)
-PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir")
+PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir",
+               "video_init_path")
 PATH_LIST_FIELDS = ("lora_dirs",)
 
 

@@ -23,6 +23,7 @@ from deforum_engine.schedules import (AUDIO_VARIABLES, evaluate_expression, eval
                         evaluate_string_schedule)
 from deforum_engine.config.frame_values import BY_NAME, PER_FRAME_VALUES, TEXT_VALUES, unread_by
 from deforum_engine.config.settings import INFLUENCE_LEVELS, Settings
+from deforum_engine.video.timeline import VideoPlan, frame_count_update, video_plan, video_source
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
@@ -126,6 +127,7 @@ class FramePlan:
     audio: Any = None  # AudioFeatures when a soundtrack was analysed
     notes: tuple[str, ...] = field(default=())
     camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
+    video: VideoPlan | None = None  # the clip and its frame per output frame (video/timeline.py)
 
     @property
     def frame_count(self) -> int:
@@ -146,6 +148,8 @@ class FramePlan:
         for name, array in self.values.items():
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
         frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
+        if self.video is not None:
+            frames.update(self.video.to_json(self.frame_count))
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -155,6 +159,8 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     parseq = _load_parseq(settings, base_dir)
     if parseq is not None:
         settings = _apply_parseq_options(settings, parseq)
+    source = video_source(settings)  # the clip sets the frame count, as in Deforum
+    settings = settings.model_copy(update=frame_count_update(settings, source))
     audio = _analyse_soundtrack(settings)
     if settings.max_frames == "auto":
         settings = settings.model_copy(update={"max_frames": audio.frames})
@@ -166,8 +172,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
     unused = _unused_by_mode(settings)
     values = {
         name: np.full(frames, BY_NAME[name].neutral) if field_name in unused else
-        evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
-                          variables=variables, setting=field_name, nan_fill=settings.deforum_nan_fill)
+        _evaluate(settings, name, frames, variables)
         for name, field_name in NUMERIC_SCHEDULES.items()
     }
     values["steps"] = _steps(settings, frames, variables)
@@ -192,7 +197,17 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
         diffused_frames=diffused,
         audio=audio,
         camera=_camera(values, settings),
+        video=video_plan(settings, source),
+        notes=(source.note,) if source is not None and source.note else (),
     )
+
+
+def _evaluate(settings: Settings, name: str, frames: int, variables: dict) -> np.ndarray:
+    """A plain schedule of the table, per frame; whole-number values truncated as Deforum's int() does."""
+    setting = BY_NAME[name].setting
+    array = evaluate_schedule(getattr(settings, setting), frames, seed=settings.seed, fps=settings.fps,
+                              variables=variables, setting=setting, nan_fill=settings.deforum_nan_fill)
+    return np.trunc(array) if BY_NAME[name].integer else array
 
 
 def _motion(values: dict[str, np.ndarray], canvas: Canvas, settings: Settings) -> np.ndarray:

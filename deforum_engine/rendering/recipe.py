@@ -38,6 +38,7 @@ from deforum_engine.output.writer import FrameWriter
 from deforum_engine.plan.frame_plan import FramePlan
 from deforum_engine.config.settings import Settings, save_settings
 from deforum_engine.rendering.summary import describe_plan
+from deforum_engine.rendering.video_steps import VideoSteps, needs_depth
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
 
@@ -136,7 +137,8 @@ def _depth_model(plan: FramePlan, backend: Backend) -> DepthEstimator | None:
     """The depth model(s) a render uses (3D depth warping, or saved depth maps as in Deforum), once per
     process, on the render's device and dtype; none for motion previews, which warp over flat depth."""
     settings = plan.settings
-    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps
+    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps \
+        or needs_depth(settings)
     if not wanted or backend.is_preview:
         return None
     return load_depth_estimator(depth_choice(settings), device=settings.device, dtype=settings.dtype)
@@ -196,9 +198,10 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
                      desc=folder.root.name) as progress:
             sink = _Sink(writer, progress, on_frame)
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
-            start = start_or_resume(inputs, backend, state, sink, depth)
+            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model, folder.root)
+            start = start_or_resume(inputs, backend, state, sink, depth, video)
             device = depth_model.model.device if depth_model is not None else "cpu"
-            FrameLoop.for_render(plan, backend, start.reference, depth, device).run(start, sink, cancel)
+            FrameLoop.for_render(plan, backend, start.reference, depth, device, video).run(start, sink, cancel)
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "
               f"`deforum-engine resume {folder.root}` continues the render", file=sys.stderr)

@@ -7,6 +7,7 @@ from deforum_engine.backends.base import Backend
 from deforum_engine.models.depth import DepthChoice
 from deforum_engine.plan.frame_plan import FramePlan
 from deforum_engine.prompts.samplers import step_counts
+from deforum_engine.video.timeline import describe_video
 
 
 def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None = None) -> str:
@@ -45,6 +46,7 @@ def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None =
             f"Frame 0 starts from {settings.init_image.name}: strength {settings.init_strength:.2f} "
             f"(denoise {1 - settings.init_strength:.2f})."
         )
+    lines += describe_video(settings, plan.video)
     return "\n".join(lines)
 
 
