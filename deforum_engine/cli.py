@@ -74,13 +74,39 @@ def _plan_table(plan) -> str:
             f"border {settings.border}, color coherence {settings.color_coherence}")
     columns = [value.name for value in motion_values(settings.animation_mode)]
     columns += ["strength", "noise", "cfg_scale", "steps", "seed"]
-    header = f"{'frame':>6} " + " ".join(f"{BY_NAME[c].header:>10}" for c in columns) + "  sampler    prompt"
+    clip = _clip_column(plan)
+    values = {**plan.values, **clip}
+    columns += [*clip, *_video_columns(plan)]
+    header = f"{'frame':>6} " + " ".join(f"{_header(c):>10}" for c in columns) + "  sampler    prompt"
     rows = [head, header]
     for index in range(plan.frame_count):
-        cells = " ".join(f"{plan.values[c][index]:>10.5g}" for c in columns)
+        cells = " ".join(f"{values[c][index]:>10.5g}" for c in columns)
         prompt = plan.strings["prompt"][index]
         rows.append(f"{index:>6} {cells}  {plan.strings['sampler'][index]:<10} {prompt[:60]}")
     return "\n".join(rows)
+
+
+def _header(column: str) -> str:
+    return column if column == "video" else BY_NAME[column].header
+
+
+def _clip_column(plan) -> dict:
+    """The plan table's clip column: the clip frame each frame uses (none without a clip)."""
+    if plan.video is None or plan.video.source is None:
+        return {}
+    return {"video": plan.video.source.frames.sources()}
+
+
+def _video_columns(plan) -> list[str]:
+    """The hybrid / flow values the render uses, as plan table columns."""
+    if plan.video is None:
+        return []
+    settings = plan.settings
+    wanted = {"hybrid_comp_alpha": settings.hybrid_composite != "None",
+              "hybrid_flow_factor": settings.hybrid_motion == "Optical Flow",
+              "cadence_flow_factor": settings.optical_flow_cadence != "None",
+              "redo_flow_factor": settings.optical_flow_redo_generation != "None"}
+    return [name for name, used in wanted.items() if used]
 
 
 def cmd_presets(args) -> int:

@@ -6,12 +6,12 @@ as Deforum's UI stores some choices capitalised and its files are edited by hand
 """
 from __future__ import annotations
 
-ANIMATION_MODES = ("2D", "3D", "None")
+ANIMATION_MODES = ("2D", "3D", "None", "Video Input")
 SEED_BEHAVIORS = ("iter", "fixed", "random", "ladder", "alternate", "schedule")
 BORDERS = ("replicate", "wrap", "reflect")
 PADDING_MODES = ("border", "reflection", "zeros")
 SAMPLING_MODES = ("bicubic", "bilinear", "nearest")
-COLOR_COHERENCES = ("None", "RGB", "HSV", "LAB", "Image")
+COLOR_COHERENCES = ("None", "RGB", "HSV", "LAB", "Image", "Video Input")
 COLOR_COHERENCE_SOURCES = ("init_image", "first_frame")
 NOISE_TYPES = ("uniform", "perlin")
 INIT_FITS = ("resize", "crop", "pad")
@@ -28,6 +28,13 @@ DEPTH_ALGORITHMS = ("Midas-3-Hybrid", "Midas-3.1-BeitLarge", "Zoe", "Depth-Anyth
                     "Midas+AdaBins (old)", "Zoe+AdaBins (old)")
 DEPTH_ALGORITHM_ALIASES = {"depth-anything": "Depth-Anything-V2-Small"}
 DEPTH_NORMALIZATIONS = ("steady", "per_frame")
+# Video in (video/): Deforum's hybrid video and optical-flow choices.
+FLOW_METHODS = ("RAFT", "DIS Medium", "DIS Fine", "Farneback")
+HYBRID_COMPOSITES = ("None", "Normal", "Before Motion", "After Generation")
+HYBRID_MOTIONS = ("None", "Optical Flow", "Perspective", "Affine")
+HYBRID_MASK_TYPES = ("None", "Depth", "Video Depth", "Blend", "Difference")
+HYBRID_MASK_EQUALIZE = ("None", "Before", "After", "Both")
+HUMAN_MASKS = ("None", "PNGs", "Video", "Both")
 # After the render (post/): Deforum's "RIFE v4.6" and the like are read as RIFE.
 FRAME_INTERPOLATION_ENGINES = ("None", "RIFE")
 UPSCALE_FACTORS = ("x2", "x3", "x4")

@@ -36,6 +36,8 @@ DEFAULT_PROMPTS = {"0": "a beautiful forest by Asher Brown Durand, trending on A
 INFLUENCE_LEVELS = {"very_low": 0.2, "low": 0.4, "medium": 0.6, "high": 0.8, "very_high": 1.0}
 
 Schedule = str  # keyframe text; numbers are turned into constant schedules on load
+FlowMethod = Literal[choices.FLOW_METHODS]
+OptionalFlow = Literal[("None", *choices.FLOW_METHODS)]
 
 
 class IgnoredSettingsWarning(UserWarning):
@@ -136,6 +138,30 @@ class Settings(_GeneratedSettings):
     use_noise_mask: bool = False
     mask_schedule: Schedule = '0: ("{video_mask}")'  # composable mask expression per frame
     noise_mask_schedule: Schedule = '0: ("{video_mask}")'  # where the frame's noise goes, with use_noise_mask
+    # Video in (Deforum's names and defaults): Video Input mode, hybrid video, optical flow (their per-frame
+    # schedules: config/frame_values.py)
+    video_init_path: Path | None = None
+    extract_nth_frame: int = 1  # below 1 counts as 1, as in Deforum
+    extract_from_frame: int = Field(0, ge=0)
+    extract_to_frame: int = Field(-1, ge=-1)  # inclusive; -1: the clip's end
+    color_coherence_video_every_N_frames: int = Field(1, ge=1)
+    hybrid_composite: Literal[choices.HYBRID_COMPOSITES] = "None"
+    hybrid_motion: Literal[choices.HYBRID_MOTIONS] = "None"
+    hybrid_motion_use_prev_img: bool = False
+    hybrid_flow_method: FlowMethod = "DIS Fine"  # Deforum's default is RAFT (needs torchvision: README)
+    hybrid_flow_consistency: bool = False
+    hybrid_consistency_blur: int = Field(2, ge=0, le=16)
+    hybrid_use_first_frame_as_init_image: bool = True
+    hybrid_use_init_image: bool = False
+    hybrid_comp_mask_type: Literal[choices.HYBRID_MASK_TYPES] = "None"
+    hybrid_comp_mask_inverse: bool = False
+    hybrid_comp_mask_equalize: Literal[choices.HYBRID_MASK_EQUALIZE] = "None"
+    hybrid_comp_mask_auto_contrast: bool = False
+    hybrid_comp_save_extra_frames: bool = False
+    hybrid_generate_human_masks: Literal[choices.HUMAN_MASKS] = "None"  # not made: a warning
+    optical_flow_cadence: OptionalFlow = "None"
+    optical_flow_redo_generation: OptionalFlow = "None"
+    diffusion_redo: int = Field(0, ge=0, le=50)
     # Soundtrack
     soundtrack_path: Path | None = None
     add_soundtrack: bool = True  # Deforum's "File" / "None" / "Init Video" are read too (see _soundtrack_choice)
@@ -195,17 +221,24 @@ class Settings(_GeneratedSettings):
             )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _soundtrack_from_video(cls, values: Any) -> Any:
+        """add_soundtrack "Init Video" (Deforum's choice): the clip's own audio is the soundtrack."""
+        choice = values.get("add_soundtrack") if isinstance(values, dict) else None
+        if not isinstance(choice, str) or choice.strip().lower() != "init video":
+            return values
+        if not values.get("video_init_path"):
+            raise ValueError("add_soundtrack 'Init Video' takes the soundtrack from video_init_path: set it, "
+                             "or use add_soundtrack \"File\" with soundtrack_path")
+        return {**values, "add_soundtrack": True, "soundtrack_path": values["video_init_path"]}
+
     @field_validator("add_soundtrack", mode="before")
     @classmethod
     def _soundtrack_choice(cls, value: Any) -> Any:
-        """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing; "Init Video" (the engine has
-        no video input) adds nothing either, as when a Deforum file is imported."""
-        if not isinstance(value, str) or value.strip().lower() not in {c.lower() for c in choices.SOUNDTRACK_CHOICES}:
+        """Deforum's choices: "File" adds soundtrack_path; "None" adds nothing ("Init Video": above)."""
+        if not isinstance(value, str) or value.strip().lower() not in ("file", "none"):
             return value
-        if value.strip().lower() == "init video":
-            warnings.warn("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
-                          "set soundtrack_path to an audio file and add_soundtrack to \"File\" to add one",
-                          IgnoredSettingsWarning, stacklevel=2)
         return value.strip().lower() == "file"
 
     @field_validator("depth_algorithm")
@@ -217,6 +250,27 @@ class Settings(_GeneratedSettings):
             raise ValueError(f"must be one of {choices.allowed_text(choices.DEPTH_ALGORITHMS)} "
                              "(or set depth_model to a transformers depth-estimation model and keep the default)")
         return spelled
+
+    @field_validator("hybrid_generate_human_masks")
+    @classmethod
+    def _human_masks(cls, value: str) -> str:
+        if value != "None":
+            warnings.warn(f"hybrid_generate_human_masks {value!r}: human masks need a segmentation model download "
+                          "and are not made (Deforum does not use them for compositing either)",
+                          IgnoredSettingsWarning, stacklevel=2)
+        return value
+
+    @field_validator("hybrid_composite", mode="before")
+    @classmethod
+    def _legacy_composite(cls, value: Any) -> Any:
+        """Old Deforum files: True means "Normal", False "None"."""
+        return {True: "Normal", False: "None"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("optical_flow_cadence", "optical_flow_redo_generation", mode="before")
+    @classmethod
+    def _legacy_flow(cls, value: Any) -> Any:
+        """Old Deforum files: True means "DIS Fine", False "None"."""
+        return {True: "DIS Fine", False: "None"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("lora_dirs", mode="before")
     @classmethod
@@ -280,6 +334,11 @@ class Settings(_GeneratedSettings):
         if self.use_mask and self.mask_file is None and "{video_mask}" in self.mask_schedule:
             raise ValueError("use_mask: the mask schedule uses {video_mask} but mask_file is not set; give a mask "
                              "picture or video")
+        if (self.animation_mode == "Video Input" or self.hybrid_composite != "None" or self.hybrid_motion != "None") \
+                and self.video_init_path is None and not self.hybrid_use_init_image:
+            raise ValueError("animation_mode 'Video Input' and hybrid video need video_init_path (a video file)")
+        if self.hybrid_use_init_image and self.hybrid_composite != "None" and self.init_image is None:
+            raise ValueError("hybrid_use_init_image composites the init image into every frame: set init_image")
         if self.color_coherence == "Image" and self.color_coherence_image is None:
             raise ValueError("color_coherence 'Image' needs color_coherence_image (a picture to match colours to)")
         return self
@@ -302,7 +361,7 @@ SETTING_NAMES = tuple(Settings.model_fields)
 SCHEDULE_FIELDS = tuple(SCHEDULE_SETTINGS)
 UNIT_SCHEDULE_FIELDS = tuple(setting_name(n, key) for n in range(1, UNIT_COUNT + 1) for key in UNIT_SCHEDULES)
 PATH_FIELDS = ("init_image", "image_prompt", "color_coherence_image", "soundtrack_path", "model_config_dir",
-               "mask_file", *(setting_name(n, "vid_path") for n in range(1, UNIT_COUNT + 1)))
+               "mask_file", "video_init_path", *(setting_name(n, "vid_path") for n in range(1, UNIT_COUNT + 1)))
 PATH_LIST_FIELDS = ("lora_dirs",)
 
 

@@ -48,6 +48,7 @@ from deforum_engine.schedules import (
     evaluate_schedule,
     evaluate_string_schedule,
 )
+from deforum_engine.video.timeline import VideoPlan, video_plan
 
 # Per-frame name -> the setting it comes from, for the values the plan evaluates as plain schedules.
 NUMERIC_SCHEDULES = {value.name: value.setting for value in PER_FRAME_VALUES if value.evaluated}
@@ -149,6 +150,7 @@ class FramePlan:
     notes: tuple[str, ...] = field(default=())
     camera: Camera3D | None = None  # 3D mode's camera; None in 2D mode
     control: ControlPlan = field(default_factory=ControlPlan)  # ControlNet units and masks, frame by frame
+    video: VideoPlan | None = None  # the clip and its frame per output frame (video/timeline.py)
 
     @property
     def frame_count(self) -> int:
@@ -170,6 +172,8 @@ class FramePlan:
             frames[name] = [int(v) for v in array] if name in INTEGER_VALUES else [float(v) for v in array]
         frames.update({name: list(items) for name, items in self.strings.items()})  # TextTrack -> list
         frames.update(self.control.to_json())
+        if self.video is not None:
+            frames.update(self.video.to_json(self.frame_count))
         return {"settings": self.settings.to_json_dict(), "frames": frames}
 
 
@@ -180,7 +184,7 @@ def build_plan(settings: Settings, base_dir: Path | None = None) -> FramePlan:
 
 def plan_frames(inputs: PlanInputs) -> FramePlan:
     """Every frame's values from the loaded inputs. Pure: the same inputs always give the same plan."""
-    settings, parseq, audio = inputs.settings, inputs.parseq, inputs.audio
+    settings, parseq, audio, source = inputs.settings, inputs.parseq, inputs.audio, inputs.video
     frames = int(settings.max_frames)
     variables = audio.variables(settings.bpm) if audio is not None else {}
     if settings.bpm is not None:
@@ -189,8 +193,7 @@ def plan_frames(inputs: PlanInputs) -> FramePlan:
     unused = _unused_by_mode(settings)
     values = {
         name: np.full(frames, BY_NAME[name].neutral) if field_name in unused else
-        evaluate_schedule(getattr(settings, field_name), frames, seed=settings.seed, fps=settings.fps,
-                          variables=variables, setting=field_name, nan_fill=settings.deforum_nan_fill)
+        _evaluate(settings, name, frames, variables)
         for name, field_name in NUMERIC_SCHEDULES.items()
     }
     values["steps"] = _steps(settings, frames, variables)
@@ -216,7 +219,17 @@ def plan_frames(inputs: PlanInputs) -> FramePlan:
         audio=audio,
         camera=_camera(values, settings),
         control=build_control_plan(settings, frames, variables),
+        video=video_plan(settings, source),
+        notes=(source.note,) if source is not None and source.note else (),
     )
+
+
+def _evaluate(settings: Settings, name: str, frames: int, variables: dict) -> np.ndarray:
+    """A plain schedule of the table, per frame; whole-number values truncated as Deforum's int() does."""
+    setting = BY_NAME[name].setting
+    array = evaluate_schedule(getattr(settings, setting), frames, seed=settings.seed, fps=settings.fps,
+                              variables=variables, setting=setting, nan_fill=settings.deforum_nan_fill)
+    return np.trunc(array) if BY_NAME[name].integer else array
 
 
 def _motion(values: dict[str, np.ndarray], canvas: Canvas, settings: Settings) -> np.ndarray:

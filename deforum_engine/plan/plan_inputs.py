@@ -2,7 +2,8 @@
 
 `load_plan_inputs` does every read and every draw a plan needs: it resolves seed -1 (recorded in
 the settings so the render can be repeated), reads the Parseq manifest and applies its frame
-count, fps and cadence, analyses the soundtrack when a schedule uses audio (or max_frames is
+count, fps and cadence, probes the clip of Video Input mode and hybrid video (its frames set the
+frame count), analyses the soundtrack when a schedule uses audio (or max_frames is
 "auto"), and finds the files of the LoRAs the prompts name. `frame_plan.plan_frames` then computes
 every per-frame value from these alone: the same inputs always give the same plan.
 """
@@ -28,6 +29,7 @@ from deforum_engine.plan.audio import AudioFeatures, analyse_audio
 from deforum_engine.prompts.text import split_negative
 from deforum_engine.prompts.weights import backtick_expressions, find_lora, lora_names
 from deforum_engine.schedules import AUDIO_VARIABLES
+from deforum_engine.video.timeline import VideoSource, frame_count_update, video_source
 
 SEED_LIMIT = 2**32
 _AUDIO_NAME = re.compile(r"\b(" + "|".join(AUDIO_VARIABLES) + r")\b")
@@ -42,6 +44,7 @@ class PlanInputs:
     parseq: ParseqOverrides | None = None
     audio: AudioFeatures | None = None
     lora_files: dict[str, str] = field(default_factory=dict)  # a prompt's LoRA name -> its file (found ones)
+    video: VideoSource | None = None  # the probed clip and its frame per output frame (Video Input, hybrid)
 
 
 def load_plan_inputs(settings: Settings, base_dir: Path | None = None) -> PlanInputs:
@@ -52,11 +55,13 @@ def load_plan_inputs(settings: Settings, base_dir: Path | None = None) -> PlanIn
         manifest = load_parseq_manifest(settings.parseq_manifest, base_dir)
         parseq = parseq_overrides(manifest, use_deltas=settings.parseq_use_deltas)
         settings = _apply_parseq_options(settings, parseq)
+    video = video_source(settings)  # the clip sets the frame count, as in Deforum
+    settings = settings.model_copy(update=frame_count_update(settings, video))
     audio = _analyse_soundtrack(settings)
     if settings.max_frames == "auto":
         settings = settings.model_copy(update={"max_frames": audio.frames})
     _check_frame_count(int(settings.max_frames))
-    return PlanInputs(settings, parseq, audio, _find_loras(settings, parseq))
+    return PlanInputs(settings, parseq, audio, _find_loras(settings, parseq), video)
 
 
 def _check_frame_count(frames: int) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -33,6 +33,7 @@ from deforum_engine.output.resume import ResumeState
 from deforum_engine.plan.frame_plan import FramePlan, FrameValues
 from deforum_engine.rendering.steps import (STILL, ImageStep, Move, Warps, choose_warps, frame_move, generation_steps, preparation_steps,
                     run_steps)
+from deforum_engine.rendering.video_steps import VideoSteps
 
 # Where finished frames go: (index, image, the resume state once this frame is on disk, or None,
 # and the frame's depth map when the render saves them).
@@ -103,6 +104,10 @@ class DepthSteps:
         return Key(image, *self.estimate(image, previous))
 
 
+def _key_image(key: Key) -> np.ndarray:
+    return key.image
+
+
 def depth_picture(key: Key) -> np.ndarray:
     """A key's depth map as an RGB picture (grey, near white), warped like the frames for in-betweens."""
     return np.repeat(_depth_map(key)[..., None], 3, axis=2)
@@ -123,8 +128,10 @@ class LoopStart:
 
 
 def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState | None,
-                    sink: FrameSink, depth: DepthSteps = DepthSteps.for_render(None, False)) -> LoopStart:
-    """A new render makes frame 0 (and its depth) and hands it over; a stopped one picks up its saved state."""
+                    sink: FrameSink, depth: DepthSteps = DepthSteps.for_render(None, False),
+                    video: VideoSteps | None = None) -> LoopStart:
+    """A new render makes frame 0 (and its depth) and hands it over; a stopped one picks up its saved state.
+    `video`: frame 0 is matched to the clip too under colour coherence 'Video Input' (as Deforum does)."""
     plan = inputs.plan
     if state is not None:
         reference = None
@@ -137,6 +144,8 @@ def start_or_resume(inputs: RenderInputs, backend: Backend, state: ResumeState |
     reference = _reference(inputs, first)
     if inputs.color_image is not None:  # a picture given up front: frame 0 is matched to it too, as Deforum does
         first = run_steps(generation_steps(reference, backend.is_preview), first, frame)
+    if video is not None:
+        first = video.match_colors(first, 0)
     key = depth.key(first, None)
     sink(0, key.image, resume_point(0, key, reference), _depth_map(key) if depth.save_maps else None)
     return LoopStart(key, reference, next_key=1)
@@ -161,19 +170,28 @@ class FrameLoop:
     warps: Warps
     depth: DepthSteps
     guide: Guide = NO_GUIDE  # ControlNet units and masks
+    video: VideoSteps | None = None  # the clip and optical-flow steps (None: pictures pass unchanged)
+    from_clip: bool = False  # Video Input mode: each key starts from its clip frame, not the last key
+
+    def __post_init__(self) -> None:
+        self.video = self.video or VideoSteps(self.plan)
 
     @classmethod
     def for_render(cls, plan: FramePlan, backend: Backend, reference: ColorReference | None,
                    depth: DepthSteps = DepthSteps.for_render(None, False), device: str = "cpu",
-                   guide: Guide = NO_GUIDE) -> "FrameLoop":
+                   guide: Guide = NO_GUIDE, video: VideoSteps | None = None) -> "FrameLoop":
         """Choose the steps once: motion previews leave out the noise, the sharpening and the
         post-generation match, and mirror smeared edges; the warp follows the plan's camera (2D, or
-        3D re-projected on `device`); the noise keeps to the noise mask when there is one."""
+        3D re-projected on `device`); the noise keeps to the noise mask when there is one. In Video
+        Input mode every frame is its own img2img pass from its clip frame, with none of the warp's
+        steps (Deforum's)."""
         preview = backend.is_preview
+        from_clip = plan.settings.animation_mode == "Video Input"
         noise_mask = guide.noise_mask if guide.noise is not None else None
-        prepare = preparation_steps(plan, reference, preview=preview, noise_mask=noise_mask)
-        return cls(plan, backend, reference, prepare, generation_steps(reference, preview),
-                   choose_warps(plan, device, preview), depth, guide)
+        prepare = [] if from_clip else preparation_steps(plan, reference, preview=preview, noise_mask=noise_mask)
+        finish = [] if from_clip else generation_steps(reference, preview)
+        return cls(plan, backend, reference, prepare, finish, choose_warps(plan, device, preview), depth, guide,
+                   video, from_clip)
 
     def run(self, start: LoopStart, sink: FrameSink, cancel: threading.Event | None = None) -> None:
         """Every diffused frame after `start`, each segment's frames handed to `sink` in order."""
@@ -186,8 +204,9 @@ class FrameLoop:
                     raise RenderCancelled(f"render cancelled after frame {keys[k - 1]}")
                 begin, end = keys[k - 1], keys[k]
                 motion = self.motion(begin, end)
-                new = self.next_key(previous, motion, end)
-                segments.submit(previous, new, motion, begin, end)
+                moves = self.video.segment_moves(previous.image, begin, end)
+                new = self.next_key(previous, motion, end, moves)
+                segments.submit(previous, new, motion, begin, end, moves)
                 previous = new
 
     def motion(self, start: int, end: int) -> list[Move]:
@@ -198,26 +217,44 @@ class FrameLoop:
             accumulated.append(total)
         return accumulated
 
-    def next_key(self, previous: Key, motion: list[Move], end: int) -> Key:
-        """Warp the last diffused frame to frame `end`, prepare it, generate the new diffused frame,
-        and estimate its depth."""
+    def next_key(self, previous: Key, motion: list[Move], end: int, moves: list | None = None) -> Key:
+        """Warp the last diffused frame to frame `end` (Video Input: take its clip frame), composite and
+        move it with the clip, prepare it, redo, generate the new diffused frame, composite after
+        generation, and estimate its depth. `moves`: the clip's motion over the segment (hybrid motion)."""
         frame = self.plan.frame(end)
-        prepared = run_steps(self.prepare, self.warps.picture(previous.image, previous.depth, motion[-1]), frame)
+        if self.from_clip:
+            picture = self.video.init_picture(end)
+        else:
+            picture = self.warps.picture(previous.image, previous.depth, motion[-1])
+        unnoised = self.video.match_colors(self.video.before_prepare(picture, moves, end, previous.depth), end)
+        prepared = run_steps(self.prepare, unnoised, frame)
         request = frame_request(frame, prepared, frame.denoise, **self.guide.extras(end, prepared, previous))
-        generated = self.guide.finish(self.backend.generate(request), prepared, request.mask, end)
+        prepared = self.video.redo(prepared, unnoised, end, frame.seed,
+                                   lambda image, seed: self.backend.generate(replace(request, image=image, seed=seed)))
+        generated = self.guide.finish(self.backend.generate(replace(request, image=prepared)), prepared,
+                                      request.mask, end)
+        generated = self.video.match_colors(self.video.after_generation(generated, end, previous.depth), end)
         return self.depth.key(run_steps(self.finish, generated, frame), previous.steady)
 
     def in_between(self, previous: Key, new: Key, motion: list[Move], start: int,
-                   picture: Callable[[Key], np.ndarray] = lambda key: key.image):
+                   picture: Callable[[Key], np.ndarray] = _key_image, moves: list | None = None):
         """Cadence frames: both neighbouring diffused frames warped to each frame's camera (each through
-        its own depth) and crossfaded, each pixel from the neighbours that cover it (frame/cadence.py).
+        its own depth), moved with the clip (`moves`, hybrid motion) and along the optical-flow
+        cadence's flow, and crossfaded, each pixel from the neighbours that cover it (frame/cadence.py).
         `picture` chooses what is warped: the frame, or its depth map."""
         before, after = picture(previous), picture(new)
+        cadence = None
+        if len(motion) > 1 and picture is _key_image:
+            cadence = self.video.segment_cadence_flow(self.warps.picture(before, previous.depth, motion[-1]), after,
+                                                      start, moves)
         for offset, to_here in enumerate(motion[:-1], start=1):
             back = to_here.back_from(motion[-1])  # undo the motion from this frame to the new one
             forward, forward_seen = self.warps.covered(before, previous.depth, to_here)
             backward, backward_seen = self.warps.covered(after, new.depth, back)
-            yield start + offset, crossfade(forward, backward, offset / len(motion), forward_seen, backward_seen)
+            weight = offset / len(motion)
+            if moves or cadence is not None:
+                forward, backward = self.video.tween(forward, backward, offset, moves, cadence, weight, start + offset)
+            yield start + offset, crossfade(forward, backward, weight, forward_seen, backward_seen)
 
     def depth_maps(self, previous: Key, new: Key, motion: list[Move], start: int) -> list[np.ndarray]:
         """The depth map of each frame start+1 .. end (in-betweens: both keys' maps moved to the frame
@@ -240,18 +277,20 @@ class CadenceSegments:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cadence")
         self._pending: Future | None = None
 
-    def submit(self, previous: Key, new: Key, motion: list[Move], start: int, end: int) -> None:
+    def submit(self, previous: Key, new: Key, motion: list[Move], start: int, end: int,
+               moves: list | None = None) -> None:
         self.wait()  # frames stay in order, and an error in the last segment surfaces here
-        self._pending = self._worker.submit(self._write, previous, new, motion, start, end)
+        self._pending = self._worker.submit(self._write, previous, new, motion, start, end, moves)
 
     def wait(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
 
-    def _write(self, previous: Key, new: Key, motion: list[Move], start: int, end: int) -> None:
+    def _write(self, previous: Key, new: Key, motion: list[Move], start: int, end: int, moves: list | None) -> None:
         depth_maps = self._depth_maps(previous, new, motion, start)
-        for (index, tween), depth_map in zip(self.loop.in_between(previous, new, motion, start), depth_maps):
+        tweens = self.loop.in_between(previous, new, motion, start, _key_image, moves)
+        for (index, tween), depth_map in zip(tweens, depth_maps):
             self.sink(index, self.loop.guide.overlay(tween, index), None, depth_map)
         self.sink(end, new.image, resume_point(end, new, self.loop.reference), depth_maps[-1])
 

@@ -46,6 +46,7 @@ from deforum_engine.post.pipeline import check_post, post_process, wants_post
 from deforum_engine.rendering.inputs import RenderInputs, check_inputs
 from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
 from deforum_engine.rendering.summary import describe_plan
+from deforum_engine.rendering.video_steps import VideoSteps, needs_depth
 
 FrameCallback = Callable[[int, np.ndarray], "np.ndarray | None"]
 PhaseCallback = Callable[[str], None]  # "preparing", "generating", "post_processing", each when that work starts
@@ -183,7 +184,8 @@ def _depth_model(plan: FramePlan, backend: Backend) -> DepthEstimator | None:
     process, on the render's device and dtype; none for motion previews, which warp over flat depth."""
     settings = plan.settings
     depth_units = any(track.unit.module == "depth" for track in plan.control.units)
-    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps or depth_units
+    wanted = (plan.camera is not None and plan.camera.depth_warping) or settings.save_depth_maps or depth_units \
+        or needs_depth(settings)
     if not wanted or backend.is_preview:
         return None
     return load_depth_estimator(depth_choice(settings), device=settings.device, dtype=settings.dtype)
@@ -243,9 +245,11 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
                      desc=folder.root.name) as progress:
             sink = _Sink(writer, progress, on_frame)
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
-            start = start_or_resume(inputs, backend, state, sink, depth)
+            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model, folder.root)
+            start = start_or_resume(inputs, backend, state, sink, depth, video)
             device = depth_model.model.device if depth_model is not None else "cpu"
-            FrameLoop.for_render(plan, backend, start.reference, depth, device, inputs.guide).run(start, sink, cancel)
+            FrameLoop.for_render(plan, backend, start.reference, depth, device, inputs.guide,
+                                 video).run(start, sink, cancel)
             phase("post_processing")  # the last frames and the video are finished as the writer closes
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "

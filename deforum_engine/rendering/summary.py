@@ -7,6 +7,7 @@ from deforum_engine.backends.base import Backend
 from deforum_engine.models.depth import DepthChoice
 from deforum_engine.plan.frame_plan import FramePlan
 from deforum_engine.prompts.samplers import step_counts
+from deforum_engine.video.timeline import describe_video
 
 
 def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None = None) -> str:
@@ -30,6 +31,7 @@ def describe_plan(plan: FramePlan, backend: Backend, depth: DepthChoice | None =
     if not backend.is_preview:
         lines.extend(_describe_diffusion(plan))
     lines.extend(_describe_control(plan, backend))
+    lines += describe_video(settings, plan.video)
     if settings.init_image is not None:
         strength_note = "" if backend.is_preview else (
             f": strength {settings.init_strength:.2f} (denoise {1 - settings.init_strength:.2f})")

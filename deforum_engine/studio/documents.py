@@ -6,7 +6,7 @@ under it and everything is validated by `settings.validate_settings` and `plan.b
 error is the CLI's one-line message.
 
 What a document cannot do is reach into the server's disk:
-- files (`image_prompt`, `init_image`, `color_coherence_image`, `soundtrack_path`) are named by
+- files (`image_prompt`, `init_image`, `color_coherence_image`, `soundtrack_path`, `video_init_path`) are named by
   the id of an upload to this server, never by a path;
 - `parseq_manifest` is inline JSON (text or an object), never a path;
 - the model side (`model`, `model_config_dir`, `ip_adapter`, `tiny_vae_model`, `depth_model`,
@@ -33,7 +33,7 @@ from deforum_engine.config.choices import DEPTH_ALGORITHMS
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 
-UPLOAD_FIELDS = ("image_prompt", "init_image", "color_coherence_image", "soundtrack_path")
+UPLOAD_FIELDS = ("image_prompt", "init_image", "color_coherence_image", "soundtrack_path", "video_init_path")
 SERVER_FIELDS = ("model", "model_config_dir", "ip_adapter", "tiny_vae_model", "depth_model", "adabins_model",
                  "lora_dirs", "device", "dtype", "safety_checker")
 

@@ -22,6 +22,7 @@ from deforum_engine.frame.images import ALLOWED_FORMATS, IMAGE_PROMPT_MAX_MB, ch
 from deforum_engine.output.video import check_soundtrack
 from deforum_engine.studio.database import Database
 from deforum_engine.studio.errors import StudioError
+from deforum_engine.video.clip import VIDEO_SUFFIXES, probe_clip
 
 MB = 1024 * 1024
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -33,12 +34,12 @@ class UploadKind:
     """The setting an upload is for, what it holds, and its size limit."""
 
     setting: str
-    media: str  # "image" or "audio"
+    media: str  # "image", "audio" or "video"
     max_bytes: int
 
     @property
     def noun(self) -> str:
-        return "image" if self.media == "image" else "audio file"
+        return {"image": "image", "audio": "audio file"}.get(self.media, "video")
 
 
 UPLOAD_KINDS = {kind.setting: kind for kind in (
@@ -46,6 +47,7 @@ UPLOAD_KINDS = {kind.setting: kind for kind in (
     UploadKind("init_image", "image", 50 * MB),
     UploadKind("color_coherence_image", "image", 50 * MB),
     UploadKind("soundtrack_path", "audio", 200 * MB),
+    UploadKind("video_init_path", "video", 2000 * MB),
 )}
 # What the first bytes of each accepted image format are (check_image_file also takes MPO, a JPEG).
 _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG", ".png"), (b"\xff\xd8\xff", "JPEG", ".jpg"), (b"RIFF", "WEBP", ".webp"))
@@ -118,6 +120,10 @@ class UploadStore:
     def _check(self, kind: UploadKind, temp: Path, shown: str) -> str:
         """The CLI's checks on the stored bytes; returns the suffix to store the file under."""
         try:
+            if kind.media == "video":  # a clip ffmpeg reads (the render checks its frames again)
+                probe_clip(temp, kind.setting)
+                suffix = Path(shown).suffix.lower()
+                return suffix if suffix in VIDEO_SUFFIXES else ".mp4"
             if kind.media == "audio":
                 check_soundtrack(temp)
                 suffix = Path(shown).suffix.lower()
@@ -218,7 +224,7 @@ def _image_format(path: Path) -> tuple[str | None, str]:
 
 def _refusal_status(kind: UploadKind, path: Path) -> int:
     """415 for a file of another type, 422 for an accepted type that is broken (empty, truncated, a bomb)."""
-    if kind.media == "audio":
+    if kind.media in ("audio", "video"):
         return 415 if path.stat().st_size else 422
     if path.stat().st_size == 0:
         return 422

@@ -76,7 +76,7 @@ def test_full_extension_file_lists_what_it_ignores():
     raw = read(A1111_FULL)
     result = import_deforum(raw, str(A1111_FULL))
     ignored = set(result.ignored)
-    for key in ("hybrid_motion", "hybrid_comp_alpha_schedule", "video_init_path", "use_looper", "init_images",
+    for key in ("use_looper", "init_images",
                 "enable_checkpoint_scheduling", "checkpoint_schedule",
                 "subseed_schedule", "sd_model_name", "deforum_git_commit_id"):
         assert key in ignored, key
@@ -90,11 +90,14 @@ def test_full_extension_file_lists_what_it_ignores():
                 # interpolation and upscaling are engine features now (post/)
                 "r_upscale_video", "r_upscale_model", "frame_interpolation_engine", "frame_interpolation_x_amount",
                 # ControlNet units and masks are engine features now (read even when switched off)
-                "cn_1_enabled", "cn_5_weight", "cn_3_vid_path", "use_mask", "mask_file", "mask_schedule"):
+                "cn_1_enabled", "cn_5_weight", "cn_3_vid_path", "use_mask", "mask_file", "mask_schedule",
+                # video in is an engine feature now (issue 18)
+                "hybrid_motion", "hybrid_comp_alpha_schedule", "video_init_path", "optical_flow_cadence"):
         assert key not in ignored, key
     assert result.ignored == [key for key in raw if key in ignored]  # file order, no repeats
     notes = " ".join(result.notes)
-    assert "hybrid_motion" in notes and "cn_1_enabled" not in notes
+    assert "video_init_path is a URL" in notes and "hybrid video is off" in notes and "cn_1_enabled" not in notes
+    assert result.settings["hybrid_motion"] == "None" and "RAFT" not in notes
     assert "v1-5-pruned-emaonly.safetensors" in notes
 
 
@@ -126,7 +129,10 @@ def test_notebook_file_with_deprecated_names_and_values():
         "40": "a beautiful durian, trending on Artstation",
     }
     assert s["name"] == "StableFun"
-    for key in ("prompts", "near_plane", "fov", "hybrid_video_motion", "clip_name", "grad_inject_timing",
+    assert s["hybrid_flow_method"] == "Farneback" and s["hybrid_comp_alpha_schedule"] == "0:(1)"  # hybrid_video_*
+    assert s["hybrid_composite"] == "None" and "video_init_path" not in s  # hybrid off: the clip is not read
+    for key in ("prompts", "near_plane", "fov", "hybrid_video_use_video_as_mse_image", "clip_name",
+                "grad_inject_timing",
                 "interpolate_key_frames", "flip_2d_perspective"):
         assert (key in result.ignored) == (key != "flip_2d_perspective"), key
 
@@ -184,12 +190,12 @@ def test_prompts_not_all_merged_are_kept_as_written():
 
 @pytest.mark.parametrize("value, expected", [
     ("Match Frame 0 LAB", "LAB"), ("Match Frame 0 HSV", "HSV"), ("Match Frame 0 RGB", "RGB"),
-    ("LAB", "LAB"), ("hsv", "HSV"), ("None", "None"), (None, "None"), ("Video Input", "LAB"),
+    ("LAB", "LAB"), ("hsv", "HSV"), ("None", "None"), (None, "None"), ("Video Input", "Video Input"),
 ])
 def test_color_coherence_values(value, expected):
     result = import_deforum(minimal(color_coherence=value), "x.txt")
     assert result.settings["color_coherence"] == expected
-    assert ("Video Input" in " ".join(result.notes)) == (value == "Video Input")
+    assert "Video Input" not in " ".join(result.notes)
 
 
 def test_current_name_wins_over_deprecated_one():
@@ -232,13 +238,12 @@ def test_unusable_mapped_value_names_file_and_key(key, value, complaint):
 
 
 def test_ignored_keys_never_fail_loading():
-    weird = {"cn_1_weight": 0.5, "hybrid_composite": True, "init_images": {"bad": [1, 2]}, "fill": None,
-             "hybrid_flow_method": 42, "future_feature_x": {"nested": True}, "mask_file": ""}
+    weird = {"cn_1_weight": 0.5, "use_mask": True, "init_images": {"bad": [1, 2]}, "fill": None,
+             "future_feature_x": {"nested": True}, "mask_file": ""}
     result = import_deforum(minimal(**weird), "x.txt")
     read_and_dropped = {"cn_1_weight", "mask_file"}  # a disabled unit's and an unused mask's settings
     assert set(weird) - read_and_dropped <= set(result.ignored)
     assert not read_and_dropped & (set(result.ignored) | set(result.settings))
-    assert "hybrid video compositing (hybrid_composite)" in " ".join(result.notes)
 
 
 @pytest.mark.parametrize("add_soundtrack, path, expected", [
@@ -325,7 +330,7 @@ def test_unusable_parseq_manifest_in_a_deforum_file(manifest, complaint):
 
 
 def test_animation_modes_give_notes_never_errors():
-    for mode, words in (("Video Input", "no video input"), ("Interpolation", "2D animation"),
+    for mode, words in (("Interpolation", "2D animation"),
                         ("Warp Drive", "unknown"), ("2D", None)):
         notes = " ".join(import_deforum(minimal(animation_mode=mode), "x.txt").notes)
         assert (words in notes) if words else "animation_mode" not in notes
@@ -627,10 +632,10 @@ def test_placeholders_the_3d_mode_never_reads_never_fail(tmp_path):
 
 @pytest.mark.parametrize("mode, expected, note", [
     ("3D", "3D", None), ("2D", "2D", None), ("3d", "3D", None), ("None", "None", "still-image"),
-    ("Video Input", "2D", "no video input"), ("Interpolation", "2D", "2D animation"), ("Warp Drive", "2D", "unknown"),
+    ("Video Input", "Video Input", None), ("Interpolation", "2D", "2D animation"), ("Warp Drive", "2D", "unknown"),
 ])
 def test_animation_modes(mode, expected, note):
-    result = import_deforum(minimal(animation_mode=mode), "x.txt")
+    result = import_deforum(minimal(animation_mode=mode, video_init_path="clips/in.mp4"), "x.txt")
     assert result.settings["animation_mode"] == expected
     notes = " ".join(result.notes)
     assert (note in notes) if note else "animation_mode" not in notes
@@ -726,7 +731,7 @@ def test_the_parseq_overrides_switch_is_no_longer_only_a_note():
 # ---------------------------------------------------------------- Deforum's enums in native files
 
 @pytest.mark.parametrize("value, expected", [("File", True), ("None", False), ("none", False), (True, True),
-                                             (False, False), ("Init Video", False)])
+                                             (False, False)])
 def test_add_soundtrack_takes_deforums_choices_in_native_files(value, expected, tmp_path):
     toml, native_json = tmp_path / "native.toml", tmp_path / "native.json"
     toml.write_text(f"add_soundtrack = {json.dumps(value)}\nmax_frames = 3\n", encoding="utf-8")
@@ -738,8 +743,10 @@ def test_add_soundtrack_takes_deforums_choices_in_native_files(value, expected, 
         assert load_settings(native_json).add_soundtrack is expected
 
 
-def test_add_soundtrack_init_video_in_a_native_file_says_why_nothing_is_added():
-    with pytest.warns(IgnoredSettingsWarning, match="add_soundtrack 'Init Video': the engine has no video input"):
+def test_add_soundtrack_init_video_takes_the_clips_audio():
+    settings = validate_settings({"add_soundtrack": "Init Video", "video_init_path": "clips/in.mp4"})
+    assert settings.add_soundtrack is True and str(settings.soundtrack_path) == "clips/in.mp4"
+    with pytest.raises(SettingsError, match="add_soundtrack 'Init Video' takes the soundtrack from video_init_path"):
         validate_settings({"add_soundtrack": "Init Video"})
     with pytest.raises(SettingsError, match="add_soundtrack"):
         validate_settings({"add_soundtrack": "Sometimes"})

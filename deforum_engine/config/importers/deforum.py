@@ -12,6 +12,7 @@ resolves them against the file's folder).
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import re
@@ -134,6 +135,18 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return convert
 
 
+def _named(*allowed: str) -> Callable[[Any], str]:
+    """One of `allowed`, matched without regard to case, returned as spelt there."""
+    by_key = {name.lower(): name for name in allowed}
+
+    def convert(value: Any) -> str:
+        key = "none" if value is None else value.strip().lower() if isinstance(value, str) else None
+        if key not in by_key:
+            raise _Unusable(f"expected one of {', '.join(allowed)}")
+        return by_key[key]
+    return convert
+
+
 # Deforum key -> (engine key, converter). Current names come before the deprecated ones they replace:
 # when a file has both, the current name wins.
 _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
@@ -164,6 +177,18 @@ _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
     ("padding_mode", "padding_mode", _choice(*choices.PADDING_MODES)),
     ("sampling_mode", "sampling_mode", _choice(*choices.SAMPLING_MODES)),
     ("save_depth_maps", "save_depth_maps", _flag),
+    # Video in: Video Input mode, hybrid video, optical flow (video_init_path: _video_input; the per-frame
+    # schedules are rows of config/frame_values.py, above)
+    *[(key, key, _whole) for key in ("extract_nth_frame", "extract_from_frame", "extract_to_frame",
+                                     "color_coherence_video_every_N_frames", "hybrid_consistency_blur",
+                                     "diffusion_redo")],
+    *[(key, key, _flag) for key in ("hybrid_motion_use_prev_img", "hybrid_flow_consistency",
+                                    "hybrid_use_first_frame_as_init_image", "hybrid_use_init_image",
+                                    "hybrid_comp_mask_inverse", "hybrid_comp_mask_auto_contrast",
+                                    "hybrid_comp_save_extra_frames")],
+    ("hybrid_comp_mask_type", "hybrid_comp_mask_type",
+     _named("None", "Depth", "Video Depth", "Blend", "Difference")),
+    ("hybrid_comp_mask_equalize", "hybrid_comp_mask_equalize", _named("None", "Before", "After", "Both")),
     ("parseq_use_deltas", "parseq_use_deltas", _flag),
     ("parseq_non_schedule_overrides", "parseq_non_schedule_overrides", _flag),
     ("bpm", "bpm", _number),
@@ -215,9 +240,8 @@ _COHERENCE = {"none": "None", "rgb": "RGB", "hsv": "HSV", "lab": "LAB", "image":
               "video input": "Video Input",
               "match frame 0 rgb": "RGB", "match frame 0 hsv": "HSV", "match frame 0 lab": "LAB"}
 
-_MODES = {"2d": "2D", "3d": "3D", "none": "None"}
+_MODES = {"2d": "2D", "3d": "3D", "none": "None", "video input": "Video Input"}
 _MODE_NOTES = {
-    "video input": "animation_mode 'Video Input': the engine has no video input; rendered as a 2D animation",
     "interpolation": "animation_mode 'Interpolation': rendered as a 2D animation (prompts switch at their "
                      "keyframes instead of blending)",
     "none": "animation_mode 'None' (Deforum's still images): the engine has no still-image mode and renders "
@@ -227,15 +251,8 @@ _MODE_NOTES = {
 # Switches for features the engine does not have, and the values that mean "off".
 _OFF = (None, False, "", "None", "none", "0", 0)
 _FEATURE_SWITCHES = {
-    "hybrid_motion": "hybrid video motion",
-    "hybrid_composite": "hybrid video compositing",
-    "hybrid_video_motion": "hybrid video motion",
-    "hybrid_video_composite": "hybrid video compositing",
     "use_alpha_as_mask": "the init image's alpha as {video_mask} (use {init_mask} in mask_schedule)",
     "use_looper": "guided images",
-    "optical_flow_cadence": "optical-flow cadence",
-    "optical_flow_redo_generation": "optical-flow redo",
-    "diffusion_redo": "diffusion redo",
     "enable_checkpoint_scheduling": "checkpoint scheduling",
     "enable_clipskip_scheduling": "clip-skip scheduling",
     "enable_subseed_scheduling": "subseed scheduling",
@@ -289,13 +306,15 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     if not isinstance(raw, dict):
         raise SettingsError(f"{source}: a Deforum settings file is a JSON object; "
                             f"this one is a {type(raw).__name__}")
-    reader = _Reader(raw, source)
+    aliases = _hybrid_aliases(raw)
+    reader = _Reader({**raw, **{new: raw[old] for old, new in aliases.items()}}, source)
     settings: dict[str, Any] = {}
     notes: list[str] = []
     for deforum_key, engine_key, convert in _DIRECT:
         if reader.has(deforum_key):
             settings.setdefault(engine_key, reader.take(deforum_key, convert))
     settings.update(_animation_mode(reader, notes))
+    settings.update(_video_input(reader, settings, notes))
     settings.update(_size(reader, notes))
     settings.update(_steps_and_sampler(reader))
     settings.update(_sampler(reader, notes))
@@ -303,6 +322,7 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     settings.update(_init_image(reader))
     settings.update(_soundtrack(reader, notes))
     settings.update(_post_processing(reader, notes))
+    settings.update(_soundtrack_from_clip(reader, settings, notes))
     settings.update(_prompts(reader, notes))
     settings.update(_render_name(reader, settings, notes))
     settings.update(_parseq_manifest(reader, notes))
@@ -312,7 +332,7 @@ def import_deforum(raw: dict, source: str) -> DeforumImport:
     settings.update({key: value for key, value in _DEFORUM_DEFAULTS.items() if key not in settings})
     notes += _read_schedules(settings)
     notes += _feature_notes(reader, settings)
-    ignored = [key for key in raw if key not in reader.used]
+    ignored = [key for key in raw if key not in reader.used and aliases.get(key) not in reader.used]
     settings.setdefault("srt_schedules", _srt_schedules(raw))
     return DeforumImport(settings=settings, ignored=ignored, notes=notes)
 
@@ -339,7 +359,7 @@ def _steps_and_sampler(reader: _Reader) -> dict[str, Any]:
 
 
 def _animation_mode(reader: _Reader, notes: list[str]) -> dict[str, Any]:
-    """2D, 3D and None as they are; Video Input and Interpolation render as 2D (with a note)."""
+    """2D, 3D, None and Video Input as they are; Interpolation renders as 2D (with a note)."""
     mode = reader.take("animation_mode", lambda v: str(v).strip())
     if mode is None:
         return {}
@@ -437,10 +457,6 @@ def _color_coherence(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     if not reader.has("color_coherence"):
         return {}
     mode = reader.take("color_coherence", _coherence_mode)
-    if mode == "Video Input":
-        notes.append("color_coherence 'Video Input': the engine has no video input; colours are matched "
-                     "to the first frame in LAB instead")
-        mode = "LAB"
     out = {"color_coherence": mode}
     if mode == "Image":
         out["color_coherence_image"] = _local_path(reader, "color_coherence_image_path",
@@ -485,8 +501,7 @@ def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     if choice == "file":
         return {"add_soundtrack": True, "soundtrack_path": _local_path(reader, "soundtrack_path", "the soundtrack")}
     if choice == "init video":
-        notes.append("add_soundtrack 'Init Video': the engine has no video input, so no soundtrack is added; "
-                     "set soundtrack_path to an audio file to add one")
+        return {"add_soundtrack": "Init Video"}  # the clip's audio (settings: video_init_path)
     return {"add_soundtrack": False, "soundtrack_path": None}
 
 
@@ -727,3 +742,70 @@ def ignored_summary(keys: list[str], shown: int = 2) -> str:
     parts = [f"{feature} {len(group)} ({', '.join(str(key)[:60] for key in group[:shown])}"
              + (", ..." if len(group) > shown else "") + ")" for feature, group in groups]
     return f"{len(keys)} Deforum settings for features this engine does not have were ignored: " + "; ".join(parts)
+
+
+_OLD_HYBRID = "hybrid_video_"  # the notebook and old extension versions: hybrid_video_motion ...
+
+
+def _hybrid_aliases(raw: dict) -> dict[str, str]:
+    """Old hybrid_video_* key -> today's hybrid_* name, for keys the file does not also have new."""
+    renamed = {key: "hybrid_" + key.removeprefix(_OLD_HYBRID) for key in raw if key.startswith(_OLD_HYBRID)}
+    return {old: new for old, new in renamed.items() if new not in raw}
+
+
+def _video_input(reader: _Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """Video Input mode, hybrid video and the optical-flow switches. video_init_path is read only where
+    the file uses it (Deforum files carry a URL there by default)."""
+    out: dict[str, Any] = {
+        "hybrid_composite": reader.take("hybrid_composite", _legacy_switch("Normal", *choices.HYBRID_COMPOSITES), "None"),
+        "hybrid_motion": reader.take("hybrid_motion", _named(*choices.HYBRID_MOTIONS), "None")}
+    masks = reader.take("hybrid_generate_human_masks", str, "None")
+    if masks not in ("None", "none", ""):
+        notes.append(f"hybrid_generate_human_masks {masks!r}: human masks need a segmentation model download "
+                     "and are not made (Deforum does not use them for compositing either)")
+    # (the key is not passed on: the note is the warning)
+    reader.first("hybrid_generate_inputframes", "overwrite_extracted_frames")  # frames are streamed, never extracted
+    reader.first("video_init_path")
+    video_mode = settings.get("animation_mode") == "Video Input"
+    only_init_image = reader.raw.get("hybrid_use_init_image") is True and out["hybrid_motion"] == "None"
+    if video_mode or out["hybrid_motion"] != "None" or (out["hybrid_composite"] != "None" and not only_init_image):
+        if not video_mode and is_url(str(reader.raw.get("video_init_path", ""))):
+            notes.append(f"video_init_path is a URL ({reader.raw['video_init_path']}), which is not fetched: "
+                         "hybrid video is off; download the clip and give its path to use it")
+            out = {"hybrid_composite": "None", "hybrid_motion": "None"}
+        else:
+            out["video_init_path"] = _local_path(reader, "video_init_path", "the input video")
+    return {**out, **_flow_methods(reader, out["hybrid_motion"] == "Optical Flow", notes)}
+
+
+def _flow_methods(reader: _Reader, hybrid_flow: bool, notes: list[str]) -> dict[str, str]:
+    """The three flow-method settings. RAFT needs torchvision, which the engine does not install:
+    without it, DIS Fine is used (with a note where the file uses the method)."""
+    out = {}
+    for key in ("hybrid_flow_method", "optical_flow_cadence", "optical_flow_redo_generation"):
+        allowed = choices.FLOW_METHODS if key == "hybrid_flow_method" else ("None", *choices.FLOW_METHODS)
+        method = reader.take(key, _legacy_switch("DIS Fine", *allowed), "RAFT" if key == "hybrid_flow_method" else None)
+        if method == "RAFT" and importlib.util.find_spec("torchvision") is None:
+            if key != "hybrid_flow_method" or hybrid_flow:
+                notes.append(f"{key} 'RAFT' needs torchvision, which is not installed here: using 'DIS Fine'")
+            method = "DIS Fine"
+        if method is not None:
+            out[key] = method
+    return out
+
+
+def _legacy_switch(on: str, *allowed: str) -> Callable[[Any], str]:
+    """One of `allowed`; an old true / false means `on` / "None"."""
+    named = _named(*allowed)
+    return lambda value: ({True: on, False: "None"}[value] if isinstance(value, bool) else named(value))
+
+
+def _soundtrack_from_clip(reader: _Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    """add_soundtrack "Init Video": the clip's audio, from a local video_init_path (a URL is not fetched)."""
+    if settings.get("add_soundtrack") != "Init Video" or "video_init_path" in settings:
+        return {}
+    if is_url(str(reader.raw.get("video_init_path", ""))):
+        notes.append("add_soundtrack 'Init Video': video_init_path is a URL, which is not fetched, so no "
+                     "soundtrack is added; give the clip's path (or soundtrack_path) to add one")
+        return {"add_soundtrack": False, "soundtrack_path": None}
+    return {"video_init_path": _local_path(reader, "video_init_path", "the clip whose audio is the soundtrack")}
