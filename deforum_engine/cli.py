@@ -1,7 +1,8 @@
 """The `deforum-engine` command: argument parsing, and nothing else that the Python API lacks.
 
-Each subcommand is a thin call into the package. Heavy modules (torch, diffusers, librosa, Ray)
-are imported inside the commands that need them, so `schedule` or `plan` start instantly.
+Each subcommand is a thin call into the package. The rendering side (OpenCV, and through it
+torch, diffusers, Ray, the web server) is imported inside the commands that render, so `schedule`,
+`plan` and `presets` start instantly and never load torch.
 """
 from __future__ import annotations
 
@@ -13,18 +14,23 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deforum_engine.config.files import check_override_names, load_settings, parse_override
 from deforum_engine.config.frame_values import BY_NAME, motion_values
+from deforum_engine.config.presets import list_presets, load_preset
 from deforum_engine.config.settings import IgnoredSettingsWarning
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.limits import env_name
+from deforum_engine.plan.audio import analyse_audio, features_to_json, plot_features
+from deforum_engine.plan.frame_plan import build_plan
+from deforum_engine.plan.plot import plot_plan
+from deforum_engine.schedules import evaluate_schedule
+from deforum_engine.studio.config import DEFAULT_DATA, TOKEN_ENV, StudioConfig
 
 if TYPE_CHECKING:
     from deforum_engine.config.settings import Settings
 
 
 def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
-    from deforum_engine.config.files import check_override_names, parse_override
-
     overrides = dict(parse_override(pair) for pair in pairs or [])
     check_override_names(overrides)
     if model:
@@ -33,8 +39,6 @@ def _overrides(pairs: list[str] | None, model: str | None = None) -> dict:
 
 
 def _load(args) -> Settings:
-    from deforum_engine.config.files import load_settings
-
     settings = load_settings(args.settings, _overrides(getattr(args, "set", None), getattr(args, "model", None)))
     if settings.name is None:
         settings = settings.model_copy(update={"name": Path(args.settings).stem})
@@ -45,8 +49,6 @@ def _load(args) -> Settings:
 
 
 def cmd_schedule(args) -> int:
-    from deforum_engine.schedules import evaluate_schedule
-
     values = evaluate_schedule(args.text, args.frames, seed=args.seed, fps=args.fps, setting="schedule")
     if args.json:
         print(json.dumps([float(v) for v in values]))
@@ -57,8 +59,6 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from deforum_engine.plan.frame_plan import build_plan
-
     plan = build_plan(_load(args))
     if args.json:
         print(json.dumps(plan.to_json()))
@@ -110,8 +110,6 @@ def _video_columns(plan) -> list[str]:
 
 
 def cmd_presets(args) -> int:
-    from deforum_engine.config.presets import list_presets, load_preset
-
     if args.action == "show":
         if not args.name:
             raise SettingsError("presets show: give a preset name, e.g. `deforum-engine presets show zoom_in`")
@@ -134,8 +132,6 @@ def cmd_presets(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from deforum_engine.plan.frame_plan import build_plan
-    from deforum_engine.plan.plot import plot_plan
 
     path = plot_plan(build_plan(_load(args)), Path(args.output))
     print(f"wrote {path}")
@@ -212,8 +208,6 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_audio(args) -> int:
-    from deforum_engine.plan.audio import analyse_audio, features_to_json, plot_features
-
     features = analyse_audio(Path(args.file), args.fps, bpm=args.bpm)
     if args.plot:
         plot_features(features, Path(args.plot))
@@ -244,7 +238,6 @@ def cmd_serve(args) -> int:
         from deforum_engine.studio.server import serve
     except ModuleNotFoundError as error:
         raise SettingsError(f"serve: the studio needs {error.name}: pip install -c constraints.txt 'deforum-engine[studio]'") from None
-    from deforum_engine.studio.config import TOKEN_ENV, StudioConfig
 
     for option, limit in ((args.max_frames, "max_frames"), (args.max_batch_jobs, "max_jobs")):
         if option is not None:  # the render threads read the limits from the environment, as the CLI does
@@ -351,9 +344,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(func=cmd_batch)
 
-    from deforum_engine.studio.config import (
-        DEFAULT_DATA,  # light: no web framework is imported until `serve` runs
-    )
 
     sub = commands.add_parser("serve", help="the studio: a local web app and HTTP API")
     sub.add_argument("--host", default="127.0.0.1", help="address to listen on (other than localhost needs --token)")

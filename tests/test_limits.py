@@ -85,7 +85,7 @@ def test_what_a_deforum_file_ignores_is_listed_briefly(tmp_path):
         created = client.post("/api/jobs", json=document)
     assert created.status_code == 201, created.text[:300]
     ignored = created.json()["notes"][0]
-    assert "extra0, extra1" in ignored and "more (40000 in all)" in ignored and len(ignored) < 600
+    assert "40000 Deforum settings" in ignored and "other 40000 (extra0, extra1, ...)" in ignored and len(ignored) < 600
 
 
 def test_bodies_over_the_limit_are_refused_while_streaming(tmp_path):
@@ -311,7 +311,7 @@ def test_a_dead_worker_is_reported_and_restarted(tmp_path, monkeypatch):
 def test_a_full_disk_fails_the_one_job_and_says_so(tmp_path, monkeypatch):
     from deforum_engine.studio import worker as worker_module
 
-    real_render = worker_module.render
+    real_render = worker_module.render_or_resume
     calls = []
 
     def render(*args, **kwargs):
@@ -319,7 +319,7 @@ def test_a_full_disk_fails_the_one_job_and_says_so(tmp_path, monkeypatch):
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device", "frames/000001.png")
         return real_render(*args, **kwargs)
-    monkeypatch.setattr(worker_module, "render", render)
+    monkeypatch.setattr(worker_module, "render_or_resume", render)
     with studio(tmp_path / "data") as client:
         first = client.post("/api/jobs", json={**SMALL, "max_frames": 2}).json()
         failed = wait_for_job(status_of(client, first["id"]))

@@ -189,7 +189,7 @@ class FrameLoop:
         from_clip = plan.settings.animation_mode == "Video Input"
         noise_mask = guide.noise_mask if guide.noise is not None else None
         prepare = [] if from_clip else preparation_steps(plan, reference, preview=preview, noise_mask=noise_mask)
-        finish = [] if from_clip else generation_steps(reference, preview)
+        finish = [] if from_clip else generation_steps(reference, preview, plan.settings.hybrid_composite != "None")
         return cls(plan, backend, reference, prepare, finish, choose_warps(plan, device, preview), depth, guide,
                    video, from_clip)
 

@@ -16,6 +16,7 @@ import numpy as np
 from deforum_engine.control.masks import noise_only_in
 from deforum_engine.frame.adjust import adjust_contrast, unsharp_mask
 from deforum_engine.frame.cadence import coverage
+from deforum_engine.frame.detail import restore_detail
 from deforum_engine.frame.color import ColorReference, match_color
 from deforum_engine.frame.noise import add_noise
 from deforum_engine.frame.motion3d import CameraStep
@@ -79,11 +80,20 @@ def preparation_steps(plan: FramePlan, reference: ColorReference | None, preview
     return steps
 
 
-def generation_steps(reference: ColorReference | None, is_preview: bool) -> list[ImageStep]:
-    """Steps after the backend: colour coherence again, since diffusion drifts colours (not for previews)."""
-    if reference is None or is_preview:
-        return []
-    return [partial(match_colors, reference=reference)]
+def restore_warped_detail(image: np.ndarray, frame: FrameValues) -> np.ndarray:
+    """A motion preview's stand-in for the model: the fine detail the warps wore away, put back (frame 0,
+    the user's picture, as it is)."""
+    return restore_detail(image, frame.seed * 7919 + frame.index) if frame.index > 0 else image
+
+
+def generation_steps(reference: ColorReference | None, is_preview: bool, clip_composited: bool = False
+                     ) -> list[ImageStep]:
+    """Steps after the backend: colour coherence again, since diffusion drifts colours; a motion preview
+    has no diffusion, and puts back the detail its warps wore away instead (unless hybrid video
+    composites a clip into every frame: the clip brings its own detail)."""
+    if is_preview:
+        return [] if clip_composited else [restore_warped_detail]
+    return [] if reference is None else [partial(match_colors, reference=reference)]
 
 
 def run_steps(steps: list[ImageStep], image: np.ndarray, frame: FrameValues) -> np.ndarray:

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deforum_engine.batch.local import read_jobs_file
 from deforum_engine.config import files as settings_files
-from deforum_engine.config.settings import Settings
+from deforum_engine.config.choices import DEPTH_ALGORITHMS
+from deforum_engine.config.frame_values import BY_SETTING
+from deforum_engine.config.settings import Settings, setting_choices
 from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import build_plan
 from deforum_engine.post.srt import gen_info_srt
-from deforum_engine.config.frame_values import BY_SETTING
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
-from deforum_engine.config.settings import setting_choices
-from deforum_engine.config.choices import DEPTH_ALGORITHMS
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 
@@ -144,8 +144,6 @@ def _server_side(data: dict[str, Any], server: dict[str, Any], source: str) -> d
 def jobs_file_documents(text: str, base: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
     """The documents of a jobs file (TOML: [matrix] and/or [[jobs]], as `deforum-engine batch` reads it)
     over a base document given inline; returns (job name, document) pairs."""
-    from deforum_engine.batch.local import read_jobs_file
-
     with tempfile.TemporaryDirectory(prefix="studio-jobs-") as folder:
         root = Path(folder).resolve()
         path = root / "jobs.toml"

@@ -238,7 +238,7 @@ def test_unusable_mapped_value_names_file_and_key(key, value, complaint):
 
 
 def test_ignored_keys_never_fail_loading():
-    weird = {"cn_1_weight": 0.5, "use_mask": True, "init_images": {"bad": [1, 2]}, "fill": None,
+    weird = {"cn_1_weight": 0.5, "init_images": {"bad": [1, 2]}, "fill": None,
              "future_feature_x": {"nested": True}, "mask_file": ""}
     result = import_deforum(minimal(**weird), "x.txt")
     read_and_dropped = {"cn_1_weight", "mask_file"}  # a disabled unit's and an unused mask's settings

@@ -99,7 +99,8 @@ def test_ignored_deforum_keys_are_one_short_warning_grouped_by_feature():
     result = cli("plan", "tests/data/importers/a1111_2d_full_settings.txt", "--set", "max_frames=2")
     warning = [line for line in result.stderr.splitlines() if "were ignored" in line]
     assert len(warning) == 1 and len(warning[0]) < 500, warning
-    assert "ignored: ControlNet 85; other 21 (e.g. seed_resize_from_w, " in warning[0] and "hybrid video 21" in warning[0]
+    assert "ignored: other 20 (seed_resize_from_w, seed_resize_from_h, ...); " in warning[0]
+    assert "guided images (looper) 6 (use_looper, init_images, ...)" in warning[0]
 
 
 def test_a_long_audio_analysis_shows_progress(tmp_path):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from deforum_engine.backends.preview import default_picture, restore_detail
+from deforum_engine.backends.preview import default_picture
+from deforum_engine.frame.detail import restore_detail
 from deforum_engine.config.files import load_settings
 from deforum_engine.config.presets import list_presets
 from preview_measure import gradient_energy, holds, landscape, picture_drift, preview_frames

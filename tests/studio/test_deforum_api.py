@@ -173,7 +173,8 @@ def test_cancelling_a_queued_and_a_running_job(tmp_path):
         settled = job(client, running)
         unknown = client.delete("/deforum_api/jobs/0123456789ab")
     assert (cancelled_queued.status, cancelled_queued.phase) == ("CANCELLED", "QUEUED")
-    assert cancelled_queued.message.startswith("Cancelled due to user request. | 2 Deforum settings for features")
+    assert cancelled_queued.message.startswith("Cancelled due to user request. | ")
+    assert "Deforum settings for features this engine does not have were ignored" in cancelled_queued.message
     assert again.status_code == 400
     assert again.json()["message"] == f"Job with ID {waiting} not in a cancellable state. Has it already finished?"
     for status in (cancelled_running, settled):
@@ -186,9 +187,9 @@ def test_cancelling_a_queued_and_a_running_job(tmp_path):
 
 def test_a_bad_file_in_a_batch_fails_alone_and_ignored_settings_are_named(tmp_path):
     bad = {**DEFORUM, "W": 65}
-    with_hybrid = {**DEFORUM, "max_frames": 2, "hybrid_composite": "Normal", "use_mask": True}
+    with_ignored = {**DEFORUM, "max_frames": 2, "use_looper": True, "restore_faces": True}
     with studio(tmp_path / "data") as client:
-        body = submit(client, [with_hybrid, bad])
+        body = submit(client, [with_ignored, bad])
         good_id, bad_id = body["job_ids"]
         failed = job(client, bad_id)
         good = done(client, good_id)
@@ -199,12 +200,12 @@ def test_a_bad_file_in_a_batch_fails_alone_and_ignored_settings_are_named(tmp_pa
         no_batch = client.get("/deforum_api/batches/nope")
         empty = client.post("/deforum_api/batches", json={"deforum_settings": []})
         malformed = client.post("/deforum_api/batches", json={"deforum_settings": 3})
-        native = client.post("/api/batches", json={"settings": [with_hybrid, bad]})
+        native = client.post("/api/batches", json={"settings": [with_ignored, bad]})
     assert (failed.status, failed.error_type, failed.phase) == ("FAILED", "TERMINAL", "PREPARING")
     assert failed.message.startswith("document 2: `W`: must be a multiple of 8")
     assert good.status == Status.SUCCEEDED
     ignored = body["notes"][good_id][0]
-    assert "hybrid_composite" in ignored and "use_mask" in ignored and "hybrid_composite" in good.message
+    assert "use_looper" in ignored and "restore_faces" in ignored and "use_looper" in good.message
     assert batches[body["batch_id"]] == [good_id, bad_id]
     assert [JobStatus.model_validate(s).id for s in listed] == [good_id, bad_id]
     assert set(every) == {good_id, bad_id} and all(JobStatus.model_validate(s) for s in every.values())
