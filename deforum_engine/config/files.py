@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from deforum_engine.config.control_units import UNIT_COUNT, setting_name
-from deforum_engine.config.importers.deforum import (
-    ignored_summary,
-    import_deforum,
-    looks_like_deforum,
-)
+from deforum_engine.config.importers.deforum import import_deforum, looks_like_deforum
+from deforum_engine.config.importers.deforum_ignored import ignored_summary
 from deforum_engine.config.presets import load_preset
 from deforum_engine.config.settings import (PATH_FIELDS, PATH_LIST_FIELDS, SETTING_NAMES, IgnoredSettingsWarning, Settings,
                                             suggest_name, validate_settings)

@@ -12,25 +12,44 @@ resolves them against the file's folder).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deforum_engine.config.control_units import UNIT_COUNT, UNIT_DEFAULTS, UNIT_SCHEDULES, setting_name
+from deforum_engine.config import choices
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
-from deforum_engine.config.importers.parseq import is_url, load_parseq_manifest
+from deforum_engine.config.importers.deforum_features import (
+    controlnet_units,
+    hybrid_aliases,
+    masks,
+    post_processing,
+    soundtrack_from_clip,
+    video_input,
+)
+from deforum_engine.config.importers.deforum_ignored import feature_notes
+from deforum_engine.config.importers.deforum_values import (
+    Reader,
+    Unusable,
+    read_choice,
+    read_depth_algorithm,
+    read_flag,
+    read_local_path,
+    read_named,
+    read_number,
+    read_schedule,
+    read_text,
+    read_whole,
+)
+from deforum_engine.config.importers.parseq import load_parseq_manifest
+from deforum_engine.config.settings import SCHEDULE_FIELDS, SETTING_NAMES
 from deforum_engine.config.srt_labels import SRT_ONLY_SCHEDULES
 from deforum_engine.errors import SettingsError
 from deforum_engine.limits import check_nesting
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.schedules import read_deforum_schedule
-from deforum_engine.config import choices
-from deforum_engine.config.settings import SCHEDULE_FIELDS, SETTING_NAMES
 
 
 @dataclass
@@ -59,144 +78,56 @@ def looks_like_deforum(raw: dict) -> bool:
     return isinstance(raw, dict) and not _TELL_TALE_KEYS.isdisjoint(raw)
 
 
-class _Unusable(ValueError):
-    """A converter's complaint about a value: what is wrong and what to write instead."""
-
-
-def _whole(value: Any) -> int:
-    try:
-        value = _number(value)
-    except _Unusable:
-        raise _Unusable("expected a whole number") from None
-    if value != int(value):
-        raise _Unusable("expected a whole number")
-    return int(value)
-
-
-def _number(value: Any) -> int | float:
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            return int(text)
-        except ValueError:
-            pass
-        try:
-            value = float(text)
-        except ValueError:
-            raise _Unusable("expected a number") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Unusable("expected a finite number")
-    return value
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-    if not isinstance(value, str) or value.strip().lower() not in words:
-        raise _Unusable("expected true or false")
-    return words[value.strip().lower()]
-
-
-def _schedule(value: Any) -> str | int | float:
-    """A keyframe schedule string, or a number (a constant schedule); numeric text becomes a number."""
-    if isinstance(value, str) and value.strip():
-        try:
-            return _number(value)
-        except _Unusable:
-            return value.strip()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return _number(value)
-    raise _Unusable('expected a schedule such as "0: (1.0), 30: (1.5)" or a number')
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Unusable("expected text")
-    return value
-
-
-def _depth_algorithm(value: Any) -> str:
-    spelled = choices.canonical(value, choices.DEPTH_ALGORITHMS, choices.DEPTH_ALGORITHM_ALIASES) \
-        if isinstance(value, str) else None
-    if spelled is None:
-        raise _Unusable(f"expected one of {', '.join(choices.DEPTH_ALGORITHMS)}")
-    return spelled
-
-
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        text = value.strip().lower() if isinstance(value, str) else None
-        if text not in allowed:
-            raise _Unusable(f"expected one of {', '.join(allowed)}")
-        return text
-    return convert
-
-
-def _named(*allowed: str) -> Callable[[Any], str]:
-    """One of `allowed`, matched without regard to case, returned as spelt there."""
-    by_key = {name.lower(): name for name in allowed}
-
-    def convert(value: Any) -> str:
-        key = "none" if value is None else value.strip().lower() if isinstance(value, str) else None
-        if key not in by_key:
-            raise _Unusable(f"expected one of {', '.join(allowed)}")
-        return by_key[key]
-    return convert
-
-
 # Deforum key -> (engine key, converter). Current names come before the deprecated ones they replace:
 # when a file has both, the current name wins.
 _DIRECT: list[tuple[str, str, Callable[[Any], Any]]] = [
-    ("W", "W", _whole),
-    ("H", "H", _whole),
-    ("max_frames", "max_frames", _whole),
-    ("fps", "fps", _number),
-    ("seed", "seed", _whole),
-    ("seed_behavior", "seed_behavior", _choice(*choices.SEED_BEHAVIORS)),
-    ("seed_iter_N", "seed_iter_N", _whole),
-    ("seed_schedule", "seed_schedule", _schedule),
+    ("W", "W", read_whole),
+    ("H", "H", read_whole),
+    ("max_frames", "max_frames", read_whole),
+    ("fps", "fps", read_number),
+    ("seed", "seed", read_whole),
+    ("seed_behavior", "seed_behavior", read_choice(*choices.SEED_BEHAVIORS)),
+    ("seed_iter_N", "seed_iter_N", read_whole),
+    ("seed_schedule", "seed_schedule", read_schedule),
     # The per-frame schedules the plan evaluates as they are (config/frame_values.py): same name in Deforum
-    *[(value.setting, value.setting, _schedule) for value in PER_FRAME_VALUES if value.evaluated],
-    ("enable_perspective_flip", "enable_perspective_flip", _flag),
-    ("enable_noise_multiplier_scheduling", "enable_noise_multiplier_scheduling", _flag),
-    ("noise_multiplier_schedule", "noise_multiplier_schedule", _schedule),
-    ("border", "border", _choice(*choices.BORDERS)),
-    ("diffusion_cadence", "diffusion_cadence", _whole),
-    ("noise_type", "noise_type", _choice(*choices.NOISE_TYPES)),
-    ("perlin_octaves", "perlin_octaves", _whole),
-    ("perlin_persistence", "perlin_persistence", _number),
-    ("strength", "strength", _number),
+    *[(value.setting, value.setting, read_schedule) for value in PER_FRAME_VALUES if value.evaluated],
+    ("enable_perspective_flip", "enable_perspective_flip", read_flag),
+    ("enable_noise_multiplier_scheduling", "enable_noise_multiplier_scheduling", read_flag),
+    ("noise_multiplier_schedule", "noise_multiplier_schedule", read_schedule),
+    ("border", "border", read_choice(*choices.BORDERS)),
+    ("diffusion_cadence", "diffusion_cadence", read_whole),
+    ("noise_type", "noise_type", read_choice(*choices.NOISE_TYPES)),
+    ("perlin_octaves", "perlin_octaves", read_whole),
+    ("perlin_persistence", "perlin_persistence", read_number),
+    ("strength", "strength", read_number),
     # The 3D camera (animation_mode 3D)
-    ("aspect_ratio_use_old_formula", "aspect_ratio_use_old_formula", _flag),
-    ("use_depth_warping", "use_depth_warping", _flag),
-    ("depth_algorithm", "depth_algorithm", _depth_algorithm),
-    ("midas_weight", "midas_weight", _number),
-    ("padding_mode", "padding_mode", _choice(*choices.PADDING_MODES)),
-    ("sampling_mode", "sampling_mode", _choice(*choices.SAMPLING_MODES)),
-    ("save_depth_maps", "save_depth_maps", _flag),
-    # Video in: Video Input mode, hybrid video, optical flow (video_init_path: _video_input; the per-frame
+    ("aspect_ratio_use_old_formula", "aspect_ratio_use_old_formula", read_flag),
+    ("use_depth_warping", "use_depth_warping", read_flag),
+    ("depth_algorithm", "depth_algorithm", read_depth_algorithm),
+    ("midas_weight", "midas_weight", read_number),
+    ("padding_mode", "padding_mode", read_choice(*choices.PADDING_MODES)),
+    ("sampling_mode", "sampling_mode", read_choice(*choices.SAMPLING_MODES)),
+    ("save_depth_maps", "save_depth_maps", read_flag),
+    # Video in: Video Input mode, hybrid video, optical flow (video_init_path: video_input; the per-frame
     # schedules are rows of config/frame_values.py, above)
-    *[(key, key, _whole) for key in ("extract_nth_frame", "extract_from_frame", "extract_to_frame",
+    *[(key, key, read_whole) for key in ("extract_nth_frame", "extract_from_frame", "extract_to_frame",
                                      "color_coherence_video_every_N_frames", "hybrid_consistency_blur",
                                      "diffusion_redo")],
-    *[(key, key, _flag) for key in ("hybrid_motion_use_prev_img", "hybrid_flow_consistency",
+    *[(key, key, read_flag) for key in ("hybrid_motion_use_prev_img", "hybrid_flow_consistency",
                                     "hybrid_use_first_frame_as_init_image", "hybrid_use_init_image",
                                     "hybrid_comp_mask_inverse", "hybrid_comp_mask_auto_contrast",
                                     "hybrid_comp_save_extra_frames")],
     ("hybrid_comp_mask_type", "hybrid_comp_mask_type",
-     _named("None", "Depth", "Video Depth", "Blend", "Difference")),
-    ("hybrid_comp_mask_equalize", "hybrid_comp_mask_equalize", _named("None", "Before", "After", "Both")),
-    ("parseq_use_deltas", "parseq_use_deltas", _flag),
-    ("parseq_non_schedule_overrides", "parseq_non_schedule_overrides", _flag),
-    ("bpm", "bpm", _number),
+     read_named(*choices.HYBRID_MASK_TYPES)),
+    ("hybrid_comp_mask_equalize", "hybrid_comp_mask_equalize", read_named(*choices.HYBRID_MASK_EQUALIZE)),
+    ("parseq_use_deltas", "parseq_use_deltas", read_flag),
+    ("parseq_non_schedule_overrides", "parseq_non_schedule_overrides", read_flag),
+    ("bpm", "bpm", read_number),
     # Deprecated names (the notebook and old extension versions).
-    ("flip_2d_perspective", "enable_perspective_flip", _flag),
-    ("scale", "cfg_scale_schedule", _schedule),
-    ("ffmpeg_crf", "crf", _whole),
-    ("ffmpeg_preset", "video_preset", _text),
+    ("flip_2d_perspective", "enable_perspective_flip", read_flag),
+    ("scale", "cfg_scale_schedule", read_schedule),
+    ("ffmpeg_crf", "crf", read_whole),
+    ("ffmpeg_preset", "video_preset", read_text),
 ]
 
 # Engine settings that Deforum files do not have: taken as written when a file carries them.
@@ -248,117 +179,65 @@ _MODE_NOTES = {
             "an animation",
 }
 
-# Switches for features the engine does not have, and the values that mean "off".
-_OFF = (None, False, "", "None", "none", "0", 0)
-_FEATURE_SWITCHES = {
-    "use_alpha_as_mask": "the init image's alpha as {video_mask} (use {init_mask} in mask_schedule)",
-    "use_looper": "guided images",
-    "enable_checkpoint_scheduling": "checkpoint scheduling",
-    "enable_clipskip_scheduling": "clip-skip scheduling",
-    "enable_subseed_scheduling": "subseed scheduling",
-    "enable_ddim_eta_scheduling": "DDIM eta scheduling",
-    "enable_ancestral_eta_scheduling": "ancestral eta scheduling",
-    "color_force_grayscale": "grayscale output",
-    "make_gif": "GIF output",
-    "resume_from_timestring": "resume by timestring",
-    "restore_faces": "face restoration",
-    "tiling": "tiling",
-}
-# Deforum's mask settings, read as written where use_mask or use_noise_mask is on (mask_file: a local path).
-_MASK_KEYS: list[tuple[str, Callable[[Any], Any]]] = [
-    ("invert_mask", _flag), ("mask_contrast_adjust", _number), ("mask_brightness_adjust", _number),
-    ("overlay_mask", _flag), ("mask_overlay_blur", _number), ("mask_schedule", _text), ("noise_mask_schedule", _text),
-]
-_A1111_CONTROLNET = re.compile(r"^(control_v11[a-z0-9]*_sd15_[a-z0-9_]+?)(\.pth|\.safetensors)?(\s*\[[0-9a-f]+\])?$")
-
-
-class _Reader:
-    """One Deforum file: hands out converted values and remembers which keys were read."""
-
-    def __init__(self, raw: dict, source: str):
-        self.raw, self.source, self.used = raw, source, set()
-
-    def has(self, key: str) -> bool:
-        return key in self.raw
-
-    def take(self, key: str, convert: Callable[[Any], Any] = lambda v: v, default: Any = None) -> Any:
-        """The converted value of key (default when absent); marks the key as read."""
-        if key not in self.raw:
-            return default
-        self.used.add(key)
-        try:
-            return convert(self.raw[key])
-        except _Unusable as problem:
-            raise self.error(key, f"{self.raw[key]!r}: {problem}") from None
-
-    def first(self, *keys: str) -> str | None:
-        """The first of keys the file has (all of them count as read)."""
-        present = [key for key in keys if key in self.raw]
-        self.used.update(present)
-        return present[0] if present else None
-
-    def error(self, key: str, message: str) -> SettingsError:
-        return SettingsError(f"{self.source}: {key} = {message}")
-
 
 def import_deforum(raw: dict, source: str) -> DeforumImport:
     """Map a Deforum settings file (already parsed from JSON) to engine settings."""
     if not isinstance(raw, dict):
         raise SettingsError(f"{source}: a Deforum settings file is a JSON object; "
                             f"this one is a {type(raw).__name__}")
-    aliases = _hybrid_aliases(raw)
-    reader = _Reader({**raw, **{new: raw[old] for old, new in aliases.items()}}, source)
+    aliases = hybrid_aliases(raw)
+    reader = Reader({**raw, **{new: raw[old] for old, new in aliases.items()}}, source)
     settings: dict[str, Any] = {}
     notes: list[str] = []
     for deforum_key, engine_key, convert in _DIRECT:
         if reader.has(deforum_key):
             settings.setdefault(engine_key, reader.take(deforum_key, convert))
     settings.update(_animation_mode(reader, notes))
-    settings.update(_video_input(reader, settings, notes))
+    settings.update(video_input(reader, settings, notes))
     settings.update(_size(reader, notes))
     settings.update(_steps_and_sampler(reader))
     settings.update(_sampler(reader, notes))
     settings.update(_color_coherence(reader, notes))
     settings.update(_init_image(reader))
     settings.update(_soundtrack(reader, notes))
-    settings.update(_post_processing(reader, notes))
-    settings.update(_soundtrack_from_clip(reader, settings, notes))
+    settings.update(post_processing(reader, notes))
+    settings.update(soundtrack_from_clip(reader, settings, notes))
     settings.update(_prompts(reader, notes))
     settings.update(_render_name(reader, settings, notes))
     settings.update(_parseq_manifest(reader, notes))
-    settings.update(_controlnet_units(reader, notes))
-    settings.update(_masks(reader, notes))
+    settings.update(controlnet_units(reader, notes))
+    settings.update(masks(reader, notes))
     settings.update({key: reader.take(key) for key in _ENGINE_ONLY_KEYS if reader.has(key)})
     settings.update({key: value for key, value in _DEFORUM_DEFAULTS.items() if key not in settings})
     notes += _read_schedules(settings)
-    notes += _feature_notes(reader, settings)
+    notes += feature_notes(reader, settings)
     ignored = [key for key in raw if key not in reader.used and aliases.get(key) not in reader.used]
     settings.setdefault("srt_schedules", _srt_schedules(raw))
     return DeforumImport(settings=settings, ignored=ignored, notes=notes)
 
 
-def _steps_and_sampler(reader: _Reader) -> dict[str, Any]:
+def _steps_and_sampler(reader: Reader) -> dict[str, Any]:
     """steps / sampler, and their schedules only where the file's enable_*_scheduling switch is on."""
     out: dict[str, Any] = {}
     if reader.has("steps"):
-        out["steps"] = reader.take("steps", _whole)
+        out["steps"] = reader.take("steps", read_whole)
     for name in ("steps", "sampler"):
         switch, schedule = f"enable_{name}_scheduling", f"{name}_schedule"
         if not (reader.has(switch) or reader.has(schedule)):
             continue
-        enabled = reader.take(switch, _flag, default=False)
+        enabled = reader.take(switch, read_flag, default=False)
         if enabled and not reader.has(schedule):
             raise reader.error(switch, f"true, but the file has no {schedule}; "
                                        f"add {schedule} or set {switch} to false")
         if enabled:
-            out[schedule] = reader.take(schedule, _schedule if name == "steps" else _text)
+            out[schedule] = reader.take(schedule, read_schedule if name == "steps" else read_text)
         else:
             reader.first(schedule)  # read, but off: Deforum uses the plain value
             out[schedule] = None
     return out
 
 
-def _animation_mode(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _animation_mode(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """2D, 3D, None and Video Input as they are; Interpolation renders as 2D (with a note)."""
     mode = reader.take("animation_mode", lambda v: str(v).strip())
     if mode is None:
@@ -371,25 +250,25 @@ def _animation_mode(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     return {"animation_mode": _MODES.get(key, "2D")}
 
 
-def _size(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _size(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """Deforum Studio's width / height; they win over W / H, which Studio ignores (the extension never writes them)."""
     out = {}
     for studio_key, key in (("width", "W"), ("height", "H")):
         if not reader.has(studio_key):
             continue
-        out[key] = reader.take(studio_key, _whole)
-        if reader.has(key) and reader.take(key, _whole) != out[key]:
+        out[key] = reader.take(studio_key, read_whole)
+        if reader.has(key) and reader.take(key, read_whole) != out[key]:
             notes.append(f"{studio_key} {out[key]} and {key} {reader.raw[key]} disagree: using {studio_key} "
                          f"(Deforum Studio renders with width / height and ignores W / H)")
     return out
 
 
-def _sampler(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _sampler(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """sampler (Deforum's name) wins; Deforum Studio's sampler_name / scheduler (ComfyUI's names) map when alone."""
     studio = _studio_sampler(reader, notes) if reader.first("sampler_name", "scheduler") else None
     if not reader.has("sampler"):
         return {} if studio is None else {"sampler": studio}
-    name = reader.take("sampler", _text)
+    name = reader.take("sampler", read_text)
     name = _NOTEBOOK_SAMPLERS.get(name, name)
     if studio is not None and studio.lower() != name.strip().lower():
         notes.append(f"sampler {name!r} and sampler_name / scheduler ({reader.raw.get('sampler_name')!r}, "
@@ -397,10 +276,10 @@ def _sampler(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     return {"sampler": name}
 
 
-def _studio_sampler(reader: _Reader, notes: list[str]) -> str | None:
+def _studio_sampler(reader: Reader, notes: list[str]) -> str | None:
     """The engine's name for a ComfyUI sampler_name + scheduler pair (or an extension name in sampler_name)."""
-    comfy = reader.take("sampler_name", lambda v: _text(v).strip())
-    scheduler = reader.take("scheduler", lambda v: _text(v).strip().lower(), default="normal")
+    comfy = reader.take("sampler_name", lambda v: read_text(v).strip())
+    scheduler = reader.take("scheduler", lambda v: read_text(v).strip().lower(), default="normal")
     if not comfy:
         return None
     canonical = {name.lower(): name for name in SAMPLER_NAMES}
@@ -447,11 +326,11 @@ def _read_schedules(settings: dict[str, Any]) -> list[str]:
 def _coherence_mode(value: Any) -> str:
     key = "none" if value is None else value.strip().lower() if isinstance(value, str) else None
     if key not in _COHERENCE:
-        raise _Unusable("expected one of None, RGB, HSV, LAB, Image (or the old 'Match Frame 0 LAB' style)")
+        raise Unusable("expected one of None, RGB, HSV, LAB, Image (or the old 'Match Frame 0 LAB' style)")
     return _COHERENCE[key]
 
 
-def _color_coherence(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _color_coherence(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """color_coherence, with the old "Match Frame 0 ..." values and the Image mode's reference file."""
     reader.first("color_coherence_image_path")
     if not reader.has("color_coherence"):
@@ -459,39 +338,21 @@ def _color_coherence(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     mode = reader.take("color_coherence", _coherence_mode)
     out = {"color_coherence": mode}
     if mode == "Image":
-        out["color_coherence_image"] = _local_path(reader, "color_coherence_image_path",
+        out["color_coherence_image"] = read_local_path(reader, "color_coherence_image_path",
                                                    "the reference image for Image colour coherence")
     return out
 
 
-def _init_image(reader: _Reader) -> dict[str, Any]:
+def _init_image(reader: Reader) -> dict[str, Any]:
     """init_image only when use_init is on (Deforum ignores init_image otherwise)."""
     if not (reader.has("use_init") or reader.has("init_image")):
         return {}
-    use_init = reader.take("use_init", _flag, default=False)
+    use_init = reader.take("use_init", read_flag, default=False)
     reader.first("init_image")
-    return {"init_image": _local_path(reader, "init_image", "the init image") if use_init else None}
+    return {"init_image": read_local_path(reader, "init_image", "the init image") if use_init else None}
 
 
-_POST_KEYS = (("frame_interpolation_x_amount", _whole), ("frame_interpolation_slow_mo_enabled", _flag),
-              ("frame_interpolation_slow_mo_amount", _whole), ("frame_interpolation_keep_imgs", _flag),
-              ("frame_interpolation_use_upscaled", _flag), ("r_upscale_video", _flag),
-              ("r_upscale_factor", _text), ("r_upscale_model", _text), ("r_upscale_keep_imgs", _flag))
-
-
-def _post_processing(reader: _Reader, notes: list[str]) -> dict[str, Any]:
-    """Interpolation and upscaling keep Deforum's names; any RIFE version is RIFE, and FILM becomes RIFE."""
-    out = {key: reader.take(key, convert) for key, convert in _POST_KEYS if reader.has(key)}
-    engine = reader.take("frame_interpolation_engine", lambda v: str(v).strip(), default="None")
-    if engine.upper() == "FILM":
-        notes.append("frame_interpolation_engine 'FILM': interpolated with RIFE (the engine has no FILM network); "
-                     "the frame count is the same, (N-1)·X+1")
-    out["frame_interpolation_engine"] = "RIFE" if engine.upper() == "FILM" or engine.upper().startswith("RIFE") \
-        else engine
-    return out
-
-
-def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _soundtrack(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """add_soundtrack "None" / "File" / "Init Video" (or an old true/false) -> add_soundtrack + soundtrack_path."""
     if not reader.has("add_soundtrack"):
         reader.first("soundtrack_path")
@@ -499,7 +360,7 @@ def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     choice = reader.take("add_soundtrack", _soundtrack_choice)
     reader.first("soundtrack_path")
     if choice == "file":
-        return {"add_soundtrack": True, "soundtrack_path": _local_path(reader, "soundtrack_path", "the soundtrack")}
+        return {"add_soundtrack": True, "soundtrack_path": read_local_path(reader, "soundtrack_path", "the soundtrack")}
     if choice == "init video":
         return {"add_soundtrack": "Init Video"}  # the clip's audio (settings: video_init_path)
     return {"add_soundtrack": False, "soundtrack_path": None}
@@ -508,28 +369,17 @@ def _soundtrack(reader: _Reader, notes: list[str]) -> dict[str, Any]:
 def _soundtrack_choice(value: Any) -> str:
     if isinstance(value, bool):  # very old files: a plain switch for a soundtrack file
         return "file" if value else "none"
-    return _choice(*(choice.lower() for choice in choices.SOUNDTRACK_CHOICES))(value)
+    return read_choice(*(choice.lower() for choice in choices.SOUNDTRACK_CHOICES))(value)
 
 
-def _local_path(reader: _Reader, key: str, what: str) -> str:
-    """A non-empty, non-URL path from key, kept as written."""
-    value = reader.raw.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise reader.error(key, f"{value!r}: {what} is switched on but has no path; give the file's path")
-    if is_url(value):
-        raise reader.error(key, f"{value!r}: URLs are not fetched (renders run without network); "
-                                f"download the file and give its path")
-    return value.strip()
-
-
-def _prompts(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _prompts(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """prompts (frame -> text) and the positive / negative parts Deforum adds to every prompt."""
     out: dict[str, Any] = {}
     for engine_key, keys in (("positive_prompts", ("animation_prompts_positive", "positive_prompts")),
                              ("negative_prompts", ("animation_prompts_negative", "negative_prompts"))):
         key = reader.first(*keys)
         if key is not None:
-            out[engine_key] = reader.take(key, lambda v: "" if v is None else _text(v))
+            out[engine_key] = reader.take(key, lambda v: "" if v is None else read_text(v))
     # The notebook also saves "prompts" as a list of still-image prompts: not animation prompts.
     key = next((k for k in ("animation_prompts", "prompts")
                 if reader.has(k) and not isinstance(reader.raw[k], list)), None)
@@ -556,21 +406,21 @@ def _prompt_dict(value: Any) -> dict[str, str]:
         try:
             check_nesting(value, "prompts", toml=False)
         except SettingsError as error:
-            raise _Unusable(str(error).removeprefix("prompts: ")) from None
+            raise Unusable(str(error).removeprefix("prompts: ")) from None
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise _Unusable(f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+            raise Unusable(f"not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
                             f'write the prompts as {{"0": "a prompt", "30": "another"}}') from None
     if not isinstance(value, dict):
-        raise _Unusable('expected frame -> prompt pairs such as {"0": "a prompt", "30": "another"}')
+        raise Unusable('expected frame -> prompt pairs such as {"0": "a prompt", "30": "another"}')
     bad = next((frame for frame, text in value.items() if not isinstance(text, str)), None)
     if bad is not None:
-        raise _Unusable(f"the prompt for frame {bad!r} is {value[bad]!r}; expected text")
+        raise Unusable(f"the prompt for frame {bad!r} is {value[bad]!r}; expected text")
     return {str(frame).strip(): text for frame, text in value.items()}
 
 
-def _merge_negatives(prompts: dict[str, str], negatives: dict[str, str], reader: _Reader) -> dict[str, str]:
+def _merge_negatives(prompts: dict[str, str], negatives: dict[str, str], reader: Reader) -> dict[str, str]:
     """Fold the notebook's separate neg_prompts (frame -> text) into the prompts after `--neg`."""
     frames = {*prompts, *negatives}
     if not all(frame.isdigit() for frame in frames):
@@ -601,11 +451,11 @@ def _unmerge(text: str, positive: str, negative: str) -> str | None:
     return None
 
 
-def _render_name(reader: _Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+def _render_name(reader: Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     """batch_name -> name: {w}, {h} and a fixed {seed} filled in; {timestring}, {prompts} and others dropped."""
     if not reader.has("batch_name"):
         return {}
-    batch_name = reader.take("batch_name", _text)
+    batch_name = reader.take("batch_name", read_text)
     seed = settings.get("seed", -1)
     fill = {"w": settings.get("W"), "h": settings.get("H"), "seed": None if seed == -1 else seed}
 
@@ -622,11 +472,11 @@ def _render_name(reader: _Reader, settings: dict[str, Any], notes: list[str]) ->
     return {"name": name or None}
 
 
-def _parseq_manifest(reader: _Reader, notes: list[str]) -> dict[str, Any]:
+def _parseq_manifest(reader: Reader, notes: list[str]) -> dict[str, Any]:
     """parseq_manifest: None when empty; inline JSON is checked now so a broken one names this file."""
     if not reader.has("parseq_manifest"):
         return {}
-    value = reader.take("parseq_manifest", lambda v: "" if v is None else _text(v)).strip()
+    value = reader.take("parseq_manifest", lambda v: "" if v is None else read_text(v)).strip()
     if not value:
         return {"parseq_manifest": None}
     try:
@@ -636,176 +486,3 @@ def _parseq_manifest(reader: _Reader, notes: list[str]) -> dict[str, Any]:
     return {"parseq_manifest": value}
 
 
-def _controlnet_units(reader: _Reader, notes: list[str]) -> dict[str, Any]:
-    """The enabled ControlNet units' cn_N_* keys (the keys of disabled units are read and dropped)."""
-    out: dict[str, Any] = {}
-    for number in range(1, UNIT_COUNT + 1):
-        keys = [setting_name(number, key) for key in UNIT_DEFAULTS]
-        if not reader.take(setting_name(number, "enabled"), _flag, default=False):
-            reader.first(*keys)
-            continue
-        for key, default in UNIT_DEFAULTS.items():
-            name = setting_name(number, key)
-            if reader.has(name) and reader.raw[name] is not None:
-                convert = _schedule if key in UNIT_SCHEDULES else _text if isinstance(default, str) else \
-                    _flag if isinstance(default, bool) else _number
-                out[name] = reader.take(name, convert)
-            reader.first(name)
-        out.update(_unit_model(reader, number, out.get(setting_name(number, "model")), notes))
-        loopback = out.get(setting_name(number, "loopback_mode"))
-        if out.get(setting_name(number, "vid_path")) and not loopback:
-            out[setting_name(number, "vid_path")] = _local_path(reader, setting_name(number, "vid_path"),
-                                                                f"ControlNet unit {number}'s input")
-    return out
-
-
-def _unit_model(reader: _Reader, number: int, model: Any, notes: list[str]) -> dict[str, Any]:
-    """An A1111 ControlNet model name (control_v11p_sd15_canny [d14c016b]) -> its hub id, with a note."""
-    match = _A1111_CONTROLNET.match(model.strip()) if isinstance(model, str) else None
-    if match is None:
-        return {}
-    hub_id = f"lllyasviel/{match.group(1)}"
-    notes.append(f"{setting_name(number, 'model')} {model!r}: the WebUI's model name, read as the hub id {hub_id}")
-    return {setting_name(number, "model"): hub_id}
-
-
-def _masks(reader: _Reader, notes: list[str]) -> dict[str, Any]:
-    """use_mask / use_noise_mask and the mask settings; use_mask_video makes video_mask_path the mask_file."""
-    use_mask = reader.take("use_mask", _flag, default=False)
-    use_noise = reader.take("use_noise_mask", _flag, default=False)
-    use_video = reader.take("use_mask_video", _flag, default=False)
-    reader.first("mask_file", "video_mask_path", *(key for key, _ in _MASK_KEYS))
-    if not (use_mask or use_noise or use_video):
-        return {}
-    out: dict[str, Any] = {"use_mask": use_mask or use_video, "use_noise_mask": use_noise}
-    out.update({key: reader.take(key, convert) for key, convert in _MASK_KEYS if reader.has(key)})
-    source = "video_mask_path" if use_video else "mask_file"
-    if not (use_mask or use_video):  # a noise mask alone: mask_file only where it is a local path
-        value = reader.raw.get("mask_file")
-        return {**out, **({"mask_file": value.strip()} if isinstance(value, str) and value.strip()
-                          and not is_url(value) else {})}
-    switch = "use_mask_video" if use_video else "use_mask"
-    try:
-        out["mask_file"] = _local_path(reader, source, "the mask video" if use_video else "the mask")
-    except SettingsError as error:  # say which switch wants the file
-        raise SettingsError(str(error).replace(f"{reader.source}: ", f"{reader.source}: {switch} is on: ", 1)) from None
-    if use_video:
-        notes.append("use_mask_video: the mask video (video_mask_path) is the mask_file, frame i for frame i; "
-                     "max_frames is kept")
-    return out
-
-
-def _feature_notes(reader: _Reader, settings: dict[str, Any]) -> list[str]:
-    """Notes for the model the file was made with, and features it turns on."""
-    notes = []
-    model_name = reader.raw.get("sd_model_name")
-    if isinstance(model_name, str) and model_name and "model" not in settings:
-        notes.append(f"made with the checkpoint {model_name!r}; set model to the diffusers model to render with")
-    active = [f"{label} ({key})" for key, label in _FEATURE_SWITCHES.items()
-              if key in reader.raw and reader.raw[key] not in _OFF]
-    if active:
-        notes.append("switched on in the file, but the engine does not have them: " + ", ".join(active))
-    return notes
-
-
-# Which feature an ignored Deforum key belongs to, by its name (first match wins).
-_FEATURES = (
-    ("ControlNet", ("cn_", "controlnet")),
-    ("hybrid video", ("hybrid_",)),
-    ("video input", ("video_init", "video_mask", "extract_", "overwrite_extracted")),
-    ("masks", ("mask",)),
-    ("frame interpolation", ("frame_interpolation", "film", "rife")),
-    ("upscaling", ("upscale",)),
-    ("guided images (looper)", ("use_looper", "init_images", "image_strength", "blendfactor", "blendspeed",
-                                "tweening_frames")),
-    ("optical flow", ("optical_flow", "cadence_flow", "redo_flow")),
-    ("face restoration", ("restore_faces",)),
-    ("output and UI", ("outdir", "batch_name", "sd_model", "sd_vae", "skip_video", "store_frames", "mp4",
-                       "ffmpeg", "make_gif", "delete", "save_", "show_", "frame_interp", "r_", "n_batch",
-                       "filename_format", "seed_enable_extras", "subseed", "tiling")),
-)
-
-
-def ignored_by_feature(keys: list[str]) -> dict[str, list[str]]:
-    """Ignored keys grouped by the Deforum feature they set ("other" for the rest), in file order."""
-    groups: dict[str, list[str]] = {}
-    for key in keys:
-        lowered = key.lower()
-        feature = next((name for name, marks in _FEATURES if any(mark in lowered for mark in marks)), "other")
-        groups.setdefault(feature, []).append(key)
-    return groups
-
-
-def ignored_summary(keys: list[str], shown: int = 2) -> str:
-    """One short line: the ignored keys by the feature they set, the biggest group first, a few named per group."""
-    groups = sorted(ignored_by_feature(keys).items(), key=lambda item: -len(item[1]))
-    parts = [f"{feature} {len(group)} ({', '.join(str(key)[:60] for key in group[:shown])}"
-             + (", ..." if len(group) > shown else "") + ")" for feature, group in groups]
-    return f"{len(keys)} Deforum settings for features this engine does not have were ignored: " + "; ".join(parts)
-
-
-_OLD_HYBRID = "hybrid_video_"  # the notebook and old extension versions: hybrid_video_motion ...
-
-
-def _hybrid_aliases(raw: dict) -> dict[str, str]:
-    """Old hybrid_video_* key -> today's hybrid_* name, for keys the file does not also have new."""
-    renamed = {key: "hybrid_" + key.removeprefix(_OLD_HYBRID) for key in raw if key.startswith(_OLD_HYBRID)}
-    return {old: new for old, new in renamed.items() if new not in raw}
-
-
-def _video_input(reader: _Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """Video Input mode, hybrid video and the optical-flow switches. video_init_path is read only where
-    the file uses it (Deforum files carry a URL there by default)."""
-    out: dict[str, Any] = {
-        "hybrid_composite": reader.take("hybrid_composite", _legacy_switch("Normal", *choices.HYBRID_COMPOSITES), "None"),
-        "hybrid_motion": reader.take("hybrid_motion", _named(*choices.HYBRID_MOTIONS), "None")}
-    masks = reader.take("hybrid_generate_human_masks", str, "None")
-    if masks not in ("None", "none", ""):
-        notes.append(f"hybrid_generate_human_masks {masks!r}: human masks need a segmentation model download "
-                     "and are not made (Deforum does not use them for compositing either)")
-    # (the key is not passed on: the note is the warning)
-    reader.first("hybrid_generate_inputframes", "overwrite_extracted_frames")  # frames are streamed, never extracted
-    reader.first("video_init_path")
-    video_mode = settings.get("animation_mode") == "Video Input"
-    only_init_image = reader.raw.get("hybrid_use_init_image") is True and out["hybrid_motion"] == "None"
-    if video_mode or out["hybrid_motion"] != "None" or (out["hybrid_composite"] != "None" and not only_init_image):
-        if not video_mode and is_url(str(reader.raw.get("video_init_path", ""))):
-            notes.append(f"video_init_path is a URL ({reader.raw['video_init_path']}), which is not fetched: "
-                         "hybrid video is off; download the clip and give its path to use it")
-            out = {"hybrid_composite": "None", "hybrid_motion": "None"}
-        else:
-            out["video_init_path"] = _local_path(reader, "video_init_path", "the input video")
-    return {**out, **_flow_methods(reader, out["hybrid_motion"] == "Optical Flow", notes)}
-
-
-def _flow_methods(reader: _Reader, hybrid_flow: bool, notes: list[str]) -> dict[str, str]:
-    """The three flow-method settings. RAFT needs torchvision, which the engine does not install:
-    without it, DIS Fine is used (with a note where the file uses the method)."""
-    out = {}
-    for key in ("hybrid_flow_method", "optical_flow_cadence", "optical_flow_redo_generation"):
-        allowed = choices.FLOW_METHODS if key == "hybrid_flow_method" else ("None", *choices.FLOW_METHODS)
-        method = reader.take(key, _legacy_switch("DIS Fine", *allowed), "RAFT" if key == "hybrid_flow_method" else None)
-        if method == "RAFT" and importlib.util.find_spec("torchvision") is None:
-            if key != "hybrid_flow_method" or hybrid_flow:
-                notes.append(f"{key} 'RAFT' needs torchvision, which is not installed here: using 'DIS Fine'")
-            method = "DIS Fine"
-        if method is not None:
-            out[key] = method
-    return out
-
-
-def _legacy_switch(on: str, *allowed: str) -> Callable[[Any], str]:
-    """One of `allowed`; an old true / false means `on` / "None"."""
-    named = _named(*allowed)
-    return lambda value: ({True: on, False: "None"}[value] if isinstance(value, bool) else named(value))
-
-
-def _soundtrack_from_clip(reader: _Reader, settings: dict[str, Any], notes: list[str]) -> dict[str, Any]:
-    """add_soundtrack "Init Video": the clip's audio, from a local video_init_path (a URL is not fetched)."""
-    if settings.get("add_soundtrack") != "Init Video" or "video_init_path" in settings:
-        return {}
-    if is_url(str(reader.raw.get("video_init_path", ""))):
-        notes.append("add_soundtrack 'Init Video': video_init_path is a URL, which is not fetched, so no "
-                     "soundtrack is added; give the clip's path (or soundtrack_path) to add one")
-        return {"add_soundtrack": False, "soundtrack_path": None}
-    return {"video_init_path": _local_path(reader, "video_init_path", "the clip whose audio is the soundtrack")}
