@@ -17,7 +17,7 @@ frame, by img2img's prepare_latents only) applies the multiplier it is given bef
 
 Prompts: A1111 attention weights, long prompts (75-token chunks) and `AND` sub-prompts are built by
 backends/prompt_embeddings.py; a prompt without any of these goes through the pipeline's own
-encode_prompt, exactly as before. `FrameRequest.loras` switches LoRAs on per frame (models.activate_loras);
+encode_prompt, exactly as before. `FrameRequest.loras` switches LoRAs on per frame (models/adapters.activate_loras);
 embeddings are cached per text-encoder LoRA set.
 
 Image prompt (IP-Adapter): `FrameRequest.image_prompt_scale` is the adapter scale, added on top
@@ -48,6 +48,7 @@ from deforum_engine.backends.prompt_embeddings import (
 )
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.frame.images import fit_image, load_image
+from deforum_engine.models import adapters
 from deforum_engine.models import loading as models
 from deforum_engine.prompts.samplers import SchedulerCache, step_counts
 from deforum_engine.prompts.weights import is_plain, split_composable
@@ -128,9 +129,9 @@ class DiffusersBackend:
         self._applied_scale = None
         self.load_controlnets(context.controlnets)
         if context.image_prompt is None:
-            models.unload_image_prompt_adapter(pipes)  # an adapter from an earlier render must not act here
+            adapters.unload_image_prompt_adapter(pipes)  # an adapter from an earlier render must not act here
             return
-        models.load_image_prompt_adapter(pipes, self.ip_adapter)
+        adapters.load_image_prompt_adapter(pipes, self.ip_adapter)
         self._image_prompt = self._embed_image_prompt(context)
 
     def flags_unsafe(self, image: np.ndarray) -> bool:
@@ -347,7 +348,7 @@ class DiffusersBackend:
 
     def _use_loras(self, loras: tuple) -> None:
         """Switch to the frame's LoRAs (each file loaded once per model); text embeddings are keyed by them."""
-        models.activate_loras(self.pipelines, loras)
+        adapters.activate_loras(self.pipelines, loras)
         self._text_loras = tuple((lora.path, lora.text_encoder) for lora in loras if lora.text_encoder != 0)
 
     def _embed_image_prompt(self, context: RenderContext) -> ImagePrompt:
