@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deforum_engine.config.choices import INIT_FITS
 from deforum_engine.errors import SettingsError
 from deforum_engine.limits import Limits, env_name
 
@@ -20,7 +22,6 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
 _ACCEPTED_FORMATS = ALLOWED_FORMATS + ("MPO",)  # MPO: a JPEG with extra frames, as many phone cameras write
 IMAGE_PROMPT_MAX_MB = 5.0  # the default limit for image prompts (setting `image_prompt_max_mb`)
 
-FIT_MODES = ("resize", "crop", "pad")
 ALPHA_BACKGROUND = (255, 255, 255)  # transparent pixels are flattened on white
 
 _ROLE_LIMITS = {"image_prompt": int(IMAGE_PROMPT_MAX_MB * 1024 * 1024)}  # other roles: no default limit
@@ -141,16 +142,19 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def fit_image(image: np.ndarray, width: int, height: int, mode: str = "crop") -> np.ndarray:
+def fit_image(image: np.ndarray, width: int, height: int, mode: str = "crop",
+              resize: Callable[[np.ndarray, int, int], np.ndarray] | None = None) -> np.ndarray:
     """Bring an H x W x 3 uint8 image to `height` x `width`.
 
     resize: stretch to the size (the aspect ratio may change).
     crop: scale to cover the size, then cut the centre.
     pad: scale to fit inside the size, then extend the edge pixels outward (no black bars, which
     img2img would keep as dark borders).
+    `resize` resamples (default: Lanczos through PIL; a clip's frames use OpenCV's, which is faster).
     """
-    if mode not in FIT_MODES:
-        raise SettingsError(f"init_fit: {mode!r} is not a fit mode; choose one of {', '.join(FIT_MODES)}")
+    _resized = resize or _lanczos
+    if mode not in INIT_FITS:
+        raise SettingsError(f"init_fit: {mode!r} is not a fit mode; choose one of {', '.join(INIT_FITS)}")
     src_h, src_w = image.shape[:2]
     if (src_w, src_h) == (width, height):
         return image.copy()
@@ -168,7 +172,7 @@ def fit_image(image: np.ndarray, width: int, height: int, mode: str = "crop") ->
     return np.pad(_resized(image, new_w, new_h), pads, mode="edge")
 
 
-def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def _lanczos(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Resample with Lanczos to width x height."""
     pil = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     return np.asarray(pil.resize((width, height), Image.Resampling.LANCZOS), dtype=np.uint8)

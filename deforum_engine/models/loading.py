@@ -375,3 +375,36 @@ def folder_or_hub_id(value: str | os.PathLike, setting: str, folder: str) -> str
     return text
 
 
+def read_weights_file(path: Path, what: str, layout: str, unwrap: tuple[str, ...] = ()) -> dict:
+    """The tensors of a published weights file (`.safetensors`, or a `.pth` / `.pkl` read without running
+    pickled code), the first of `unwrap`'s keys it nests them under taken out and DistributedDataParallel's
+    `module.` prefix removed; a SettingsError naming `what` and the `layout` to give when it cannot be read."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data = load_file(str(path))
+        else:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch and safetensors raise many types for a damaged or foreign file
+        raise SettingsError(f"{what} {path} cannot be read ({type(err).__name__}: {err}); give {layout}") from err
+    if not isinstance(data, dict):
+        raise SettingsError(f"{what} {path} holds no state dict; give {layout}")
+    state = next((data[key] for key in unwrap if key in data), data)
+    return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def hub_file(repo: str, filename: str, setting: str, layout: str) -> Path:
+    """`filename` of hub repo `repo`: from the cache when offline (HF_HUB_OFFLINE), else downloaded once."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    offline = hub_offline()
+    try:
+        return Path(hf_hub_download(repo, filename, local_files_only=offline))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        where = ("is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)" if offline
+                 else f"could not be downloaded ({type(err).__name__})")
+        raise RenderError(f"{setting}: {repo}/{filename} {where}; set {setting} to {layout}") from err

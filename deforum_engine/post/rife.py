@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deforum_engine.errors import RenderError, SettingsError
-from deforum_engine.models.loading import hub_offline
+from deforum_engine.errors import SettingsError
+from deforum_engine.models.loading import hub_file, read_weights_file
 
 DEFAULT_RIFE_MODEL = "AlexWortega/RIFE"  # a hub repo holding a Practical-RIFE 4.x flownet.pkl
 WEIGHT_NAMES = ("flownet.pkl", "flownet.safetensors", "flownet.pth")
@@ -201,22 +201,8 @@ def _ifnet_forward(net, img0, img1, timestep: float, scale: float):
 # --- loading -------------------------------------------------------------------------------------
 
 def read_state_dict(path: Path) -> dict:
-    """A published flownet's tensors, DistributedDataParallel's `module.` prefix removed."""
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch and safetensors raise many types for a damaged or foreign file
-        raise SettingsError(f"RIFE weights {path} cannot be read ({type(err).__name__}: {err}); give {_LAYOUT}") from err
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise SettingsError(f"RIFE weights {path} hold no state dict; give {_LAYOUT}")
-    return {key.removeprefix("module."): value for key, value in state.items()}
+    """A published flownet's tensors (nested under `state_dict` in some releases)."""
+    return read_weights_file(path, "RIFE weights", _LAYOUT, unwrap=("state_dict",))
 
 
 def resolve_weights(source: str | os.PathLike, setting: str = "rife_model") -> Path:
@@ -235,21 +221,7 @@ def resolve_weights(source: str | os.PathLike, setting: str = "rife_model") -> P
         raise SettingsError(f"{setting}: {path} holds no single RIFE weights file; give {_LAYOUT}")
     if text.startswith((".", "/", "~", "\\")) or text.count("/") != 1:
         raise SettingsError(f"{setting}: {text} does not exist; give {_LAYOUT}")
-    return _hub_file(text, "flownet.pkl", setting, _LAYOUT)
-
-
-def _hub_file(repo: str, filename: str, setting: str, layout: str) -> Path:
-    """`filename` of hub repo `repo`: from the cache when offline (HF_HUB_OFFLINE), else downloaded once."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    offline = hub_offline()
-    try:
-        return Path(hf_hub_download(repo, filename, local_files_only=offline))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        where = ("is not in the local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1)" if offline
-                 else f"could not be downloaded ({type(err).__name__})")
-        raise RenderError(f"{setting}: {repo}/{filename} {where}; set {setting} to {layout}") from err
+    return hub_file(text, "flownet.pkl", setting, _LAYOUT)
 
 
 @functools.lru_cache(maxsize=2)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deforum_engine.errors import SettingsError
-from deforum_engine.post.rife import _hub_file as rife_hub_file
+from deforum_engine.models.loading import hub_file, read_weights_file
 
 DEFORUM_UPSCALERS = {  # Deforum's r_upscale_model name -> (hub repo or None, published file)
     "realesr-animevideov3": (None, "realesr-animevideov3.pth"),
@@ -152,22 +152,7 @@ def _build_rrdb(spec: UpscalerSpec, nn):
 
 def read_weights(path: Path) -> dict:
     """The state dict in a published file: `params_ema` preferred, then `params`, else the file's dict."""
-    import torch
-
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            data = load_file(str(path))
-        else:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch and safetensors raise many types for a damaged or foreign file
-        raise SettingsError(f"r_upscale_model: {path} cannot be read ({type(err).__name__}: {err}); "
-                            f"give {_LAYOUT}") from err
-    if not isinstance(data, dict):
-        raise SettingsError(f"r_upscale_model: {path} holds no state dict; give {_LAYOUT}")
-    state = data.get("params_ema", data.get("params", data))
-    return {key.removeprefix("module."): value for key, value in state.items()}
+    return read_weights_file(path, "r_upscale_model:", _LAYOUT, unwrap=("params_ema", "params"))
 
 
 def resolve_upscaler(value: str | os.PathLike) -> Path:
@@ -194,7 +179,7 @@ def resolve_upscaler(value: str | os.PathLike) -> Path:
 
 
 def _hub_file(repo: str, filename: str) -> Path:
-    return rife_hub_file(repo, filename, "r_upscale_model", _LAYOUT)
+    return hub_file(repo, filename, "r_upscale_model", _LAYOUT)
 
 
 @functools.lru_cache(maxsize=2)

@@ -16,9 +16,9 @@ import imageio_ffmpeg
 import numpy as np
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.frame.images import fit_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mpeg", ".mpg", ".avi", ".webm", ".mkv", ".gif")
-FIT_MODES = ("resize", "crop", "pad")
 # ffmpeg reads a still picture as a one-frame "video"; these demuxers mean the file is a picture
 _PICTURE_FORMATS = re.compile(r"^(image2|\w+_pipe)$")
 
@@ -127,27 +127,8 @@ def frame_map(clip: Clip, nth: int, start: int, end: int, setting: str = "video_
 
 
 def fit_frame(image: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
-    """Bring a frame to width x height as `init_fit` says: stretch (resize), cover and cut the
-    centre (crop), or fit inside and extend the edge pixels (pad)."""
-    import cv2  # lazy: the plan reads clips' frame maps from this module without OpenCV
-
-    src_h, src_w = image.shape[:2]
-    if (src_w, src_h) == (width, height):
-        return image
-    if mode == "resize":
-        return _resized(image, width, height)
-    if mode == "crop":
-        scale = max(width / src_w, height / src_h)
-        new_w, new_h = max(width, round(src_w * scale)), max(height, round(src_h * scale))
-        left, top = (new_w - width) // 2, (new_h - height) // 2
-        return np.ascontiguousarray(_resized(image, new_w, new_h)[top:top + height, left:left + width])
-    if mode == "pad":
-        scale = min(width / src_w, height / src_h)
-        new_w, new_h = min(width, max(1, round(src_w * scale))), min(height, max(1, round(src_h * scale)))
-        left, top = (width - new_w) // 2, (height - new_h) // 2
-        return cv2.copyMakeBorder(_resized(image, new_w, new_h), top, height - new_h - top, left,
-                                  width - new_w - left, cv2.BORDER_REPLICATE)
-    raise SettingsError(f"init_fit: {mode!r} is not a fit mode; choose one of {', '.join(FIT_MODES)}")
+    """Bring a frame to width x height as `init_fit` says (frame.images.fit_image), resampled with OpenCV."""
+    return fit_image(image, width, height, mode, resize=_resized)
 
 
 def _resized(image: np.ndarray, width: int, height: int) -> np.ndarray:
