@@ -24,7 +24,7 @@ from typing import Any
 from deforum_engine.batch.local import read_jobs_file
 from deforum_engine.config import files as settings_files
 from deforum_engine.config.choices import DEPTH_ALGORITHMS
-from deforum_engine.config.frame_values import BY_SETTING
+from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.settings import Settings, setting_choices
 from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import build_plan
@@ -177,11 +177,7 @@ def _upload_value(value: Any, root: Path, key: str) -> Any:
 # The schedules the form edits as Deforum text, each drawn as a curve: setting -> the plan's values
 # (named by the per-frame table). The seed schedule is drawn as the seeds every frame gets, whatever
 # the seed behaviour.
-FORM_SCHEDULES = {setting: BY_SETTING[setting].name for setting in (
-    "zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y",
-    "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv",
-    "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule", "strength_schedule",
-    "cfg_scale_schedule", "noise_schedule", "contrast_schedule", "seed_schedule")}
+FORM_SCHEDULES = {value.setting: value.name for value in PER_FRAME_VALUES if value.form}
 CURVE_POINTS = 2000  # at most this many values per curve (a long render is sampled evenly)
 
 
