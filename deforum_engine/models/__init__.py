@@ -1,1 +1,1 @@
-"""One cache for every loaded model: pipelines, depth, and the offline checks."""
+"""The models: one cache for every loaded model (cache.py), pipelines and what loads on them, depth, ControlNets."""

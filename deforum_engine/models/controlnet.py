@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.models.cache import cached_model
 from deforum_engine.models.loading import DEFAULT_MODEL, Pipelines, hub_offline
 
 CONTROLNET_SUFFIXES = (".safetensors", ".pth", ".ckpt", ".bin")
 FAMILY_BY_WIDTH = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
 CONDITIONING_CHANNELS = (16, 32, 96, 256)  # the conditioning encoder's widths (diffusers' and the original's)
-_CONTROLNETS: dict[tuple, Any] = {}
 
 
 def family_name(width: int | None) -> str:
@@ -126,13 +126,13 @@ def check_family(width: int | None, model_width: int | None, setting: str, sourc
 
 def load_controlnet(source: str, pipes: Pipelines, setting: str):
     """The ControlNet at `source` on the pipelines' device and dtype, loaded once per process."""
-    key = (source, pipes.model, pipes.device, str(pipes.dtype))
-    if key not in _CONTROLNETS:
+    def load():
         check_family(controlnet_width(source, setting), unet_width(pipes), setting, source, pipes.model)
         net = _load_file(Path(source), pipes, setting) if Path(source).is_file() else _load_pretrained(source, pipes, setting)
         check_family(int(net.config.cross_attention_dim), unet_width(pipes), setting, source, pipes.model)
-        _CONTROLNETS[key] = net.to(pipes.device).eval()
-    return _CONTROLNETS[key]
+        return net.to(pipes.device).eval()
+
+    return cached_model("controlnet", (source, pipes.model, pipes.device, str(pipes.dtype)), load)
 
 
 def _load_pretrained(source: str, pipes: Pipelines, setting: str):

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from deforum_engine.config.choices import (
     canonical,
 )
 from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.models.cache import cached_model
 from deforum_engine.models.loading import (
     _offline_by_setting,
     folder_or_hub_id,
@@ -190,19 +190,13 @@ def _to_frame_size(predicted, height: int, width: int, padded: bool):
     return depth[0, 0, pad_h:pad_h + height, pad_w:pad_w + width]
 
 
-_DEPTH_MODELS: dict[tuple, DepthModel] = {}  # the process-wide depth model cache, see load_depth_model
-_LOADING = threading.Lock()  # lockstep renders start in threads together: one load each model
 
 
 def load_depth_model(source: str, *, device: str | None = None, dtype: Any = None) -> DepthModel:
     """Load a depth model once per process (hub id or local folder), on `device` in `dtype`."""
     device = resolve_device(device)
     dtype = resolve_dtype(device, dtype)
-    key = (source, device, str(dtype))
-    with _LOADING:
-        if key not in _DEPTH_MODELS:
-            _DEPTH_MODELS[key] = _load(source, device, dtype)
-        return _DEPTH_MODELS[key]
+    return cached_model("depth", (source, device, str(dtype)), lambda: _load(source, device, dtype))
 
 
 def _load(source: str, device: str, dtype: Any) -> DepthModel:

@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from deforum_engine.errors import RenderError, SettingsError
+from deforum_engine.models.cache import cached_model
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # SD 1.5: the model Deforum presets were tuned on
 FAST_MODEL = "stabilityai/sd-turbo"  # SD 2.1 distilled: 1-4 steps, cfg_scale about 1, 512x512
@@ -64,7 +65,6 @@ class Pipelines:
 
 
 TINY_VAES = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}  # TAESD weights per family
-_PIPELINES: dict[tuple, Pipelines] = {}  # the process-wide model cache, see load_pipeline
 
 
 def hub_offline() -> bool:
@@ -152,14 +152,16 @@ def load_pipeline(
     config_dir = _check_config_dir(config) if config is not None else None
     tiny = None if not tiny_vae else (True if tiny_vae is True else _resolve_source(tiny_vae))
     key = (source, device, str(dtype), bool(safety_checker), config_dir, tiny, bool(compile_unet))
-    if key not in _PIPELINES:
+
+    def load() -> Pipelines:
         pipes = _load(source, device, dtype, bool(safety_checker), config_dir)
         if tiny:
             _use_tiny_vae(pipes, TINY_VAES[pipes.family] if tiny is True else tiny)
         if compile_unet:
             _compile_unet(pipes)
-        _PIPELINES[key] = pipes
-    return _PIPELINES[key]
+        return pipes
+
+    return cached_model("pipeline", key, load)
 
 
 def _compile_unet(pipes: Pipelines) -> None:

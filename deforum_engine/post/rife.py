@@ -17,12 +17,12 @@ flow is very large; Practical-RIFE and this network do not.)
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.models.cache import cached_model
 from deforum_engine.models.loading import hub_file, read_weights_file
 
 DEFAULT_RIFE_MODEL = "AlexWortega/RIFE"  # a hub repo holding a Practical-RIFE 4.x flownet.pkl
@@ -224,8 +224,12 @@ def resolve_weights(source: str | os.PathLike, setting: str = "rife_model") -> P
     return hub_file(text, "flownet.pkl", setting, _LAYOUT)
 
 
-@functools.lru_cache(maxsize=2)
 def load_rife(source: str = DEFAULT_RIFE_MODEL, device: str = "cpu", setting: str = "rife_model"):
+    """The IFNet that `source` holds, in eval mode on `device`; loaded once per process."""
+    return cached_model("rife", (source, device), lambda: _load_rife(source, device, setting))
+
+
+def _load_rife(source: str = DEFAULT_RIFE_MODEL, device: str = "cpu", setting: str = "rife_model"):
     """The IFNet that `source` holds, in eval mode on `device`; loaded once per process."""
     path = resolve_weights(source, setting)
     state = read_state_dict(path)

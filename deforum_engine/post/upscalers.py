@@ -15,12 +15,12 @@ dict) or the same keys in `.safetensors`. The architecture is read from the keys
 """
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from deforum_engine.errors import SettingsError
+from deforum_engine.models.cache import cached_model
 from deforum_engine.models.loading import hub_file, read_weights_file
 
 DEFORUM_UPSCALERS = {  # Deforum's r_upscale_model name -> (hub repo or None, published file)
@@ -182,8 +182,12 @@ def _hub_file(repo: str, filename: str) -> Path:
     return hub_file(repo, filename, "r_upscale_model", _LAYOUT)
 
 
-@functools.lru_cache(maxsize=2)
 def load_upscaler(value: str, device: str = "cpu"):
+    """The network that r_upscale_model names, its weights loaded strictly; loaded once per process."""
+    return cached_model("upscaler", (value, device), lambda: _load_upscaler(value, device))
+
+
+def _load_upscaler(value: str, device: str = "cpu"):
     """The network that r_upscale_model names, its weights loaded strictly; loaded once per process."""
     path = resolve_upscaler(value)
     state = read_weights(path)

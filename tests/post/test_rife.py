@@ -5,6 +5,8 @@ from importlib.metadata import PackageNotFoundError, distribution
 import numpy as np
 import pytest
 
+from deforum_engine.models.cache import forget_models
+
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.post.interpolate import in_betweens
 from deforum_engine.post.rife import VARIANTS, IFNetSpec, load_rife
@@ -16,7 +18,7 @@ def _few_threads():
     import torch
 
     torch.set_num_threads(1)
-    load_rife.cache_clear()
+    forget_models("rife")
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

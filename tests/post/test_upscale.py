@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from deforum_engine.models.cache import forget_models
+
 from deforum_engine.errors import RenderError, SettingsError
 from deforum_engine.output import VideoWriter, probe_video
 from deforum_engine.post.frames import open_source
@@ -15,7 +17,7 @@ def _few_threads():
     import torch
 
     torch.set_num_threads(1)
-    load_upscaler.cache_clear()
+    forget_models("upscaler")
 
 
 def texture(height=72, width=88, seed=0):

@@ -119,12 +119,13 @@ def test_diffusion_render_resumes_after_sigkill_with_identical_frames(tiny_sd_di
 
 
 def test_batch_loads_the_model_once_per_worker(tiny_sd_dir, tmp_path, monkeypatch):
-    from deforum_engine.models import loading as models
     from deforum_engine.batch.local import run_batch
+    from deforum_engine.models import loading as models
+    from deforum_engine.models.cache import forget_models
 
     loads = []
     real_load = models._load
-    monkeypatch.setattr(models, "_PIPELINES", {})
+    forget_models("pipeline")
     monkeypatch.setattr(models, "_load", lambda *args, **kwargs: loads.append(args) or real_load(*args, **kwargs))
     paths = []
     for name, seed in (("one", 1), ("two", 2), ("three", 3)):
