@@ -16,10 +16,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from deforum_engine.config.choices import FLOW_METHODS
 from deforum_engine.errors import SettingsError
 
-FLOW_METHODS = ("RAFT", "DIS Medium", "DIS Fine", "Farneback")
-OPENCV_METHODS = ("DIS Medium", "DIS Fine", "Farneback")
+OPENCV_METHODS = tuple(method for method in FLOW_METHODS if method != "RAFT")  # RAFT needs torchvision
 
 Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (picture, next picture) -> flow
 
