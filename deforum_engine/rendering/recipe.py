@@ -245,11 +245,13 @@ def _run_loop(inputs: RenderInputs, backend: Backend, depth_model: DepthEstimato
                      desc=folder.root.name) as progress:
             sink = _Sink(writer, progress, on_frame)
             depth = DepthSteps.for_render(depth_model, plan.settings.save_depth_maps)
-            video = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model, folder.root)
-            start = start_or_resume(inputs, backend, state, sink, depth, video)
-            device = depth_model.model.device if depth_model is not None else "cpu"
-            FrameLoop.for_render(plan, backend, start.reference, depth, device, inputs.guide,
-                                 video).run(start, sink, cancel)
+            clip_steps = VideoSteps.for_render(plan, inputs.video, inputs.init, backend.is_preview, depth_model,
+                                               folder.root)
+            with clip_steps:
+                start = start_or_resume(inputs, backend, state, sink, depth, clip_steps)
+                device = depth_model.model.device if depth_model is not None else "cpu"
+                FrameLoop.for_render(plan, backend, start.reference, depth, device, inputs.guide,
+                                     clip_steps).run(start, sink, cancel)
             phase("post_processing")  # the last frames and the video are finished as the writer closes
     except KeyboardInterrupt:
         print(f"\nstopped: the frames written so far are kept in {folder.root}; "

@@ -8,6 +8,7 @@ plan and every picture from the clip or the frames, so a resumed render computes
 from __future__ import annotations
 
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -49,6 +50,17 @@ class VideoSteps:
     extra_frames: Path | None = None  # hybrid_comp_save_extra_frames: where masks and composites are written
     _colors: dict = field(default_factory=dict)
     _features: dict = field(default_factory=dict)  # clip frame -> SIFT features, for the next frame's match
+    _ahead: ClipMovesAhead | None = None  # the clip's own moves, measured ahead on a worker thread
+
+    def __enter__(self) -> VideoSteps:
+        if self.motion != "None" and self.frames is not None and not self.plan.settings.hybrid_motion_use_prev_img:
+            self._ahead = ClipMovesAhead(self._clip_move, self.frames)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
 
     @classmethod
     def for_render(cls, plan: FramePlan, frames: VideoFrames | None, init: np.ndarray | None,
@@ -147,27 +159,33 @@ class VideoSteps:
         hybrid motion. With hybrid_motion_use_prev_img the first is measured from the picture itself."""
         if self.motion == "None":
             return None
+        if self._ahead is not None:
+            return [self._ahead.move(j) for j in range(begin + 1, end + 1)]
         return [self._move(previous if j == begin + 1 and self.plan.settings.hybrid_motion_use_prev_img
-                           else None, j) for j in range(begin + 1, end + 1)]
+                           else None, j, self.frames) for j in range(begin + 1, end + 1)]
 
-    def _move(self, picture: np.ndarray | None, j: int) -> np.ndarray:
-        """The clip's move from frame j - 1 (or from `picture`) to frame j."""
+    def _clip_move(self, frames: VideoFrames, j: int) -> np.ndarray:
+        return self._move(None, j, frames)
+
+    def _move(self, picture: np.ndarray | None, j: int, frames: VideoFrames) -> np.ndarray:
+        """The clip's move from frame j - 1 (or from `picture`) to frame j, reading `frames`."""
         if self.hybrid_flow is None:
-            before = sift_features(picture) if picture is not None else self._sift(j - 1)
+            before = sift_features(picture) if picture is not None else self._sift(j - 1, frames)
             canvas = self.plan.canvas
-            return matrix_flow(matrix_between(before, self._sift(j), self.motion), canvas.width, canvas.height)
-        source = picture if picture is not None else self.frames[j - 1]
+            return matrix_flow(matrix_between(before, self._sift(j, frames), self.motion), canvas.width, canvas.height)
+        source = picture if picture is not None else frames[j - 1]
         settings = self.plan.settings
         if settings.hybrid_flow_consistency:
-            flow = consistent_flow(source, self.frames[j], self.hybrid_flow, settings.hybrid_consistency_blur)
+            flow = consistent_flow(source, frames[j], self.hybrid_flow, settings.hybrid_consistency_blur)
         else:
-            flow = self.hybrid_flow(source, self.frames[j])
+            flow = self.hybrid_flow(source, frames[j])
         return flow * np.float32(self.plan.values["hybrid_flow_factor"][j])
 
-    def _sift(self, index: int) -> tuple:
+    def _sift(self, index: int, frames: VideoFrames) -> tuple:
+        # one thread only reads this cache: the loop's, or ClipMovesAhead's worker when it measures every move
         if index not in self._features:
             self._features = {k: v for k, v in self._features.items() if k >= index - 2}
-            self._features[index] = sift_features(self.frames[index])
+            self._features[index] = sift_features(frames[index])
         return self._features[index]
 
     # ------------------------------------------------------------------------- colour matching
@@ -221,6 +239,32 @@ class VideoSteps:
         if moves:
             before_at_end = warp_by_flow(before_at_end, _chain(moves))
         return self.cadence_flow(before_at_end, after)
+
+
+class ClipMovesAhead:
+    """The clip's motion from frame j - 1 to frame j depends on the clip alone, so it is measured a few
+    frames ahead on a worker thread (with its own stream of the clip), while the loop warps, prepares and
+    generates: optical flow and feature matching release the GIL, so on two cores hybrid motion costs
+    little more than the frame itself. The moves are the same, measured ahead or not."""
+
+    def __init__(self, measure: Callable[[VideoFrames, int], np.ndarray], frames: VideoFrames, ahead: int = 2):
+        self._measure, self._ahead = measure, ahead
+        self._frames = VideoFrames(frames.clip, frames.frames, *frames.size, frames.fit, keep=ahead + 2)
+        self._last = frames.frames.count - 1
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="clip-moves")
+        self._pending: dict[int, Future] = {}
+
+    def move(self, j: int) -> np.ndarray:
+        for k in range(j, min(j + self._ahead, self._last) + 1):
+            if k not in self._pending:
+                self._pending[k] = self._pool.submit(self._measure, self._frames, k)
+        for old in [k for k in self._pending if k < j]:
+            self._pending.pop(old).cancel()
+        return self._pending.pop(j).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._frames.close()
 
 
 def needs_depth(settings) -> bool:
