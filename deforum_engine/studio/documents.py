@@ -139,7 +139,7 @@ def _offered_models(data: dict[str, Any], server: dict[str, Any], source: str, p
         on = _is_on(data.get(enabled, UNIT_DEFAULTS["enabled"]))
         if on and not server["controlnet_models"]:
             if not preview:
-                raise StudioError(422, f"{source}: {enabled}: ControlNet unit {number} needs a ControlNet model and "
+                raise StudioError(422, f"{source}: {enabled}: the unit needs a ControlNet model and "
                                        "this studio offers none (start it with `serve --controlnet MODEL`); switch "
                                        "the unit off, or make a motion preview")
             chosen[enabled] = False

@@ -9,7 +9,12 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the studio's extra is not installed (pip install -e '.[studio]')")
 
+from deforum_engine import cli  # noqa: E402
+from deforum_engine.backends.preview import PreviewBackend  # noqa: E402
+from deforum_engine.config.settings import validate_settings  # noqa: E402
 from deforum_engine.output import RenderFolder, probe_video  # noqa: E402
+from deforum_engine.plan.frame_plan import build_plan  # noqa: E402
+from deforum_engine.rendering.summary import describe_plan  # noqa: E402
 from deforum_engine.studio.documents import read_document  # noqa: E402
 from deforum_engine.studio.errors import StudioError  # noqa: E402
 from studio_client import studio, upload  # noqa: E402
@@ -97,6 +102,8 @@ def test_a_controlnet_unit_takes_an_uploaded_control_image_and_refuses_paths(tmp
         assert saved["cn_1_weight"] == "0:(0.8), 4:(0.4)" and saved["cn_1_control_mode"] == "ControlNet is more important"
         assert Path(saved["cn_1_vid_path"]).name.startswith(edges.json()["id"])
         assert Path(saved["mask_file"]).name.startswith(mask.json()["id"])
+        summary = describe_plan(build_plan(validate_settings(saved)), PreviewBackend())
+        assert f"ControlNet cn_1: {CANNY}, module canny" in summary and "(not used by the motion preview)" in summary
 
         for setting, value, status in (("cn_1_vid_path", "/etc/hostname", 400), ("mask_file", "/etc/hostname", 400),
                                        ("cn_1_model", "/models/evil.safetensors", 422),
@@ -155,3 +162,13 @@ def test_the_after_render_switches_reach_the_job_and_its_videos_are_listed(tmp_p
             sizes.append((probed["frames"], probed["width"]))
         assert sizes == [(6, 128), (12, 64)]  # upscaled x2; interpolated x2 round the loop (N * X frames)
         assert client.get(f"/api/jobs/{job['id']}/videos/settings.json").status_code == 404
+
+
+def test_serve_takes_the_models_it_offers(monkeypatch):
+    started = []
+    monkeypatch.setattr("deforum_engine.studio.server.serve", started.append)
+    assert cli.main(["serve", "--preview", "--controlnet", CANNY, "--controlnet", "./cn/depth", "--rife-model",
+                     "./rife", "--upscale-model", "./up/x4.pth"]) == 0
+    config = started[0]
+    assert config.controlnet_models == (CANNY, "./cn/depth")
+    assert (config.rife_model, config.upscale_model) == ("./rife", "./up/x4.pth")

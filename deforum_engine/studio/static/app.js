@@ -72,7 +72,7 @@ const LABELS = { ...Object.fromEntries(Object.entries(NUMBERS).map(([name, [, la
                  r_upscale_model: "Upscaler", seamless_loop: "Seamless loop", mask_file: "Mask",
                  ...SCHEDULE_LABELS,
                  ...Object.fromEntries(UNIT_NUMBERS.flatMap((n) => Object.entries(UNIT_LABELS).map(
-                   ([key, label]) => [`cn_${n}_${key}`, `ControlNet unit ${n} ${label}`]))) };
+                   ([key, label]) => [`cn_${n}_${key}`, `ControlNet unit ${n}${key === "enabled" ? "" : ` ${label}`}`]))) };
 
 // --- the API --------------------------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ function showPresetClip() {
   const clip = $("preset-clip");
   if (!preset) { clip.removeAttribute("src"); clip.load(); return; }
   const picture = state.uploads.init_image || ($("image-prompt-toggle").checked && state.uploads.image_prompt)
-    || state.uploads.video_init_path;
+    || (clipUsed() && state.uploads.video_init_path);
   const url = preset.preview + (picture ? `?picture=${picture.id}` : "");
   if (clip.getAttribute("src") !== url) clip.src = url;
 }
@@ -180,7 +180,8 @@ function buildFormFields(options) {
   for (const mode of options.choices.animation_mode) {
     const label = document.createElement("label");
     const radio = document.createElement("input");
-    Object.assign(radio, { type: "radio", name: "animation-mode", value: mode });
+    Object.assign(radio, { type: "radio", name: "animation-mode", value: mode,
+                           checked: mode === options.form_defaults.animation_mode });
     radio.addEventListener("change", () => { showMode(); refreshCurves(); });
     label.append(radio, ` ${mode}`);
     $("animation-mode").append(label);
@@ -323,6 +324,11 @@ function scheduleEditor(name) {
   return block;
 }
 
+function clipUsed() {
+  // Whether the render reads the input video (Video Input mode, or hybrid video), as the engine decides.
+  return animationMode() === "Video Input" || $("hybrid-composite").value !== "None" || $("hybrid-motion").value !== "None";
+}
+
 function animationMode() {
   return document.querySelector("input[name=animation-mode]:checked").value;
 }
@@ -341,6 +347,7 @@ function showMode() {
   $("schedule-seed_schedule").parentElement.hidden = $("seed-behavior").value !== "schedule";
   $("schedule-hybrid_comp_alpha_schedule").parentElement.hidden = $("hybrid-composite").value === "None";
   if (mode === "Video Input") $("video-details").open = true;
+  showPresetClip();
 }
 
 function fillForm(values) {
@@ -374,9 +381,7 @@ async function drawCurves() {
     say("video-frames", /Video clip|Every Nth frame|From frame|To frame|video/i.test(message) ? message : "", "bad");
     return;
   }
-  const clipUsed = doc.video_init_path && (doc.animation_mode === "Video Input" || doc.hybrid_composite !== "None"
-                                           || doc.hybrid_motion !== "None");
-  say("video-frames", clipUsed ? `The clip gives ${answer.frames} frames (Frames is set by it).` : "");
+  say("video-frames", doc.video_init_path && clipUsed() ? `The clip gives ${answer.frames} frames (Frames is set by it).` : "");
   for (const name of Object.keys(SCHEDULE_LABELS)) {
     const error = answer.errors[name] || "";
     $(`error-${name}`).textContent = error ? formWords(error) : "";
