@@ -247,6 +247,8 @@ def cmd_serve(args) -> int:
     if args.max_body_mb <= 0 or args.upload_retention_days <= 0:
         raise SettingsError("serve: --max-body-mb and --upload-retention-days must be above 0")
     serve(StudioConfig(data=Path(args.data), model=args.model, ip_adapter=args.ip_adapter, preview_only=args.preview,
+                       controlnet_models=tuple(args.controlnet or ()), rife_model=args.rife_model,
+                       upscale_model=args.upscale_model,
                        token=args.token or os.environ.get(TOKEN_ENV) or None, api_auth=args.api_auth,
                        host=args.host, port=args.port, max_body_mb=args.max_body_mb,
                        upload_retention_days=args.upload_retention_days))
@@ -350,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--port", type=int, default=7860)
     sub.add_argument("--model", help="the model every render uses (hub id, diffusers folder or checkpoint)")
     sub.add_argument("--ip-adapter", help="IP-Adapter for image prompts (hub id or h94/IP-Adapter-layout folder)")
+    sub.add_argument("--controlnet", action="append", metavar="MODEL",
+                     help="a ControlNet model the form's units offer (hub id, diffusers folder or .safetensors); "
+                          "repeat for several")
+    sub.add_argument("--rife-model", help="RIFE weights for interpolation (default: the engine's, from the hub)")
+    sub.add_argument("--upscale-model", help="a Real-ESRGAN upscaler offered beside Deforum's names, and chosen first")
     sub.add_argument("--preview", action="store_true", help="no model: every render is a motion preview")
     sub.add_argument("--data", default=str(DEFAULT_DATA), help="folder for uploads, renders and the job table")
     sub.add_argument("--token", help="token every request must carry (default: $DEFORUM_ENGINE_TOKEN)")

@@ -100,7 +100,7 @@ PER_FRAME_VALUES: tuple[PerFrameValue, ...] = (
                   low=0.0),
     # Hybrid video and optical flow (read where the render uses them: video/, rendering/video_steps.py)
     PerFrameValue("hybrid_comp_alpha", "hybrid_comp_alpha_schedule", "0:(0.5)",
-                  "share of the composite mixed into the frame", short="comp_alpha"),
+                  "share of the composite mixed into the frame", short="comp_alpha", form=True),
     PerFrameValue("hybrid_comp_mask_blend_alpha", "hybrid_comp_mask_blend_alpha_schedule", "0:(0.5)",
                   "share of the clip in a Blend mask", short="mask_blend"),
     PerFrameValue("hybrid_comp_mask_contrast", "hybrid_comp_mask_contrast_schedule", "0:(1)", "mask contrast factor",

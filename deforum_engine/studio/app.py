@@ -130,7 +130,7 @@ def _page_routes(studio: Studio) -> APIRouter:
             "defaults": {"W": defaults.W, "H": defaults.H, "max_frames": defaults.max_frames, "fps": defaults.fps,
                          "steps": defaults.steps, "seed": defaults.seed, "init_denoise": round(1 - defaults.init_strength, 2),
                          "init_fit": defaults.init_fit, "image_prompt_influence": defaults.image_prompt_influence},
-            **form_options(),
+            **form_options(studio.server),
         }
 
     @router.post("/api/plan/curves", tags=["studio"])
@@ -141,20 +141,25 @@ def _page_routes(studio: Studio) -> APIRouter:
     @router.get("/api/presets/{name}/preview.mp4", tags=["studio"], response_class=FileResponse)
     def preset_preview(name: str, picture: str | None = Query(None)) -> FileResponse:
         """A small looping motion-preview clip of a motion preset (rendered on first request, then cached),
-        on the user's picture when `picture` is the id of an uploaded init image or image prompt."""
+        on the user's picture when `picture` is the id of an uploaded init image, image prompt or input
+        video (its first frame)."""
         return FileResponse(studio.previews.clip(name, _clip_picture(studio, picture)), media_type="video/mp4")
 
     return router
 
 
 def _clip_picture(studio: Studio, upload_id: str | None) -> Path | None:
-    """The uploaded picture a preset clip plays on: an init image or an image prompt upload."""
+    """The upload a preset clip plays on: an init image, an image prompt or an input video."""
     if not upload_id:
         return None
     kind = studio.uploads.get(upload_id).kind
-    if kind not in ("init_image", "image_prompt"):
-        raise StudioError(422, f"picture: upload {upload_id} is a {kind}, not an init image or image prompt")
+    if kind not in PICTURE_KINDS:
+        raise StudioError(422, f"picture: upload {upload_id} is a {kind}, not an init image, image prompt or "
+                               "input video")
     return studio.uploads.file_for(upload_id, kind)
+
+
+PICTURE_KINDS = ("init_image", "image_prompt", "video_init_path")
 
 
 # ----------------------------------------------------------------------------------------- uploads
@@ -168,8 +173,9 @@ def _upload_routes(studio: Studio) -> APIRouter:
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
     async def upload(kind: str, request: Request, filename: str | None = Query(None)) -> dict:
         """Upload a file for one setting (`image_prompt`, `init_image`, `color_coherence_image`,
-        `soundtrack_path`): a form with the field `file`, or the raw file as the body (`?filename=`).
-        Checked as the CLI checks files; image prompts may be at most 5 MB. Returns the upload's id."""
+        `soundtrack_path`, `video_init_path`, `cn_1_vid_path` .. `cn_5_vid_path`, `mask_file`): a form
+        with the field `file`, or the raw file as the body (`?filename=`). Checked as the CLI checks
+        files; image prompts may be at most 5 MB. Returns the upload's id."""
         length = request.headers.get("content-length")
         stored = await studio.uploads.receive(kind, request.headers.get("content-type", ""),
                                               int(length) if length and length.isdigit() else None,
@@ -268,6 +274,11 @@ def _output_routes(studio: Studio) -> APIRouter:
     def video(job_id: str) -> FileResponse:
         """The finished render's video (H.264 mp4, soundtrack muxed in)."""
         return FileResponse(studio.video(studio.jobs.get(job_id)), media_type="video/mp4")
+
+    @router.get("/jobs/{job_id}/videos/{name}", response_class=FileResponse)
+    def extra_video(job_id: str, name: str) -> FileResponse:
+        """A video made after the render (upscaled or interpolated), as the job's `extra_videos` list it."""
+        return FileResponse(studio.extra_video(studio.jobs.get(job_id), name), media_type="video/mp4")
 
     @router.get("/jobs/{job_id}/settings", response_class=FileResponse)
     def settings_file(job_id: str) -> FileResponse:

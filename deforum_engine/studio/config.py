@@ -18,6 +18,9 @@ class StudioConfig:
     data: Path = DEFAULT_DATA
     model: str | None = None  # None: the engine's default model (unless preview_only)
     ip_adapter: str | None = None
+    controlnet_models: tuple[str, ...] = ()  # the ControlNet models the units choose among (hub ids, folders, files)
+    rife_model: str | None = None  # RIFE weights for interpolation; None: the engine's default
+    upscale_model: str | None = None  # a Real-ESRGAN upscaler offered beside Deforum's names (and chosen first)
     preview_only: bool = False
     token: str | None = None
     api_auth: str | None = None  # AUTOMATIC1111's --api-auth: "user:pass[,user2:pass2]", HTTP Basic

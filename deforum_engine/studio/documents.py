@@ -6,12 +6,17 @@ under it and everything is validated by `settings.validate_settings` and `plan.b
 error is the CLI's one-line message.
 
 What a document cannot do is reach into the server's disk:
-- files (`image_prompt`, `init_image`, `color_coherence_image`, `soundtrack_path`, `video_init_path`) are named by
-  the id of an upload to this server, never by a path;
+- files (`image_prompt`, `init_image`, `color_coherence_image`, `soundtrack_path`, `video_init_path`,
+  `mask_file`, the ControlNet units' `cn_N_vid_path`) are named by the id of an upload to this server,
+  never by a path;
 - `parseq_manifest` is inline JSON (text or an object), never a path;
 - the model side (`model`, `model_config_dir`, `ip_adapter`, `tiny_vae_model`, `depth_model`,
-  `adabins_model`, `lora_dirs`, `device`, `dtype`, `safety_checker`) is the server's: a document
-  may repeat the server's value or leave it out.
+  `adabins_model`, `lora_dirs`, `device`, `dtype`, `safety_checker`, `rife_model`) is the server's: a
+  document may repeat the server's value or leave it out;
+- the ControlNet units' models (`cn_N_model`) and the upscaler (`r_upscale_model`) are chosen among
+  what the server offers (`serve --controlnet`, `--upscale-model`; the upscaler also among Deforum's
+  names); left out, they are the first it offers. A motion preview on a server without ControlNet
+  models leaves enabled units out, with a note (a preview never uses them).
 """
 from __future__ import annotations
 
@@ -24,18 +29,25 @@ from typing import Any
 from deforum_engine.batch.local import read_jobs_file
 from deforum_engine.config import files as settings_files
 from deforum_engine.config.choices import DEPTH_ALGORITHMS
+from deforum_engine.config.control_units import CONTROL_MODES, MODULES, UNIT_COUNT, UNIT_DEFAULTS, setting_name
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.settings import Settings, setting_choices
 from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import build_plan
 from deforum_engine.post.srt import gen_info_srt
+from deforum_engine.post.upscalers import DEFORUM_UPSCALERS
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.studio.errors import StudioError
 from deforum_engine.studio.uploads import UPLOAD_ID, UploadStore
 
-UPLOAD_FIELDS = ("image_prompt", "init_image", "color_coherence_image", "soundtrack_path", "video_init_path")
+UNITS = range(1, UNIT_COUNT + 1)
+UPLOAD_FIELDS = ("image_prompt", "init_image", "color_coherence_image", "soundtrack_path", "video_init_path",
+                 "mask_file", *(setting_name(n, "vid_path") for n in UNITS))
 SERVER_FIELDS = ("model", "model_config_dir", "ip_adapter", "tiny_vae_model", "depth_model", "adabins_model",
-                 "lora_dirs", "device", "dtype", "safety_checker")
+                 "lora_dirs", "device", "dtype", "safety_checker", "rife_model")
+# What an empty file setting becomes: None for the path settings, "" for the units' inputs (text in Deforum).
+_NO_FILE = {setting: Settings.model_fields[setting].default for setting in UPLOAD_FIELDS}
+_NO_MODEL = (None, "", "None", "none")
 
 
 @dataclass(frozen=True)
@@ -46,22 +58,27 @@ class Document:
     notes: list[str]
 
 
-def server_settings(model: str | None, ip_adapter: str | None) -> dict[str, Any]:
-    """The settings the server decides; documents may only repeat them."""
+def server_settings(model: str | None, ip_adapter: str | None, controlnet_models: tuple[str, ...] = (),
+                    rife_model: str | None = None, upscale_model: str | None = None) -> dict[str, Any]:
+    """The settings the server decides (SERVER_FIELDS: documents may only repeat them), and the models it
+    offers: `controlnet_models` for the units, `upscale_models` (its own first, then Deforum's names)."""
     return {"model": model, "ip_adapter": ip_adapter, "model_config_dir": None, "tiny_vae_model": None,
             "depth_model": None, "adabins_model": None, "lora_dirs": (), "device": None, "dtype": None,
-            "safety_checker": True}
+            "safety_checker": True, "rife_model": rife_model, "controlnet_models": tuple(controlnet_models),
+            "upscale_models": tuple(dict.fromkeys([*([upscale_model] if upscale_model else []), *DEFORUM_UPSCALERS]))}
 
 
-def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], source: str = "document") -> Document:
-    """Check a posted document and turn it into resolved Settings; StudioError / SettingsError otherwise."""
+def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], source: str = "document",
+                  preview: bool = False) -> Document:
+    """Check a posted document and turn it into resolved Settings; StudioError / SettingsError otherwise.
+    `preview`: for a motion preview (ControlNet units need no model there)."""
     if not isinstance(document, dict):
         raise StudioError(400, f"{source}: a settings document is one JSON object of settings, "
                                f"got {type(document).__name__}")
     data, notes = engine_names(document, source)
-    _refuse_control_files(data, source)
     data.update(_uploaded_files(data, uploads, source))
     data.update(_server_side(data, server, source))
+    data.update(_offered_models(data, server, source, preview, notes))
     settings = settings_files.merge_settings(data, source)
     plan = build_plan(settings)
     if settings.deforum_save_gen_info_as_srt:
@@ -97,7 +114,7 @@ def _uploaded_files(data: dict[str, Any], uploads: UploadStore, source: str) -> 
         value = data.get(setting)
         if value is None or value == "":
             if setting in data:
-                files[setting] = None
+                files[setting] = _NO_FILE[setting]
             continue
         if not isinstance(value, str) or not UPLOAD_ID.match(value):
             raise StudioError(400, f"{source}: {setting}: a settings document sent to the studio names files by upload id, "
@@ -110,18 +127,56 @@ def _uploaded_files(data: dict[str, Any], uploads: UploadStore, source: str) -> 
     return files
 
 
-# ControlNet units' models and inputs and the mask file are paths on the server: no document names them
-# until the studio takes their uploads (the studio issue); until then they render from the command line.
-CONTROL_FILE_FIELDS = ("mask_file", *(f"cn_{n}_{key}" for n in range(1, 6) for key in ("model", "vid_path")))
+def _offered_models(data: dict[str, Any], server: dict[str, Any], source: str, preview: bool,
+                    notes: list[str]) -> dict[str, Any]:
+    """The units' models and the upscaler, chosen among what the server offers (the first when left out).
+    Enabled units on a server without ControlNet models: left out of a preview (with a note), else refused."""
+    chosen = {"r_upscale_model": _offered(data, "r_upscale_model", server["upscale_models"], "upscalers",
+                                          "--upscale-model", source)}
+    dropped, unused = [], []
+    for number in UNITS:
+        enabled, model = setting_name(number, "enabled"), setting_name(number, "model")
+        on = _is_on(data.get(enabled, UNIT_DEFAULTS["enabled"]))
+        if on and not server["controlnet_models"]:
+            if not preview:
+                raise StudioError(422, f"{source}: {enabled}: the unit needs a ControlNet model and "
+                                       "this studio offers none (start it with `serve --controlnet MODEL`); switch "
+                                       "the unit off, or make a motion preview")
+            chosen[enabled] = False
+            dropped.append(number)
+        value = _offered(data, model, server["controlnet_models"], "ControlNet models", "--controlnet", source)
+        given = data.get(model)
+        chosen[model] = value if on and value is not None else UNIT_DEFAULTS["model"] if given in _NO_MODEL else given
+        if on and preview and server["controlnet_models"]:
+            unused.append(number)
+    if dropped:
+        notes.append(f"ControlNet unit(s) {', '.join(map(str, dropped))} left out: this studio has no ControlNet "
+                     "model (`serve --controlnet MODEL`), and a motion preview does not use units anyway.")
+    if unused:
+        notes.append(f"ControlNet unit(s) {', '.join(map(str, unused))} are kept in the settings but not used by a "
+                     "motion preview (no model runs).")
+    return chosen
 
 
-def _refuse_control_files(data: dict[str, Any], source: str) -> None:
-    for setting in CONTROL_FILE_FIELDS:
-        value = data.get(setting)
-        if value not in (None, "", "None"):
-            raise StudioError(422, f"{source}: {setting}: ControlNet models and inputs and mask files are files on the "
-                                   f"server, which a studio document cannot name yet; render this one with the "
-                                   f"command line (got {str(value)[:80]!r})")
+def _offered(data: dict[str, Any], setting: str, offered: tuple[str, ...], what: str, option: str,
+             source: str) -> str | None:
+    """The document's choice when the server offers it; the first offered when left out; else a 422."""
+    value = data.get(setting)
+    if value in _NO_MODEL:
+        return offered[0] if offered else None
+    if value not in offered:
+        have = f"it offers {', '.join(map(repr, offered))}" if offered else "it offers none"
+        raise StudioError(422, f"{source}: {setting}: the studio offers the {what} it was started with "
+                               f"(`serve {option}`; {have}); choose one of them or leave `{setting}` out "
+                               f"(got {str(value)[:80]!r})")
+    return value
+
+
+def _is_on(value: Any) -> bool:
+    """A switch as the settings model reads it (true, "true", 1, "yes", "on")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on", "t", "y")
+    return bool(value)
 
 
 def _server_side(data: dict[str, Any], server: dict[str, Any], source: str) -> dict[str, Any]:
@@ -135,7 +190,7 @@ def _server_side(data: dict[str, Any], server: dict[str, Any], source: str) -> d
             hint = f"it uses {chosen!r}" if chosen is not None else "it uses its own"
             raise StudioError(422, f"{source}: {setting}: the studio decides {setting} when it is started ({hint}); "
                                    f"leave `{setting}` out of the document (got {str(value)[:80]!r})")
-    return {setting: value for setting, value in server.items() if value is not None or setting in data}
+    return {setting: server[setting] for setting in SERVER_FIELDS if server[setting] is not None or setting in data}
 
 
 # ----------------------------------------------------------------------------------------- batches
@@ -181,17 +236,27 @@ FORM_SCHEDULES = {value.setting: value.name for value in PER_FRAME_VALUES if val
 CURVE_POINTS = 2000  # at most this many values per curve (a long render is sampled evenly)
 
 
-def form_options() -> dict[str, Any]:
-    """The choices and defaults of the form's fields beyond the basic ones."""
+# The form's fixed-set fields whose words the settings model lists, and its other fields with a default.
+FORM_CHOICES = ("seed_behavior", "color_coherence", "border", "animation_mode", "padding_mode", "sampling_mode",
+                "hybrid_composite", "hybrid_motion", "hybrid_flow_method", "optical_flow_cadence",
+                "frame_interpolation_engine", "r_upscale_factor")
+FORM_FIELDS = ("sampler", "diffusion_cadence", "use_depth_warping", "depth_algorithm", "enable_perspective_flip",
+               "extract_nth_frame", "extract_from_frame", "extract_to_frame", "frame_interpolation_x_amount",
+               "r_upscale_video", "r_upscale_model", "seamless_loop")
+UNIT_FORM_KEYS = ("enabled", "module", "weight", "guidance_start", "guidance_end", "control_mode", "model", "vid_path")
+
+
+def form_options(server: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The choices and defaults of the form's fields beyond the basic ones; the models `server` offers."""
     defaults = Settings()
-    fields = ("seed_behavior", "sampler", "diffusion_cadence", "color_coherence", "border", "animation_mode",
-              "use_depth_warping", "depth_algorithm", "padding_mode", "sampling_mode", "enable_perspective_flip",
-              *FORM_SCHEDULES)
-    choices = {name: list(_literal_choices(name)) for name in
-               ("seed_behavior", "color_coherence", "border", "animation_mode", "padding_mode", "sampling_mode")}
-    return {"form_defaults": {name: getattr(defaults, name) for name in fields},
-            "choices": {**choices, "sampler": list(SAMPLER_NAMES), "depth_algorithm": list(DEPTH_ALGORITHMS)},
-            "schedules": list(FORM_SCHEDULES)}
+    server = server or server_settings(None, None)
+    choices = {name: list(_literal_choices(name)) for name in FORM_CHOICES}
+    return {"form_defaults": {name: getattr(defaults, name) for name in (*FORM_CHOICES, *FORM_FIELDS, *FORM_SCHEDULES)},
+            "choices": {**choices, "sampler": list(SAMPLER_NAMES), "depth_algorithm": list(DEPTH_ALGORITHMS),
+                        "cn_module": list(MODULES), "cn_control_mode": list(CONTROL_MODES),
+                        "cn_model": list(server["controlnet_models"]), "r_upscale_model": list(server["upscale_models"])},
+            "schedules": list(FORM_SCHEDULES),
+            "control_units": {"count": UNIT_COUNT, "defaults": {key: UNIT_DEFAULTS[key] for key in UNIT_FORM_KEYS}}}
 
 
 def _literal_choices(name: str) -> tuple[str, ...]:
@@ -206,7 +271,7 @@ def schedule_curves(document: Any, uploads: UploadStore, server: dict[str, Any])
     document, errors = dict(document), {}
     for _ in FORM_SCHEDULES:  # each failing schedule is set aside, then the plan is tried again
         try:
-            plan = read_document(document, uploads, server, "form").settings
+            plan = read_document(document, uploads, server, "form", preview=True).settings
             break
         except SettingsError as error:
             name = _failing_schedule(str(error), document)

@@ -2,7 +2,9 @@
 
 A clip is a small ordinary preview render (128 x 128, 3 s) whose video is kept as
 `DATA/previews/<preset>-<hash>.mp4`; the hash covers the preset's settings, the clip's own and the
-user's picture it plays on (an uploaded init image or image prompt), so an edited preset gets a new clip. Presets that follow a soundtrack get a generated 120 BPM click track.
+user's picture it plays on (an uploaded init image or image prompt, or an input video's first frame,
+kept as `DATA/previews/first-<upload>.png`), so an edited preset gets a new clip. Presets that follow a
+soundtrack get a generated 120 BPM click track.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import numpy as np
 from deforum_engine.config.presets import Preset, list_presets
 from deforum_engine.config.settings import validate_settings
 from deforum_engine.errors import SettingsError
+from deforum_engine.output.atomic import encode_png
 from deforum_engine.rendering.recipe import render
 from deforum_engine.studio.errors import StudioError
+from deforum_engine.video.clip import VIDEO_SUFFIXES, first_frame, probe_clip
 
 CLIP_SETTINGS = {"W": 128, "H": 128, "max_frames": 45, "fps": 15, "seed": 1, "add_soundtrack": False,
                  "crf": 23, "video_preset": "veryfast"}
@@ -36,8 +40,8 @@ class PresetPreviews:
         self._guard = threading.Lock()
 
     def clip(self, name: str, picture: Path | None = None) -> Path:
-        """The preset's clip, on `picture` (the user's init image or image prompt) when given, else on
-        the preview's default picture."""
+        """The preset's clip, on `picture` (the user's init image or image prompt, or an input video's
+        first frame) when given, else on the preview's default picture."""
         preset = _preset(name)
         key = hashlib.sha256(json.dumps([preset.settings, CLIP_SETTINGS, picture and picture.name],
                                         sort_keys=True, default=str).encode())
@@ -55,6 +59,8 @@ class PresetPreviews:
         work = self.folder / f".work-{path.stem}"
         shutil.rmtree(work, ignore_errors=True)
         try:
+            if picture is not None and picture.suffix.lower() in VIDEO_SUFFIXES:
+                picture = self._first_frame(picture)
             on_picture = {"init_image": str(picture)} if picture is not None else {}
             settings = validate_settings({**preset.settings, **CLIP_SETTINGS, **on_picture, "name": preset.name,
                                           "soundtrack_path": str(self._click_track())}, f"motion preset {preset.name}")
@@ -64,6 +70,15 @@ class PresetPreviews:
             raise StudioError(422, f"motion preset {preset.name}: no preview clip: {error}") from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _first_frame(self, clip: Path) -> Path:
+        """An input video's first frame as a PNG beside the clips (made once per upload)."""
+        path = self.folder / f"first-{clip.stem}.png"
+        if not path.is_file():
+            temp = self.folder / f".{path.stem}-{threading.get_ident()}.tmp"  # one per thread: clips of two presets
+            temp.write_bytes(encode_png(first_frame(probe_clip(clip, "picture"))))
+            os.replace(temp, path)
+        return path
 
     def _click_track(self) -> Path:
         """A 4 s click track at CLICK_BPM (16-bit mono wav) for presets that follow the music."""

@@ -5,6 +5,7 @@ routes in app.py only translate HTTP to these calls and back.
 """
 from __future__ import annotations
 
+import glob
 import secrets
 import zipfile
 from collections.abc import Iterator
@@ -42,7 +43,8 @@ class Studio:
                                 + (" ..." if len(adopted) > 5 else ""))
         self.worker = RenderWorker(self.jobs, self.uploads, config)
         self.previews = PresetPreviews(config.previews_dir)
-        self.server = server_settings(None if config.preview_only else config.model, config.ip_adapter)
+        self.server = server_settings(None if config.preview_only else config.model, config.ip_adapter,
+                                      config.controlnet_models, config.rife_model, config.upscale_model)
 
     def start(self) -> None:
         self.worker.start()
@@ -56,7 +58,7 @@ class Studio:
     def create(self, document: Any, preview: bool | None = None) -> tuple[Job, list[str]]:
         """Check one settings document and queue its render; returns the job and notes for the user."""
         preview = self._preview(preview)
-        checked = read_document(document, self.uploads, self.server)
+        checked = read_document(document, self.uploads, self.server, preview=preview)
         return self._queue(checked.settings, preview), checked.notes
 
     def create_batch(self, documents: list[tuple[str | None, Any]], preview: bool | None = None) -> tuple[str, list[Job]]:
@@ -73,7 +75,7 @@ class Studio:
         for number, (name, document) in enumerate(documents, start=1):
             source = f"document {number}" + (f" ({name})" if name else "")
             try:
-                checked.append(read_document(document, self.uploads, self.server, source))
+                checked.append(read_document(document, self.uploads, self.server, source, preview))
             except StudioError as error:
                 problems.append((error.status, error.message))
             except SettingsError as error:
@@ -91,7 +93,7 @@ class Studio:
         made = []
         for number, document in enumerate(documents, start=1):
             try:
-                checked = read_document(document, self.uploads, self.server, f"document {number}")
+                checked = read_document(document, self.uploads, self.server, f"document {number}", preview)
             except StudioError as error:
                 made.append((self._failed(error.message, preview, batch_id), []))
             except SettingsError as error:
@@ -139,11 +141,14 @@ class Studio:
         video = RenderFolder(job.folder).video_path
         links = {"self": base, "events": f"{base}/events", "settings": f"{base}/settings",
                  "frames_zip": f"{base}/frames.zip", "latest_frame": f"{base}/frames/latest"}
+        extra = []
         if job.status == "finished" and video.is_file():
             links["video"] = f"{base}/video"
+            extra = [{"name": label, "file": path.name, "url": f"{base}/videos/{path.name}"}
+                     for label, path in extra_videos(job.folder)]
         return {
             "id": job.id, "name": job.name, "status": job.status, "error": job.error, "preview": job.preview,
-            "frames": job.frames, **progress, "cancelling": self.worker.cancel_requested(job.id),
+            "frames": job.frames, **progress, "extra_videos": extra, "cancelling": self.worker.cancel_requested(job.id),
             "resumable": job.status in STOPPED, "batch_id": job.batch_id, "folder": str(job.folder),
             "created": job.created, "started": job.started, "finished": job.finished, "links": links,
         }
@@ -173,6 +178,14 @@ class Studio:
             raise StudioError(409 if job.status not in DONE else 404,
                               f"job {job.id} is {job.status}; its video is written when the render finishes")
         return path
+
+    def extra_video(self, job: Job, name: str) -> Path:
+        """One of the videos made after the render (upscaled, interpolated), by file name."""
+        for _, path in extra_videos(job.folder) if job.status == "finished" else ():
+            if path.name == name:
+                return path
+        raise StudioError(404, f"job {job.id} has no video {name[:80]!r}; its videos after the render are listed "
+                               "in its status (`extra_videos`)")
 
     def settings_file(self, job: Job) -> Path:
         path = RenderFolder(job.folder).settings_path
@@ -210,6 +223,18 @@ def zip_frames(folder: Path) -> Iterator[bytes]:
                 archive.write(path, f"{folder.name}/{index:06d}.png")
                 yield sink.take()
     yield sink.take()
+
+
+EXTRA_VIDEOS = ("_Upscaled_", "_RIFE_")  # post/ names them <name>_Upscaled_x2.mp4, <name>_RIFE_x2.mp4
+
+
+def extra_videos(folder: Path) -> list[tuple[str, Path]]:
+    """The videos post-processing made beside the render's (upscaled, then interpolated), with labels
+    such as "RIFE x2 upscaled"; only plain files inside the folder."""
+    name = RenderFolder(folder).video_path.stem
+    found = [path for kind in EXTRA_VIDEOS for path in sorted(folder.glob(f"{glob.escape(name)}{kind}*.mp4"))]
+    return [(path.stem.removeprefix(f"{name}_").replace("_", " "), path) for path in found
+            if plain_file_in(path, folder)]
 
 
 def plain_file_in(path: Path, folder: Path) -> bool:

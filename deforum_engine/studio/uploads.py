@@ -1,11 +1,14 @@
 """Uploaded files: streamed to disk under generated names, then checked exactly as the CLI checks files.
 
-An upload is for one setting (its kind): `image_prompt`, `init_image`, `color_coherence_image` or
-`soundtrack_path`. Each kind has a size limit enforced while the body streams in: reading stops at
+An upload is for one setting (its kind): `image_prompt`, `init_image`, `color_coherence_image`,
+`soundtrack_path`, `video_init_path`, a ControlNet unit's input `cn_1_vid_path` .. `cn_5_vid_path`
+or `mask_file`. Each kind has a size limit enforced while the body streams in: reading stops at
 the limit and the answer is 413. Images are then checked by `images.check_image_file` (format by
 content, decompression bombs, truncated data), soundtracks by `output.check_soundtrack` (ffmpeg
-decodes the first second). A file that passes is stored as `DATA/uploads/<id><suffix>`; settings
-documents name it by that id, never by a path.
+decodes the first second), clips by `video.clip.probe_clip`; a control input or mask is a picture
+or a clip, told apart by its first bytes. A file that passes is stored as `DATA/uploads/<id><suffix>`
+(the suffix tells the render a picture from a clip); settings documents name it by that id, never
+by a path.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from deforum_engine.config.control_units import UNIT_COUNT, setting_name
 from deforum_engine.errors import SettingsError
 from deforum_engine.frame.images import ALLOWED_FORMATS, IMAGE_PROMPT_MAX_MB, check_image_file
 from deforum_engine.output.video import check_soundtrack
@@ -34,12 +38,12 @@ class UploadKind:
     """The setting an upload is for, what it holds, and its size limit."""
 
     setting: str
-    media: str  # "image", "audio" or "video"
+    media: str  # "image", "audio", "video", or "picture or video" (control inputs, masks)
     max_bytes: int
 
     @property
     def noun(self) -> str:
-        return {"image": "image", "audio": "audio file"}.get(self.media, "video")
+        return {"image": "image", "audio": "audio file", "picture or video": "picture or video"}.get(self.media, "video")
 
 
 UPLOAD_KINDS = {kind.setting: kind for kind in (
@@ -48,6 +52,8 @@ UPLOAD_KINDS = {kind.setting: kind for kind in (
     UploadKind("color_coherence_image", "image", 50 * MB),
     UploadKind("soundtrack_path", "audio", 200 * MB),
     UploadKind("video_init_path", "video", 2000 * MB),
+    *(UploadKind(setting_name(number, "vid_path"), "picture or video", 2000 * MB) for number in range(1, UNIT_COUNT + 1)),
+    UploadKind("mask_file", "picture or video", 2000 * MB),
 )}
 # What the first bytes of each accepted image format are (check_image_file also takes MPO, a JPEG).
 _IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG", ".png"), (b"\xff\xd8\xff", "JPEG", ".jpg"), (b"RIFF", "WEBP", ".webp"))
@@ -119,9 +125,10 @@ class UploadStore:
 
     def _check(self, kind: UploadKind, temp: Path, shown: str) -> str:
         """The CLI's checks on the stored bytes; returns the suffix to store the file under."""
+        is_picture = _image_format(temp)[0] is not None
         try:
-            if kind.media == "video":  # a clip ffmpeg reads (the render checks its frames again)
-                probe_clip(temp, kind.setting)
+            if kind.media == "video" or (kind.media == "picture or video" and not is_picture):
+                probe_clip(temp, kind.setting)  # a clip ffmpeg reads (the render checks its frames again)
                 suffix = Path(shown).suffix.lower()
                 return suffix if suffix in VIDEO_SUFFIXES else ".mp4"
             if kind.media == "audio":
@@ -224,7 +231,7 @@ def _image_format(path: Path) -> tuple[str | None, str]:
 
 def _refusal_status(kind: UploadKind, path: Path) -> int:
     """415 for a file of another type, 422 for an accepted type that is broken (empty, truncated, a bomb)."""
-    if kind.media in ("audio", "video"):
+    if kind.media in ("audio", "video") or (kind.media == "picture or video" and _image_format(path)[0] is None):
         return 415 if path.stat().st_size else 422
     if path.stat().st_size == 0:
         return 422

@@ -167,6 +167,15 @@ def read_frames(clip: Clip, frames: FrameMap, start: int = 0) -> Iterator[np.nda
         reader.close()
 
 
+def first_frame(clip: Clip) -> np.ndarray:
+    """The clip's first frame (RGB, uint8, its own size): the picture a clip stands for where one is shown."""
+    stream = read_frames(clip, FrameMap(0, 1, 1))
+    try:
+        return next(stream)
+    finally:
+        stream.close()  # ffmpeg stops at once
+
+
 class VideoFrames:
     """A clip's frames for output frames, fitted to the render size, read forward as a stream.
 

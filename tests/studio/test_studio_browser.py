@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from studio_helpers import encoded, picture
+from video_clips import panned_clip
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -58,15 +59,30 @@ def browser():
 @pytest.fixture
 def studio_url(tmp_path):
     """The studio (motion previews) under uvicorn on a free loopback port, in a thread of this process."""
+    from deforum_engine.studio.config import StudioConfig
+
+    yield from _serve(StudioConfig(data=tmp_path / "data", preview_only=True))
+
+
+@pytest.fixture
+def studio_with_rife_url(tmp_path):
+    """The same, started with tiny random RIFE weights (`serve --rife-model`), so renders can be interpolated."""
+    from deforum_engine.studio.config import StudioConfig
+    from tiny_post import save_tiny_rife
+
+    rife = save_tiny_rife(tmp_path / "rife", "4.6").parent
+    yield from _serve(StudioConfig(data=tmp_path / "data", preview_only=True, rife_model=str(rife)))
+
+
+def _serve(config):
     import uvicorn
 
     from deforum_engine.studio.app import create_app
-    from deforum_engine.studio.config import StudioConfig
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(StudioConfig(data=tmp_path / "data", preview_only=True))
+    app = create_app(config)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=1))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -161,15 +177,18 @@ def test_a_person_makes_a_motion_preview_with_an_image_prompt_and_downloads_it(b
 
 
 
-def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_re_edits_from_the_gallery(browser, studio_url):
+def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_from_a_clip_and_re_edits(browser, studio_with_rife_url,
+                                                                                       tmp_path):
     """Issue 21's path: three prompt keyframes, the zoom schedule edited with its curve redrawn, a broken
     keyframe shown at the field, a 3D preset filling the camera fields, Create, frames arriving, the
-    render opened from the gallery and its settings back in the form; screenshots at 1440 and 390 px."""
+    render opened from the gallery and its settings back in the form; then a clip uploaded for Video
+    Input with hybrid compositing, a ControlNet unit and RIFE interpolation, Create, its videos played
+    from the gallery; screenshots at 1440 and 390 px."""
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     problems = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto(studio_url)
+    page.goto(studio_with_rife_url)
     page.wait_for_selector(".preset[data-preset='3d_fly_through']")
     page.wait_for_function("document.getElementById('curve-zoom').dataset.values !== undefined")
 
@@ -217,7 +236,6 @@ def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_re_edits_from_t
     page.evaluate("window.scrollTo(0, 0)")
     # the README's screenshot (docs/studio.png is refreshed from it by hand, so a test run leaves git clean)
     page.screenshot(path=str(ARTIFACTS / "studio-readme.png"))
-    page.screenshot(path=str(ARTIFACTS / "studio-1440.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1440
 
     page.reload()
@@ -237,6 +255,10 @@ def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_re_edits_from_t
     assert page.is_checked("input[name=animation-mode][value='3D']")
     assert page.input_value("#schedule-translation_z") == "0:(2.5)" and page.input_value("#max-frames") == "24"
 
+    _video_input_render(page, tmp_path)
+    page.screenshot(path=str(ARTIFACTS / "studio-1440.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1440
+
     page.set_viewport_size({"width": 390, "height": 844})
     page.wait_for_timeout(200)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -245,6 +267,65 @@ def test_a_deforum_user_keyframes_edits_schedules_renders_3d_and_re_edits_from_t
     assert clipped == []
     page.screenshot(path=str(ARTIFACTS / "studio-390.png"), full_page=True)
     assert problems == []
+
+
+def _video_input_render(page, tmp_path) -> None:
+    """A clip for Video Input, composited over itself, a ControlNet unit with its image, RIFE x2: Create,
+    the frames the clip gives, the interpolated video played from the render panel and the gallery."""
+    clip, _ = panned_clip(tmp_path, count=10)
+    edges = tmp_path / "edges.png"
+    edges.write_bytes(encoded(picture(64, 64, seed=4)))
+    page.check("input[name=animation-mode][value='Video Input']")
+    assert page.is_visible("#mode-note") and page.is_hidden("#schedule-translation_z")
+    assert page.evaluate("document.getElementById('video-details').open")
+    page.set_input_files("#video-init-file", str(clip))
+    page.wait_for_selector("#video-init-thumb:not([hidden])")
+    assert page.text_content("#video-init-name") == clip.name
+    page.wait_for_function("document.getElementById('video-frames').textContent.includes('gives 10 frames')")
+    assert "picture=" in page.get_attribute("#preset-clip", "src")  # the preset clip plays on the clip's first frame
+    page.fill("#extract-nth-frame", "2")
+    page.wait_for_function("document.getElementById('video-frames').textContent.includes('gives 5 frames')")
+    assert page.is_hidden("#schedule-hybrid_comp_alpha_schedule")
+    page.select_option("#hybrid-composite", "Normal")
+    page.fill("#schedule-hybrid_comp_alpha_schedule", "0:(0.2), 4:(0.6)")
+    page.wait_for_function("(document.getElementById('curve-hybrid_comp_alpha_schedule').dataset.values || '')"
+                           ".startsWith('0.2,0.3,0.4,0.5,0.6')")
+
+    page.click("#control-details summary")
+    assert "no ControlNet model" in page.text_content("#controlnet-note")
+    assert page.is_hidden("#cn-1-module")
+    page.check("#cn-1-enabled")
+    page.select_option("#cn-1-module", "canny")
+    page.fill("#cn-1-weight", "0:(0.7)")
+    page.set_input_files("#cn-1-file", str(edges))
+    page.wait_for_selector("#cn-1-thumb:not([hidden])")
+    page.click("#post-details summary")
+    page.select_option("#frame-interpolation-engine", "RIFE")
+    page.fill("#frame-interpolation-x-amount", "2")
+
+    page.click("#create-button")
+    page.wait_for_function("document.getElementById('form-message').textContent.includes('left out')")
+    page.wait_for_function("document.getElementById('progress-text').textContent.includes('/ 5 frames')")
+    page.wait_for_selector("#extra-videos button[data-url$='_RIFE_x2.mp4']", timeout=60_000)
+    page.click("#extra-videos button[data-url$='_RIFE_x2.mp4']")
+    page.wait_for_function("(() => { const v = document.getElementById('result-video');"
+                           " return v.getAttribute('src').endsWith('_RIFE_x2.mp4') && v.currentTime > 0 && !v.error; })()")
+    card = page.locator(".render-card").first
+    page.wait_for_function("document.querySelector('.render-card .meta button.extra') !== null")
+    assert "5 / 5 frames" in card.text_content()
+    card.locator("[data-action=watch]").click()
+    page.wait_for_function("document.getElementById('result-video').getAttribute('src').endsWith('/video')")
+    card.locator("button.extra").click()
+    page.wait_for_function("document.getElementById('result-video').getAttribute('src').endsWith('_RIFE_x2.mp4')")
+
+    page.select_option("#frame-interpolation-engine", "None")
+    card.locator("[data-action=edit]").click()  # the clip, the unit's image and the switches come back
+    page.wait_for_function("document.getElementById('cn-1-name').textContent === 'edges.png'")
+    assert page.text_content("#video-init-name") == clip.name and page.input_value("#extract-nth-frame") == "2"
+    assert page.is_checked("input[name=animation-mode][value='Video Input']")
+    assert page.input_value("#hybrid-composite") == "Normal" and page.input_value("#frame-interpolation-engine") == "RIFE"
+    assert page.input_value("#cn-1-module") == "canny" and not page.is_checked("#cn-1-enabled")  # left out: no model
+    page.evaluate("window.scrollTo(0, 0)")
 
 
 def test_the_form_is_keyboard_reachable_and_speaks_the_form_s_words(browser, studio_url):

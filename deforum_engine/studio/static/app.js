@@ -6,9 +6,10 @@ const LEVELS = ["very_low", "low", "medium", "high", "very_high"];
 const UPLOAD_ID = /^[0-9a-f]{32}$/;
 const IMAGE_TYPES = ["image/jpeg", "image/png", "image/webp"];
 
+const UNIT_NUMBERS = [1, 2, 3, 4, 5];  // replaced by the engine's count from /api/options
 const state = {
   options: null,
-  uploads: { image_prompt: null, init_image: null, soundtrack_path: null },
+  uploads: { image_prompt: null, init_image: null, soundtrack_path: null, video_init_path: null },
   preset: null,     // the chosen motion preset's name (null: the engine's default motion)
   base: {},         // a loaded settings file: sent under the form's own fields
   job: null,        // the job shown in the render panel
@@ -27,24 +28,51 @@ const SCHEDULE_LABELS = {
   perspective_flip_gamma: "Flip gamma (°)", perspective_flip_fv: "Flip field of view (°)",
   strength_schedule: "Strength", seed_schedule: "Seed schedule (the curve: every frame's seed)",
   cfg_scale_schedule: "CFG scale", noise_schedule: "Noise", contrast_schedule: "Contrast",
+  hybrid_comp_alpha_schedule: "Composite alpha (share of the clip)",
 };
-const CAMERA = {
+const CAMERA = {  // the camera schedules each animation mode reads (Video Input and None: no camera)
   "2D": ["zoom", "angle", "translation_x", "translation_y", "transform_center_x", "transform_center_y"],
   "3D": ["translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z", "fov_schedule"],
 };
+const MODE_NOTES = {
+  "Video Input": "Video Input: every frame starts from its frame of the clip (Video input, below), so the clip sets the frame count; the camera does not move.",
+  None: "None: no camera motion; every frame is made anew from the prompts.",
+};
 const DIFFUSION = ["strength_schedule", "cfg_scale_schedule", "noise_schedule", "contrast_schedule", "seed_schedule"];
 const FLIP = ["perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma", "perspective_flip_fv"];
+const VIDEO_SCHEDULES = ["hybrid_comp_alpha_schedule"];
 const CAMERA_FIELDS = [...new Set([...CAMERA["2D"], ...CAMERA["3D"]]), ...FLIP, "animation_mode", "use_depth_warping",
                        "depth_algorithm", "padding_mode", "enable_perspective_flip"];
+// Fixed-set fields: setting -> select; their choices come from /api/options (the engine's lists).
 const SELECTS = { sampler: "sampler", seed_behavior: "seed-behavior", color_coherence: "color-coherence",
-                  border: "border", depth_algorithm: "depth-algorithm", padding_mode: "padding-mode" };
+                  border: "border", depth_algorithm: "depth-algorithm", padding_mode: "padding-mode",
+                  hybrid_composite: "hybrid-composite", hybrid_motion: "hybrid-motion",
+                  hybrid_flow_method: "hybrid-flow-method", optical_flow_cadence: "optical-flow-cadence",
+                  frame_interpolation_engine: "frame-interpolation-engine", r_upscale_factor: "r-upscale-factor",
+                  r_upscale_model: "r-upscale-model" };
+const CHECKS = { use_depth_warping: "use-depth-warping", enable_perspective_flip: "enable-perspective-flip",
+                 r_upscale_video: "r-upscale-video", seamless_loop: "seamless-loop" };
+// Number boxes: setting -> [box, the form's word for it].
+const NUMBERS = { max_frames: ["max-frames", "Frames"], fps: ["fps", "FPS"], W: ["width", "Width"], H: ["height", "Height"],
+                  seed: ["seed", "Seed"], steps: ["steps", "Steps"], diffusion_cadence: ["diffusion-cadence", "Cadence"],
+                  extract_nth_frame: ["extract-nth-frame", "Every Nth frame"],
+                  extract_from_frame: ["extract-from-frame", "From frame"], extract_to_frame: ["extract-to-frame", "To frame"],
+                  frame_interpolation_x_amount: ["frame-interpolation-x-amount", "Frames ×"] };
+// A ControlNet unit's fields: key -> the form's word (the settings are cn_<N>_<key>).
+const UNIT_LABELS = { enabled: "on", model: "model", module: "module", weight: "weight", guidance_start: "guidance start",
+                      guidance_end: "guidance end", control_mode: "control mode", vid_path: "control image or clip" };
+const UNIT_TEXTS = ["weight", "guidance_start", "guidance_end"];
 // The form's words for the settings a message names.
-const LABELS = { max_frames: "Frames", fps: "FPS", W: "Width", H: "Height", seed: "Seed", steps: "Steps",
-                 diffusion_cadence: "Cadence", sampler: "Sampler", seed_behavior: "Seed behaviour",
-                 color_coherence: "Colour coherence", border: "Border", init_image: "Init image",
-                 image_prompt: "Image prompt", prompts: "Prompts", ...SCHEDULE_LABELS };
-const NUMBER_FIELDS = { "max-frames": "Frames", fps: "FPS", width: "Width", height: "Height", seed: "Seed",
-                        steps: "Steps", "diffusion-cadence": "Cadence" };
+const LABELS = { ...Object.fromEntries(Object.entries(NUMBERS).map(([name, [, label]]) => [name, label])),
+                 sampler: "Sampler", seed_behavior: "Seed behaviour", color_coherence: "Colour coherence", border: "Border",
+                 init_image: "Init image", image_prompt: "Image prompt", prompts: "Prompts", animation_mode: "Camera mode",
+                 video_init_path: "Video clip", hybrid_composite: "Composite", hybrid_motion: "Hybrid motion",
+                 hybrid_flow_method: "Flow method", optical_flow_cadence: "Optical-flow cadence",
+                 frame_interpolation_engine: "Interpolation", r_upscale_video: "Upscale", r_upscale_factor: "Upscale by",
+                 r_upscale_model: "Upscaler", seamless_loop: "Seamless loop", mask_file: "Mask",
+                 ...SCHEDULE_LABELS,
+                 ...Object.fromEntries(UNIT_NUMBERS.flatMap((n) => Object.entries(UNIT_LABELS).map(
+                   ([key, label]) => [`cn_${n}_${key}`, `ControlNet unit ${n}${key === "enabled" ? "" : ` ${label}`}`]))) };
 
 // --- the API --------------------------------------------------------------------------------------
 
@@ -76,6 +104,7 @@ async function init() {
   $("preview-toggle").disabled = options.preview_only;
   for (const name of options.styles) $("prompt-style").add(new Option(name, name));
   fillNumbers(options.defaults);
+  buildControlUnits(options);
   buildFormFields(options);
   buildPresetGrid(options.presets);
   setInfluence(options.defaults.image_prompt_influence);
@@ -86,8 +115,7 @@ async function init() {
 }
 
 function fillNumbers(values) {
-  const fields = { max_frames: "max-frames", fps: "fps", W: "width", H: "height", seed: "seed", steps: "steps" };
-  for (const [setting, id] of Object.entries(fields)) if (values[setting] !== undefined) $(id).value = values[setting];
+  for (const [setting, [id]] of Object.entries(NUMBERS)) if (values[setting] != null) $(id).value = values[setting];
 }
 
 function buildPresetGrid(presets) {
@@ -133,11 +161,12 @@ function choosePreset(name) {
 }
 
 function showPresetClip() {
-  // The clip plays on the user's own picture: the init image, else the image prompt.
+  // The clip plays on the user's own picture: the init image, else the image prompt, else the input video's first frame.
   const preset = presetByName(state.preset);
   const clip = $("preset-clip");
   if (!preset) { clip.removeAttribute("src"); clip.load(); return; }
-  const picture = state.uploads.init_image || ($("image-prompt-toggle").checked && state.uploads.image_prompt);
+  const picture = state.uploads.init_image || ($("image-prompt-toggle").checked && state.uploads.image_prompt)
+    || (clipUsed() && state.uploads.video_init_path);
   const url = preset.preview + (picture ? `?picture=${picture.id}` : "");
   if (clip.getAttribute("src") !== url) clip.src = url;
 }
@@ -148,17 +177,124 @@ function buildFormFields(options) {
   for (const [name, id] of Object.entries(SELECTS)) {
     for (const choice of options.choices[name]) $(id).add(new Option(choice, choice));
   }
+  for (const mode of options.choices.animation_mode) {
+    const label = document.createElement("label");
+    const radio = document.createElement("input");
+    Object.assign(radio, { type: "radio", name: "animation-mode", value: mode,
+                           checked: mode === options.form_defaults.animation_mode });
+    radio.addEventListener("change", () => { showMode(); refreshCurves(); });
+    label.append(radio, ` ${mode}`);
+    $("animation-mode").append(label);
+  }
   for (const name of Object.keys(SCHEDULE_LABELS)) {
-    const into = DIFFUSION.includes(name) ? "diffusion-schedules" : FLIP.includes(name) ? "flip-schedules" : "camera-schedules";
+    const into = DIFFUSION.includes(name) ? "diffusion-schedules" : FLIP.includes(name) ? "flip-schedules"
+      : VIDEO_SCHEDULES.includes(name) ? "video-schedules" : "camera-schedules";
     $(into).append(scheduleEditor(name));
   }
-  for (const radio of document.querySelectorAll("input[name=animation-mode]")) {
-    radio.addEventListener("change", () => { showMode(); refreshCurves(); });
+  for (const id of ["max-frames", "fps", "seed", "diffusion-cadence", "extract-nth-frame", "extract-from-frame",
+                    "extract-to-frame"]) $(id).addEventListener("input", refreshCurves);
+  for (const id of ["enable-perspective-flip", "seed-behavior", "hybrid-composite", "hybrid-motion"]) {
+    $(id).addEventListener("change", () => { showMode(); refreshCurves(); });
   }
-  for (const id of ["max-frames", "fps", "seed", "diffusion-cadence"]) $(id).addEventListener("input", refreshCurves);
-  $("enable-perspective-flip").addEventListener("change", () => { showMode(); refreshCurves(); });
-  $("seed-behavior").addEventListener("change", () => { showMode(); refreshCurves(); });
   fillForm(options.form_defaults);
+}
+
+// --- ControlNet units -----------------------------------------------------------------------------
+
+function buildControlUnits(options) {
+  const units = options.control_units;
+  UNIT_NUMBERS.splice(0, UNIT_NUMBERS.length, ...Array.from({ length: units.count }, (_, i) => i + 1));
+  const models = options.choices.cn_model;
+  $("controlnet-note").textContent = models.length
+    ? `ControlNet models on this studio: ${models.join(", ")}. Motion previews do not use the units; renders with the model do.`
+    : "This studio has no ControlNet model (start it with `serve --controlnet MODEL`): you can set units up, and a motion preview leaves them out.";
+  for (const n of UNIT_NUMBERS) $("control-units").append(controlUnit(n, options));
+  fillUnits(Object.fromEntries(UNIT_NUMBERS.flatMap((n) => Object.entries(units.defaults).map(([key, value]) => [`cn_${n}_${key}`, value]))));
+}
+
+function controlUnit(n, options) {
+  // One unit: its switch, then (while on) model, module, weight, guidance window, control mode and input.
+  const unit = document.createElement("fieldset");
+  unit.className = "unit";
+  unit.id = `cn-${n}`;
+  const field = (key, element) => {
+    element.id = `cn-${n}-${key}`;
+    const label = document.createElement("label");
+    label.append(UNIT_LABELS[key][0].toUpperCase() + UNIT_LABELS[key].slice(1), element);
+    return label;
+  };
+  const select = (key, choices) => {
+    const element = document.createElement("select");
+    for (const choice of choices) element.add(new Option(choice, choice));
+    return field(key, element);
+  };
+  const legend = document.createElement("legend");
+  const toggle = document.createElement("input");
+  Object.assign(toggle, { type: "checkbox", id: `cn-${n}-enabled` });
+  toggle.addEventListener("change", () => { unit.querySelector(".unit-body").hidden = !toggle.checked; });
+  const title = document.createElement("label");
+  title.className = "check";
+  title.append(toggle, ` Unit ${n}`);
+  legend.append(title);
+  const body = document.createElement("div");
+  body.className = "unit-body numbers";
+  body.hidden = true;
+  if (options.choices.cn_model.length) body.append(select("model", options.choices.cn_model));
+  body.append(select("module", options.choices.cn_module));
+  for (const key of UNIT_TEXTS) {
+    const input = document.createElement("input");
+    Object.assign(input, { type: "text", spellcheck: false, autocomplete: "off" });
+    body.append(field(key, input));
+  }
+  body.append(select("control_mode", options.choices.cn_control_mode));
+  const input = controlInput(n);
+  unit.append(legend, body);
+  body.append(input);
+  return unit;
+}
+
+function controlInput(n) {
+  // The unit's control picture or clip: an upload for cn_<n>_vid_path.
+  const kind = `cn_${n}_vid_path`;
+  const box = document.createElement("div");
+  box.className = "unit-input";
+  box.innerHTML = `<div class="dropzone small" id="cn-${n}-drop" tabindex="0" role="button"
+      aria-label="Add unit ${n}'s control image or clip: click or drop a file">
+    <input type="file" id="cn-${n}-file" accept="image/jpeg,image/png,image/webp,video/*" hidden>
+    <img id="cn-${n}-thumb" class="thumb" alt="unit ${n}'s control image" hidden>
+    <span class="hint"><b>+</b> Control image or clip</span></div>
+    <div class="file-row"><span id="cn-${n}-name"></span>
+    <button type="button" class="link" id="cn-${n}-remove" hidden>Remove</button></div>`;
+  state.uploads[kind] = null;
+  UPLOAD_PARTS[kind] = { drop: `cn-${n}-drop`, input: `cn-${n}-file`, thumb: `cn-${n}-thumb`, name: `cn-${n}-name`,
+                         remove: `cn-${n}-remove`, media: "picture or video" };
+  return box;
+}
+
+function fillUnits(values) {
+  for (const n of UNIT_NUMBERS) {
+    const value = (key) => values[`cn_${n}_${key}`];
+    if (value("enabled") != null) {
+      $(`cn-${n}-enabled`).checked = Boolean(value("enabled"));
+      $(`cn-${n}`).querySelector(".unit-body").hidden = !value("enabled");
+    }
+    for (const key of ["model", "module", "control_mode", ...UNIT_TEXTS]) {
+      const element = $(`cn-${n}-${key}`);
+      if (element && value(key) != null && value(key) !== "None") element.value = String(value(key));
+    }
+  }
+}
+
+function unitsFromForm(doc) {
+  for (const n of UNIT_NUMBERS) {
+    doc[`cn_${n}_enabled`] = $(`cn-${n}-enabled`).checked;
+    for (const key of ["model", "module", "control_mode", ...UNIT_TEXTS]) {
+      const element = $(`cn-${n}-${key}`);
+      if (element) doc[`cn_${n}_${key}`] = element.value.trim();
+    }
+    const input = state.uploads[`cn_${n}_vid_path`];
+    doc[`cn_${n}_vid_path`] = input ? input.id : "";
+  }
 }
 
 function scheduleEditor(name) {
@@ -188,18 +324,30 @@ function scheduleEditor(name) {
   return block;
 }
 
+function clipUsed() {
+  // Whether the render reads the input video (Video Input mode, or hybrid video), as the engine decides.
+  return animationMode() === "Video Input" || $("hybrid-composite").value !== "None" || $("hybrid-motion").value !== "None";
+}
+
 function animationMode() {
   return document.querySelector("input[name=animation-mode]:checked").value;
 }
 
 function showMode() {
-  const shown = CAMERA[animationMode()];
+  const mode = animationMode();
+  const shown = CAMERA[mode] || [];
   for (const block of document.querySelectorAll("#camera-schedules .schedule")) {
     block.hidden = !shown.includes(block.dataset.schedule);
   }
-  $("depth-fields").hidden = animationMode() !== "3D";
-  $("flip-schedules").hidden = !$("enable-perspective-flip").checked;
+  $("mode-note").textContent = MODE_NOTES[mode] || "";
+  $("mode-note").hidden = !MODE_NOTES[mode];
+  $("depth-fields").hidden = mode !== "3D";
+  $("flip-choice").hidden = !CAMERA[mode];
+  $("flip-schedules").hidden = !CAMERA[mode] || !$("enable-perspective-flip").checked;
   $("schedule-seed_schedule").parentElement.hidden = $("seed-behavior").value !== "schedule";
+  $("schedule-hybrid_comp_alpha_schedule").parentElement.hidden = $("hybrid-composite").value === "None";
+  if (mode === "Video Input") $("video-details").open = true;
+  showPresetClip();
 }
 
 function fillForm(values) {
@@ -207,13 +355,14 @@ function fillForm(values) {
     if (values[name] !== undefined && values[name] !== null) $(`schedule-${name}`).value = String(values[name]);
   }
   for (const [name, id] of Object.entries(SELECTS)) if (values[name] != null) $(id).value = values[name];
-  if (values.diffusion_cadence != null) $("diffusion-cadence").value = values.diffusion_cadence;
-  if (values.use_depth_warping != null) $("use-depth-warping").checked = Boolean(values.use_depth_warping);
-  if (values.enable_perspective_flip != null) $("enable-perspective-flip").checked = Boolean(values.enable_perspective_flip);
+  for (const [name, id] of Object.entries(CHECKS)) if (values[name] != null) $(id).checked = Boolean(values[name]);
+  fillNumbers(Object.fromEntries(Object.entries(values).filter(([name]) => !["max_frames", "fps", "W", "H", "seed", "steps"].includes(name))));
   if (values.animation_mode) {
-    const mode = String(values.animation_mode).toUpperCase() === "3D" ? "3D" : "2D";
-    document.querySelector(`input[name=animation-mode][value="${mode}"]`).checked = true;
+    const wanted = String(values.animation_mode).toLowerCase();
+    const radio = [...document.querySelectorAll("input[name=animation-mode]")].find((r) => r.value.toLowerCase() === wanted);
+    if (radio) radio.checked = true;
   }
+  fillUnits(values);
   showMode();
   refreshCurves();
 }
@@ -225,7 +374,14 @@ function refreshCurves() {
 
 async function drawCurves() {
   let answer;
-  try { answer = await postJSON("/api/plan/curves", documentFromForm(false)); } catch (_) { return; }
+  const doc = documentFromForm(false);
+  try { answer = await postJSON("/api/plan/curves", doc); } catch (error) {
+    // A clip the plan cannot use (no clip for Video Input, frames out of range) is said at the clip.
+    const message = formWords(error.message);
+    say("video-frames", /Video clip|Every Nth frame|From frame|To frame|video/i.test(message) ? message : "", "bad");
+    return;
+  }
+  say("video-frames", doc.video_init_path && clipUsed() ? `The clip gives ${answer.frames} frames (Frames is set by it).` : "");
   for (const name of Object.keys(SCHEDULE_LABELS)) {
     const error = answer.errors[name] || "";
     $(`error-${name}`).textContent = error ? formWords(error) : "";
@@ -387,7 +543,7 @@ function wireForm() {
 function documentFromForm(strict) {
   // strict: an empty box is an error in the form's words; otherwise (for the curves) it is left out.
   const doc = { ...state.base };
-  for (const [id, label] of Object.entries(NUMBER_FIELDS)) {
+  for (const [id, label] of Object.values(NUMBERS)) {
     if ($(id).value.trim() === "" && strict) throw new Error(`${label} is empty`);
   }
   const number = (id) => ($(id).value.trim() === "" ? undefined : Number($(id).value));
@@ -404,17 +560,16 @@ function documentFromForm(strict) {
   if (doc.init_image) { doc.init_denoise = Number($("init-denoise").value); doc.strength = null; }
   doc.init_fit = $("init-fit").value;
   doc.soundtrack_path = state.uploads.soundtrack_path ? state.uploads.soundtrack_path.id : null;
-  const numbers = { max_frames: "max-frames", fps: "fps", W: "width", H: "height", seed: "seed", steps: "steps",
-                    diffusion_cadence: "diffusion-cadence" };
-  for (const [setting, id] of Object.entries(numbers)) {
+  doc.video_init_path = state.uploads.video_init_path ? state.uploads.video_init_path.id : null;
+  for (const [setting, [id]] of Object.entries(NUMBERS)) {
     const value = number(id);
     if (value === undefined) delete doc[setting]; else doc[setting] = value;
   }
   for (const name of Object.keys(SCHEDULE_LABELS)) doc[name] = $(`schedule-${name}`).value.trim();
   for (const [name, id] of Object.entries(SELECTS)) doc[name] = $(id).value;
+  for (const [name, id] of Object.entries(CHECKS)) doc[name] = $(id).checked;
   doc.animation_mode = animationMode();
-  doc.use_depth_warping = $("use-depth-warping").checked;
-  doc.enable_perspective_flip = $("enable-perspective-flip").checked;
+  unitsFromForm(doc);
   doc.name = state.base.name || nameFrom(prompt);
   return doc;
 }
@@ -472,8 +627,9 @@ async function loadSettings(document_, label) {
   if (settings.prompt_style) $("prompt-style").value = settings.prompt_style;
   fillNumbers(settings);
   fillForm(settings);
-  for (const name of [...Object.keys(SCHEDULE_LABELS), ...Object.keys(SELECTS), "prompts", "negative_prompts",
-                      "animation_mode", "use_depth_warping", "enable_perspective_flip", "diffusion_cadence"]) delete state.base[name];
+  for (const name of [...Object.keys(SCHEDULE_LABELS), ...Object.keys(SELECTS), ...Object.keys(CHECKS),
+                      ...Object.keys(NUMBERS), "prompts", "negative_prompts", "animation_mode",
+                      ...UNIT_NUMBERS.flatMap((n) => Object.keys(UNIT_LABELS).map((key) => `cn_${n}_${key}`))]) delete state.base[name];
   if (settings.image_prompt_influence !== undefined) setInfluence(settings.image_prompt_influence);
   const mode = document.querySelector(`input[name=image-prompt-mode][value=${settings.image_prompt_mode || "all"}]`);
   if (mode) mode.checked = true;
@@ -481,7 +637,9 @@ async function loadSettings(document_, label) {
   const denoise = settings.init_denoise ?? (settings.strength != null ? 1 - settings.strength : null);
   if (denoise != null) { $("init-denoise").value = denoise; $("init-denoise-label").textContent = Number(denoise).toFixed(2); }
   for (const kind of Object.keys(state.uploads)) await restoreUpload(kind, settings[kind]);
-  if (settings.color_coherence_image) state.base.color_coherence_image = uploadId("color_coherence_image", settings.color_coherence_image);
+  for (const kind of ["color_coherence_image", "mask_file"]) {  // files the form keeps without showing them
+    if (settings[kind]) state.base[kind] = uploadId(kind, settings[kind]);
+  }
   $("image-prompt-toggle").checked = Boolean(state.uploads.image_prompt);
   $("image-prompt-panel").hidden = !state.uploads.image_prompt;
   showPresetClip();
@@ -504,13 +662,17 @@ function uploadId(kind, value) {
 
 // --- uploads --------------------------------------------------------------------------------------
 
+// media: what the upload holds (the server checks the content); the units' inputs are added as they are built.
 const UPLOAD_PARTS = {
   image_prompt: { drop: "image-prompt-drop", input: "image-prompt-file", thumb: "image-prompt-thumb",
-                  name: "image-prompt-name", remove: "image-prompt-remove", image: true },
+                  name: "image-prompt-name", remove: "image-prompt-remove", media: "image" },
   init_image: { drop: "init-image-drop", input: "init-image-file", thumb: "init-image-thumb",
-                name: "init-image-name", remove: "init-image-remove", image: true },
-  soundtrack_path: { input: "soundtrack-file", name: "soundtrack-name", remove: "soundtrack-remove", image: false },
+                name: "init-image-name", remove: "init-image-remove", media: "image" },
+  soundtrack_path: { input: "soundtrack-file", name: "soundtrack-name", remove: "soundtrack-remove", media: "audio" },
+  video_init_path: { drop: "video-init-drop", input: "video-init-file", thumb: "video-init-thumb",
+                     name: "video-init-name", remove: "video-init-remove", media: "video" },
 };
+const PICTURE_NAME = /\.(png|jpe?g|webp)$/i;
 
 function wireUploads() {
   for (const [kind, parts] of Object.entries(UPLOAD_PARTS)) {
@@ -536,12 +698,12 @@ async function upload(kind, file) {
   const parts = UPLOAD_PARTS[kind];
   const limit = state.options.upload_limits[kind];
   say("form-message", "");
-  if (parts.image && file.type && !IMAGE_TYPES.includes(file.type)) {  // the server checks the content anyway
+  if (parts.media === "image" && file.type && !IMAGE_TYPES.includes(file.type)) {  // the server checks the content anyway
     say("form-message", `${file.name}: not a JPEG, PNG or WEBP image`, "bad");
     return;
   }
   if (file.size > limit) {
-    say("form-message", `${file.name} is larger than the ${(limit / 1048576).toFixed(0)} MB limit for ${kind}`, "bad");
+    say("form-message", `${file.name} is larger than the ${(limit / 1048576).toFixed(0)} MB limit for ${LABELS[kind] || kind}`, "bad");
     return;
   }
   $(parts.name).textContent = `uploading ${file.name}…`;
@@ -552,32 +714,37 @@ async function upload(kind, file) {
     showUpload(kind, await api(url, { method: "POST", body: form }));
   } catch (error) {
     showUpload(kind, null);
-    say("form-message", error.message, "bad");
+    say("form-message", formWords(error.message), "bad");
   }
 }
 
 function showUpload(kind, stored) {
   const parts = UPLOAD_PARTS[kind];
   state.uploads[kind] = stored;
-  $(parts.name).textContent = stored ? stored.filename : (parts.image ? "" : "none");
+  $(parts.name).textContent = stored ? stored.filename : (parts.media === "audio" ? "none" : "");
   $(parts.remove).hidden = !stored;
-  if (parts.thumb) {
+  if (parts.thumb) {  // a unit's clip has no thumbnail, only its name
     const thumb = $(parts.thumb);
-    thumb.hidden = !stored;
-    if (stored) thumb.src = stored.url; else thumb.removeAttribute("src");
+    const shown = stored && (parts.media !== "picture or video" || PICTURE_NAME.test(stored.filename));
+    thumb.hidden = !shown;
+    if (shown) thumb.src = stored.url; else thumb.removeAttribute("src");
   }
-  if (kind !== "soundtrack_path" && state.options) showPresetClip();
+  if (["image_prompt", "init_image", "video_init_path"].includes(kind) && state.options) showPresetClip();
+  if (kind === "video_init_path" && state.options) refreshCurves();
 }
 
 // --- one render, live ----------------------------------------------------------------------------
 
-function watch(job) {
+function watch(job, play = null) {
+  // play: the url of one of the job's videos after the render (upscaled, interpolated) to show first.
   if (state.events) state.events.close();
   state.job = job;
+  state.play = play;
   $("render-title").textContent = job.name;
   $("result-video").hidden = true;
   $("result-video").removeAttribute("src");
   $("downloads").hidden = true;
+  $("extra-videos").hidden = true;
   $("live-frame").hidden = true;
   say("render-message", "");
   showStatus(job);
@@ -612,18 +779,48 @@ function showStatus(job) {
 
 function showResult(job) {
   const video = $("result-video");
-  if (job.links.video && !video.src) {
-    video.src = job.links.video;
-    video.hidden = false;
-    $("live-frame").hidden = true;
-    video.play().catch(() => {});
-  }
+  if (job.links.video && !video.src) playVideo(state.play || job.links.video);
+  showVideoChoices(job);
   $("download-video").href = job.links.video || "#";
   $("download-video").download = `${job.name}.mp4`;
   $("download-frames").href = job.links.frames_zip;
   $("download-settings").href = job.links.settings;
   $("download-settings").download = `${job.name}.json`;
   $("downloads").hidden = false;
+}
+
+function playVideo(url) {
+  const video = $("result-video");
+  video.src = url;
+  video.hidden = false;
+  $("live-frame").hidden = true;
+  video.play().catch(() => {});
+  for (const button of document.querySelectorAll("#extra-videos button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.url === url));
+  }
+}
+
+function showVideoChoices(job) {
+  // The render's video and those made after it (upscaled, interpolated): each to play and to download.
+  const extra = job.extra_videos || [];
+  const box = $("extra-videos");
+  box.hidden = !extra.length;
+  if (!extra.length) { box.replaceChildren(); return; }
+  const items = [{ name: "Rendered", url: job.links.video, file: `${job.name}.mp4` }, ...extra];
+  box.replaceChildren(...items.flatMap((item) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = item.name;
+    button.dataset.url = item.url;
+    button.setAttribute("aria-pressed", String($("result-video").getAttribute("src") === item.url));
+    button.addEventListener("click", () => playVideo(item.url));
+    const link = document.createElement("a");
+    link.href = item.url;
+    link.download = item.file;
+    link.textContent = "↓";
+    link.setAttribute("aria-label", `Download ${item.name}`);
+    return [button, link];
+  }));
 }
 
 function formatSeconds(seconds) {
@@ -642,7 +839,7 @@ async function refreshJobs() {
   $("gallery").replaceChildren(...jobs.map(renderCard));
   if (keep) {  // keyboard users keep their place while the gallery refreshes
     const again = document.querySelector(`.render-card[data-job="${keep[0]}"] [data-action="${keep[1]}"]`);
-    if (again) again.focus();
+    if (again) again.focus({ preventScroll: true });  // the refresh never moves the page
   }
   for (const job of jobs) if (!(job.id in state.sizes)) readSize(job);
 }
@@ -687,6 +884,16 @@ function renderCard(job) {
   badge.className = `state ${job.status}`;
   badge.textContent = job.status + (job.preview ? " · preview" : "");
   meta.append(size, ` ${job.frames_done} / ${job.frames} frames `, badge);
+  for (const extra of job.extra_videos || []) {  // the upscaled / interpolated videos, to watch from here
+    const play = document.createElement("button");
+    play.type = "button";
+    play.className = "extra";
+    play.dataset.action = `play-${extra.file}`;
+    play.textContent = extra.name;
+    play.setAttribute("aria-label", `Watch ${job.name}, ${extra.name}`);
+    play.addEventListener("click", () => watch(job, extra.url));
+    meta.append(play);
+  }
   const actions = document.createElement("div");
   actions.className = "card-actions";
   const button = (text, action, handler) => {
