@@ -320,6 +320,8 @@ def _video_input_render(page, tmp_path) -> None:
 
     page.select_option("#frame-interpolation-engine", "None")
     card.locator("[data-action=edit]").click()  # the clip, the unit's image and the switches come back
+    # the switch was set to None above: RIFE again means the job's settings have reached the form
+    page.wait_for_function("document.getElementById('frame-interpolation-engine').value === 'RIFE'")
     page.wait_for_function("document.getElementById('cn-1-name').textContent === 'edges.png'")
     assert page.text_content("#video-init-name") == clip.name and page.input_value("#extract-nth-frame") == "2"
     assert page.is_checked("input[name=animation-mode][value='Video Input']")
