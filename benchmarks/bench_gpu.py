@@ -56,6 +56,22 @@ CLIP_G = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hi
               max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
 
 
+
+def timer(repeats: int):
+    """A function call -> its ms per call: one warm-up, then `repeats` calls, the GPU synchronised around them."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+
+    def timed(call) -> float:
+        call()
+        sync()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            call()
+        sync()
+        return 1e3 * (time.perf_counter() - start) / repeats
+
+    return timed
+
 def build_model(family: str, folder: Path, dtype: torch.dtype) -> tuple[Path, int]:
     """Save a random-weight pipeline of the family's shapes; returns (folder, frame size)."""
     from diffusers import (AutoencoderKL, EulerAncestralDiscreteScheduler, StableDiffusionPipeline,
@@ -150,16 +166,7 @@ def depth_rows(shape: str, repeats: int) -> None:
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-
-    def timed(call) -> float:
-        call()
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        sync()
-        return 1e3 * (time.perf_counter() - start) / repeats
+    timed = timer(repeats)
 
     with tempfile.TemporaryDirectory() as tmp:
         model = load_depth_model(str(build_depth_model(shape, Path(tmp))), device=device)
@@ -189,16 +196,7 @@ def post_rows(repeats: int) -> None:
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-
-    def timed(call) -> float:
-        call()
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            call()
-        sync()
-        return 1e3 * (time.perf_counter() - start) / repeats
+    timed = timer(repeats)
 
     print(f"post-processing, float32, {torch.cuda.get_device_name() if cuda else 'CPU'}, {repeats} repeats")
     rng = np.random.default_rng(0)
