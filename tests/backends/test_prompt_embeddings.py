@@ -20,10 +20,6 @@ from deforum_engine.config.settings import validate_settings  # noqa: E402
 
 SIZE = 32
 CHUNK = 77
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning"),
-]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,10 +17,6 @@ from deforum_engine.config.files import load_settings  # noqa: E402
 SIZE = 64
 BASE = {"W": SIZE, "H": SIZE, "seed": 5, "steps": 4, "strength_schedule": "0:(0.5)", "video_preset": "ultrafast",
         "zoom": "0:(1.02)", "safety_checker": False}
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning"),
-]
 
 
 @pytest.fixture(scope="module", autouse=True)

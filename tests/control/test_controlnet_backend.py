@@ -15,10 +15,6 @@ from deforum_engine.control.preprocess import canny  # noqa: E402
 from deforum_engine.errors import SettingsError  # noqa: E402
 
 SIZE = 32
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"),
-    pytest.mark.filterwarnings("ignore:__array_wrap__ must accept context:DeprecationWarning"),
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
