@@ -244,7 +244,7 @@ class FrameLoop:
         `picture` chooses what is warped: the frame, or its depth map."""
         before, after = picture(previous), picture(new)
         cadence = None
-        if len(motion) > 1 and picture is _key_image:
+        if len(motion) > 1 and picture is _key_image and self.video.uses_cadence_flow(start):
             cadence = self.video.segment_cadence_flow(self.warps.picture(before, previous.depth, motion[-1]), after,
                                                       start, moves)
         for offset, to_here in enumerate(motion[:-1], start=1):

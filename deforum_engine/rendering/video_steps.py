@@ -7,6 +7,8 @@ plan and every picture from the clip or the frames, so a resumed render computes
 """
 from __future__ import annotations
 
+import bisect
+import functools
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from deforum_engine.models.cache import cached_model
 from deforum_engine.models.depth import depth_image
 from deforum_engine.frame.color import color_reference, match_color
 from deforum_engine.plan.frame_plan import FramePlan
@@ -53,6 +56,8 @@ class VideoSteps:
     _ahead: ClipMovesAhead | None = None  # the clip's own moves, measured ahead on a worker thread
 
     def __enter__(self) -> VideoSteps:
+        if self.extra_frames is not None:
+            self.extra_frames.mkdir(parents=True, exist_ok=True)
         if self.motion != "None" and self.frames is not None and not self.plan.settings.hybrid_motion_use_prev_img:
             self._ahead = ClipMovesAhead(self._clip_move, self.frames)
         return self
@@ -79,7 +84,7 @@ class VideoSteps:
             plan, frames,
             composite=settings.hybrid_composite if hybrid else "None",
             motion=settings.hybrid_motion if hybrid else "None",
-            hybrid_flow=choose_flow(method, "hybrid_flow_method", settings.device)
+            hybrid_flow=_flow(method, "hybrid_flow_method", settings.device)
             if hybrid and settings.hybrid_motion == "Optical Flow" else None,
             cadence_flow=_optional_flow(settings.optical_flow_cadence, "optical_flow_cadence", settings.device)
             if hybrid else None,
@@ -148,8 +153,8 @@ class VideoSteps:
         return result
 
     def _save_extra(self, index: int, mask: np.ndarray | None, result: np.ndarray) -> None:
-        """hybrid_comp_save_extra_frames: the processed mask and the composited frame, as PNGs."""
-        self.extra_frames.mkdir(parents=True, exist_ok=True)
+        """hybrid_comp_save_extra_frames: the processed mask and the composited frame, as PNGs (the folder
+        is made by __enter__)."""
         if mask is not None:
             cv2.imwrite(str(self.extra_frames / f"mask_{index:09}.png"), mask)
         cv2.imwrite(str(self.extra_frames / f"comp_{index:09}.png"), cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
@@ -190,11 +195,17 @@ class VideoSteps:
 
     # ------------------------------------------------------------------------- colour matching
 
+    @functools.cached_property
+    def _color_samples(self) -> list[int]:
+        """The diffused frames whose clip frame colours are matched to (every color_every-th frame)."""
+        return [k for k in self.plan.diffused_frames if k % self.color_every == 0]
+
     def match_colors(self, image: np.ndarray, index: int) -> np.ndarray:
         """color_coherence 'Video Input': matched (LAB) to the clip frame sampled every N frames."""
         if not self.color_every:
             return image
-        sample = max(k for k in self.plan.diffused_frames if k <= index and k % self.color_every == 0)
+        samples = self._color_samples
+        sample = samples[bisect.bisect_right(samples, index) - 1]
         if self._colors.get("index") != sample:
             self._colors = {"index": sample, "reference": color_reference(self.frames[sample], "LAB")}
         return match_color(image, self._colors["reference"])
@@ -229,12 +240,16 @@ class VideoSteps:
             backward = warp_by_flow(backward, cadence, -(1 - weight) * factor)
         return forward, backward
 
+    def uses_cadence_flow(self, begin: int) -> bool:
+        """Whether the segment starting at diffused frame `begin` moves its in-betweens along an optical flow."""
+        return self.cadence_flow is not None and float(self.plan.values["strength"][begin]) > 0
+
     def segment_cadence_flow(self, before_at_end: np.ndarray, after: np.ndarray, begin: int,
                              moves: list[np.ndarray] | None = None) -> np.ndarray | None:
         """Optical-flow cadence: the flow from the older key (moved to the segment's end by the camera
         and the clip's `moves`) to the newer one, so only what neither explains is left (used when
         strength_schedule at the segment's start is above 0, as in Deforum)."""
-        if self.cadence_flow is None or float(self.plan.values["strength"][begin]) <= 0:
+        if not self.uses_cadence_flow(begin):
             return None
         if moves:
             before_at_end = warp_by_flow(before_at_end, _chain(moves))
@@ -274,7 +289,14 @@ def needs_depth(settings) -> bool:
 
 
 def _optional_flow(method: str, setting: str, device: str | None) -> Flow | None:
-    return None if method == "None" else choose_flow(method, setting, device)
+    return None if method == "None" else _flow(method, setting, device)
+
+
+def _flow(method: str, setting: str, device: str | None) -> Flow:
+    """The flow function for `method`; RAFT's network loads once per device for every flow setting and render."""
+    if method == "RAFT":
+        return cached_model("raft", (device,), lambda: choose_flow(method, setting, device))
+    return choose_flow(method, setting, device)
 
 
 def _chain(moves: list[np.ndarray]) -> np.ndarray:

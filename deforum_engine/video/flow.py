@@ -10,6 +10,7 @@ pictures alone, so a flow never depends on how far a render got before it was re
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Callable
 
@@ -65,8 +66,8 @@ def check_flow_methods(methods: dict[str, str]) -> None:
 
 def raft_flow(device: str | None = None) -> Flow:
     """RAFT (torchvision's raft_large, 50 flow updates, as Deforum runs it) on `device` (default: the
-    GPU when there is one). The model is loaded once, by this call; its weights come from
-    torchvision's cache or download."""
+    GPU when there is one). The model loads by this call (the render keeps one per device in the models
+    cache: rendering/video_steps.py); its weights come from torchvision's cache or download."""
     import torch
     from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
 
@@ -105,8 +106,7 @@ def warp_by_flow(image: np.ndarray, flow: np.ndarray, factor: float = 1.0) -> np
     """The picture moved along the flow: out(x) = image(x - factor * flow(x)), bilinear, edges
     reflected (Deforum pads a reflected quarter around the picture first, which gives the same
     pixels for any move under a quarter of the picture)."""
-    height, width = flow.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x, grid_y = _pixel_grid(*flow.shape[:2])
     map_x = grid_x - np.float32(factor) * flow[..., 0]
     map_y = grid_y - np.float32(factor) * flow[..., 1]
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
@@ -174,9 +174,16 @@ def invert_flow(flow: np.ndarray, iterations: int = 4) -> np.ndarray:
     return back
 
 
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's x and y (float32), made once per picture size: flows are applied many times a frame."""
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x.flags.writeable = grid_y.flags.writeable = False
+    return grid_x, grid_y
+
+
 def _sampled(field: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """`field` read at x - shift(x), edges replicated."""
-    height, width = field.shape[:2]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    grid_x, grid_y = _pixel_grid(*field.shape[:2])
     return cv2.remap(field, grid_x - shift[..., 0], grid_y - shift[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REPLICATE)

@@ -11,12 +11,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-COMPOSITE_MODES = ("None", "Normal", "Before Motion", "After Generation")
-MASK_TYPES = ("None", "Depth", "Video Depth", "Blend", "Difference")
-EQUALIZE = ("None", "Before", "After", "Both")
-MOTION_KINDS = ("None", "Optical Flow", "Perspective", "Affine")
-
-
 @dataclass(frozen=True)
 class MaskValues:
     """A frame's hybrid mask values: the schedules' values at the frame, and the fixed choices."""
