@@ -139,13 +139,9 @@ def cmd_plot(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from deforum_engine.post.srt import check_gen_info
     from deforum_engine.rendering.recipe import render
 
-    settings = _load(args)
-    check_gen_info(settings)
-    result = render(settings, out=args.out, preview=args.preview, quiet=args.quiet)
-    _post(result, args.quiet)
+    result = render(_load(args), out=args.out, preview=args.preview, quiet=args.quiet)
     _report(result, args.quiet)
     return 0
 
@@ -154,24 +150,15 @@ def cmd_resume(args) -> int:
     from deforum_engine.rendering.recipe import resume
 
     result = resume(args.folder, quiet=args.quiet)
-    _post(result, args.quiet)
     _report(result, args.quiet)
     return 0
-
-
-def _post(result, quiet: bool) -> None:
-    """What is made from the finished folder: Deforum's gen-info .srt when the settings ask for it."""
-    from deforum_engine.output.folder import RenderFolder
-    from deforum_engine.post.srt import write_gen_info
-
-    srt = write_gen_info(RenderFolder(result.folder))
-    if srt is not None and not quiet:
-        print(f"gen-info subtitles: {srt}", file=sys.stderr)
 
 
 def _report(result, quiet: bool) -> None:
     kind = "motion preview" if result.preview else "render"
     rate = result.frames / result.seconds if result.seconds else 0.0
+    if result.srt is not None and not quiet:
+        print(f"gen-info subtitles: {result.srt}", file=sys.stderr)
     if not quiet:
         print(f"{kind} finished: {result.frames} frames in {result.seconds:.1f} s ({rate:.1f} frames/s)",
               file=sys.stderr)

@@ -16,8 +16,7 @@ from deforum_engine.backends.lockstep import LockstepBackend
 from deforum_engine.config.files import load_settings
 from deforum_engine.config.settings import validate_settings
 from deforum_engine.errors import SettingsError
-from deforum_engine.output.folder import RenderFolder
-from deforum_engine.post.srt import gen_info_srt, write_gen_info
+from deforum_engine.post.srt import check_gen_info
 from deforum_engine.rendering.inputs import check_inputs
 from deforum_engine.rendering.recipe import render, render_or_resume
 
@@ -47,8 +46,7 @@ def validate_job(job: Job, model: str | None) -> dict[str, Any]:
     if model:
         overrides["model"] = model
     plan = check_inputs(load_settings(job.settings_path, overrides)).plan
-    if plan.settings.deforum_save_gen_info_as_srt:
-        gen_info_srt(plan, frames=0)  # every schedule the .srt reports reads
+    check_gen_info(plan)  # every schedule the .srt reports reads
     return plan.settings.to_json_dict()
 
 
@@ -60,7 +58,6 @@ def render_job(name: str, settings_json: dict[str, Any], folder: str, preview: b
         outcome, result = render_or_resume(validate_settings(settings_json, name), folder, preview=preview, quiet=quiet)
         if result is None:
             return JobResult(name, "skipped", 0.0, folder)
-        write_gen_info(RenderFolder(folder))
         return JobResult(name, "resumed" if outcome == "resumed" else "done", time.perf_counter() - started,
                          str(result.video))
     except Exception as error:  # noqa: BLE001 - a batch boundary: the job fails with its reason, the others go on
@@ -89,10 +86,6 @@ def render_in_lockstep(jobs: list, inner, quiet: bool = True) -> list:
             return error
         finally:
             shared.leave()
-        try:
-            write_gen_info(RenderFolder(result.folder))  # after leaving: the others' frames never wait for it
-        except Exception as error:  # noqa: BLE001 - reported per job by the caller
-            return error
         return result
 
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="lockstep") as pool:

@@ -28,7 +28,6 @@ import numpy as np
 
 from deforum_engine.config.frame_values import PER_FRAME_VALUES, unread_by
 from deforum_engine.config.importers.parseq import extend_to, load_parseq_manifest
-from deforum_engine.config.settings import Settings
 from deforum_engine.config.srt_labels import (
     DEFORUM_DEFAULTS,
     GEN_INFO_PARAMS,
@@ -37,7 +36,7 @@ from deforum_engine.config.srt_labels import (
 )
 from deforum_engine.errors import SettingsError
 from deforum_engine.output.folder import RenderFolder
-from deforum_engine.plan.frame_plan import FramePlan, build_plan
+from deforum_engine.plan.frame_plan import FramePlan
 from deforum_engine.schedules import (
     ScheduleWarning,
     evaluate_expression,
@@ -56,20 +55,15 @@ def srt_path(folder: RenderFolder) -> Path:
     return folder.root / f"{folder.root.name}.srt"
 
 
-def check_gen_info(settings: Settings) -> None:
+def check_gen_info(plan: FramePlan) -> None:
     """Before a render: every schedule the .srt will report must read (a SettingsError names the one that
     does not), so a render never fails at its end for its subtitles."""
-    if settings.deforum_save_gen_info_as_srt:
-        gen_info_srt(build_plan(settings), frames=0)
+    if plan.settings.deforum_save_gen_info_as_srt:
+        gen_info_srt(plan, frames=0)
 
 
-def write_gen_info(folder: RenderFolder, plan: FramePlan | None = None) -> Path | None:
-    """Write the folder's .srt when its settings ask for it (the plan rebuilt from them if not given)."""
-    if plan is None:
-        settings = folder.saved_settings()
-        if not settings.deforum_save_gen_info_as_srt:
-            return None
-        plan = build_plan(settings)
+def write_gen_info(folder: RenderFolder, plan: FramePlan) -> Path | None:
+    """Write the folder's .srt when the render's settings ask for it."""
     if not plan.settings.deforum_save_gen_info_as_srt:
         return None
     path = srt_path(folder)

@@ -43,6 +43,7 @@ from deforum_engine.output.video import VideoWriter, encode_folder
 from deforum_engine.output.writer import FrameWriter
 from deforum_engine.plan.frame_plan import FramePlan
 from deforum_engine.post.pipeline import check_post, post_process, wants_post
+from deforum_engine.post.srt import check_gen_info, write_gen_info
 from deforum_engine.rendering.inputs import RenderInputs, check_inputs
 from deforum_engine.rendering.loop import DepthSteps, FrameLoop, start_or_resume
 from deforum_engine.rendering.summary import describe_plan
@@ -64,6 +65,7 @@ class RenderResult:
     resumed: bool
     preview: bool
     extra_videos: tuple[Path, ...] = ()  # upscaled / interpolated videos beside the main one
+    srt: Path | None = None  # Deforum's gen-info subtitles, when the settings ask for them
 
 
 def render(
@@ -135,6 +137,7 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
     inputs = check_inputs(settings, with_models=not preview)
     plan = inputs.plan
     check_post(plan.settings)  # the interpolation / upscaling weights are found before anything renders
+    check_gen_info(plan)  # every schedule the gen-info .srt reports reads
     # 2. Load the model and set it up for this render (pipeline, image-prompt adapter and embedding),
     #    and the depth model when the render uses one (not for motion previews: they use flat depth).
     backend = backend or make_backend(plan.settings, preview)
@@ -160,9 +163,10 @@ def _render(settings: Settings, folder: RenderFolder, backend: Backend | None, p
                       audio_path=_soundtrack(plan), frame_count=plan.frame_count)
     # 7. After the video: the seamless loop, upscaling, interpolation, from the raw frames (kept).
     extra = tuple(post_process(folder.root, plan.settings)) if wants_post(plan.settings) else ()
+    srt = write_gen_info(folder, plan)
     folder.update_info(status="finished")
     return RenderResult(folder.root, folder.frames_dir, folder.video_path, plan.frame_count,
-                        time.perf_counter() - started, state is not None, backend.is_preview, extra)
+                        time.perf_counter() - started, state is not None, backend.is_preview, extra, srt)
 
 
 def _render_context(plan: FramePlan, guide: Guide) -> RenderContext:

@@ -34,7 +34,7 @@ from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.settings import Settings, setting_choices
 from deforum_engine.errors import SettingsError
 from deforum_engine.plan.frame_plan import build_plan
-from deforum_engine.post.srt import gen_info_srt
+from deforum_engine.post.srt import check_gen_info
 from deforum_engine.post.upscalers import DEFORUM_UPSCALERS
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
 from deforum_engine.studio.errors import StudioError
@@ -81,8 +81,7 @@ def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], s
     data.update(_offered_models(data, server, source, preview, notes))
     settings = settings_files.merge_settings(data, source)
     plan = build_plan(settings)
-    if settings.deforum_save_gen_info_as_srt:
-        gen_info_srt(plan, frames=0)  # every schedule the .srt reports reads, before the job is queued
+    check_gen_info(plan)  # every schedule the .srt reports reads, before the job is queued
     return Document(plan.settings, notes)
 
 

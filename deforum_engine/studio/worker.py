@@ -29,7 +29,6 @@ from deforum_engine.errors import RenderCancelled, RenderError, SettingsError
 from deforum_engine.frame.images import load_image
 from deforum_engine.output.atomic import encode_png
 from deforum_engine.output.folder import RenderFolder
-from deforum_engine.post.srt import check_gen_info, write_gen_info
 from deforum_engine.rendering.recipe import render_or_resume
 from deforum_engine.studio.config import StudioConfig
 from deforum_engine.studio.errors import StudioError
@@ -280,12 +279,10 @@ class RenderWorker:
             if not folder.is_render():
                 return "failed", f"{folder.root}: the render folder or its settings.json is gone; delete this job"
             settings = folder.saved_settings()
-            check_gen_info(settings)
             backend = None if job.preview else self._model_backend(settings)
             if backend is not None and settings.image_prompt is not None:
                 self._screen(backend, settings.image_prompt)
             render_or_resume(settings, folder.root, preview=job.preview, backend=backend, **hooks)
-            write_gen_info(folder)
             return "finished", None
         except RenderCancelled:
             return ("queued" if self._stopping.is_set() else "cancelled"), None

@@ -58,10 +58,6 @@ class VideoPlan:
 
     source: VideoSource | None
 
-    def source_frame(self, index: int) -> int | None:
-        """The clip frame output frame `index` uses (None without a clip)."""
-        return None if self.source is None else self.source.frames.source(index)
-
     def to_json(self, frames: int) -> dict[str, list]:
         """`plan --json`'s clip frame of each output frame (none without a clip)."""
         if self.source is None:
