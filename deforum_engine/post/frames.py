@@ -96,17 +96,17 @@ def _video_source(path: Path) -> FrameSource:
 
 
 class FrameSink:
-    """An mp4 (soundtrack cut to its frames) and, optionally, numbered PNGs in a folder beside it.
+    """An mp4 (soundtrack cut to its frames) and, optionally, numbered PNGs kept in `frames_dir` beside it.
 
-    The PNG folder is removed on close unless `keep` is set; everything is removed if writing fails.
+    The PNG folder is removed if writing fails.
     """
 
     def __init__(self, video: Path, size: tuple[int, int], fps: float, count: int, audio: Path | None,
-                 frames_dir: Path | None, keep: bool, crf: int = 18, preset: str = "medium"):
+                 frames_dir: Path | None, crf: int = 18, preset: str = "medium"):
         width, height = size
         self.writer = VideoWriter(video, width + width % 2, height + height % 2, fps, crf, preset, audio,
                                   frame_count=count)
-        self.frames_dir, self.keep, self.index = frames_dir, keep, 0
+        self.frames_dir, self.index = frames_dir, 0
         if frames_dir is not None:
             shutil.rmtree(frames_dir, ignore_errors=True)
             frames_dir.mkdir(parents=True)
@@ -128,5 +128,5 @@ class FrameSink:
             self.writer.close()
         else:
             self.writer.abort()
-        if self.frames_dir is not None and (exc_type is not None or not self.keep):
+        if self.frames_dir is not None and exc_type is not None:
             shutil.rmtree(self.frames_dir, ignore_errors=True)

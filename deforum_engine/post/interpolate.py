@@ -65,7 +65,7 @@ def interpolate_source(source: FrameSource, job: Interpolation, net, device: str
         audio = None
     count = job.frame_count(source.count)
     with FrameSink(video, (source.width, source.height), job.fps(source.fps), count, audio, frames_dir,
-                   job.keep_frames, source.crf, source.preset) as sink:
+                   source.crf, source.preset) as sink:
         for frame in interpolated(source.frames(), net, job.x, device, job.loop):
             sink.write(frame)
     return video

@@ -81,7 +81,7 @@ def make_loop(folder: Path, settings: Settings) -> int:
     length = min(length, raw.count - 1)
     source = open_source(folder, loop_frames=length)
     with FrameSink(source.product(""), (source.width, source.height), source.fps, source.count, source.audio,
-                   None, False, source.crf, source.preset) as sink:
+                   None, source.crf, source.preset) as sink:
         for frame in source.frames():
             sink.write(frame)
     return length

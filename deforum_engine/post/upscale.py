@@ -59,8 +59,8 @@ def upscale_source(source: FrameSource, job: Upscaling, model, device: str = "cp
     """Write `<name>_Upscaled_xF.mp4` beside the source, soundtrack kept; returns the video."""
     video = source.product(job.suffix)
     size = (source.width * job.factor, source.height * job.factor)
-    with FrameSink(video, size, source.fps, source.count, source.audio, job.frames_dir(source), job.keep_frames,
-                   source.crf, source.preset) as sink:
+    frames_dir = job.frames_dir(source) if job.keep_frames else None
+    with FrameSink(video, size, source.fps, source.count, source.audio, frames_dir, source.crf, source.preset) as sink:
         for frame in source.frames():
             sink.write(upscale_image(model, frame, job.factor, job.tile, job.overlap, device))
     return video
