@@ -33,7 +33,7 @@ from deforum_engine.config.control_units import CONTROL_MODES, MODULES, UNIT_COU
 from deforum_engine.config.frame_values import PER_FRAME_VALUES
 from deforum_engine.config.settings import Settings, setting_choices
 from deforum_engine.errors import SettingsError
-from deforum_engine.plan.frame_plan import build_plan
+from deforum_engine.plan.frame_plan import FramePlan, build_plan
 from deforum_engine.post.srt import check_gen_info
 from deforum_engine.post.upscalers import DEFORUM_UPSCALERS
 from deforum_engine.prompts.samplers import SAMPLER_NAMES
@@ -52,10 +52,15 @@ _NO_MODEL = (None, "", "None", "none")
 
 @dataclass(frozen=True)
 class Document:
-    """A checked document: the resolved settings (seed and frame count fixed) and notes for the user."""
+    """A checked document: its plan, whose settings are resolved (seed and frame count fixed), and notes
+    for the user."""
 
-    settings: Settings
+    plan: FramePlan
     notes: list[str]
+
+    @property
+    def settings(self) -> Settings:
+        return self.plan.settings
 
 
 def server_settings(model: str | None, ip_adapter: str | None, controlnet_models: tuple[str, ...] = (),
@@ -82,7 +87,7 @@ def read_document(document: Any, uploads: UploadStore, server: dict[str, Any], s
     settings = settings_files.merge_settings(data, source)
     plan = build_plan(settings)
     check_gen_info(plan)  # every schedule the .srt reports reads, before the job is queued
-    return Document(plan.settings, notes)
+    return Document(plan, notes)
 
 
 def engine_names(document: dict[str, Any], source: str) -> tuple[dict[str, Any], list[str]]:
@@ -249,17 +254,13 @@ def form_options(server: dict[str, Any] | None = None) -> dict[str, Any]:
     """The choices and defaults of the form's fields beyond the basic ones; the models `server` offers."""
     defaults = Settings()
     server = server or server_settings(None, None)
-    choices = {name: list(_literal_choices(name)) for name in FORM_CHOICES}
+    choices = {name: list(setting_choices(name)) for name in FORM_CHOICES}
     return {"form_defaults": {name: getattr(defaults, name) for name in (*FORM_CHOICES, *FORM_FIELDS, *FORM_SCHEDULES)},
             "choices": {**choices, "sampler": list(SAMPLER_NAMES), "depth_algorithm": list(DEPTH_ALGORITHMS),
                         "cn_module": list(MODULES), "cn_control_mode": list(CONTROL_MODES),
                         "cn_model": list(server["controlnet_models"]), "r_upscale_model": list(server["upscale_models"])},
             "schedules": list(FORM_SCHEDULES),
             "control_units": {"count": UNIT_COUNT, "defaults": {key: UNIT_DEFAULTS[key] for key in UNIT_FORM_KEYS}}}
-
-
-def _literal_choices(name: str) -> tuple[str, ...]:
-    return setting_choices(name)
 
 
 def schedule_curves(document: Any, uploads: UploadStore, server: dict[str, Any]) -> dict[str, Any]:
@@ -270,7 +271,7 @@ def schedule_curves(document: Any, uploads: UploadStore, server: dict[str, Any])
     document, errors = dict(document), {}
     for _ in FORM_SCHEDULES:  # each failing schedule is set aside, then the plan is tried again
         try:
-            plan = read_document(document, uploads, server, "form", preview=True).settings
+            plan = read_document(document, uploads, server, "form", preview=True).plan
             break
         except SettingsError as error:
             name = _failing_schedule(str(error), document)
@@ -280,7 +281,7 @@ def schedule_curves(document: Any, uploads: UploadStore, server: dict[str, Any])
             document.pop(name)
     else:
         raise StudioError(422, "; ".join(errors.values()))
-    values = build_plan(plan).values
+    values = plan.values
     frames = len(values["zoom"])
     step = max(1, -(-frames // CURVE_POINTS))
     curves = {name: [round(float(v), 6) for v in values[key][::step]] for name, key in FORM_SCHEDULES.items()}
