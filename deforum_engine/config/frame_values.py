@@ -129,7 +129,6 @@ PER_FRAME_VALUES: tuple[PerFrameValue, ...] = (
                   low=0.0, high=1.0, evaluated=False, short="blend"),
 )
 BY_NAME = {value.name: value for value in PER_FRAME_VALUES}
-BY_SETTING = {value.setting: value for value in PER_FRAME_VALUES}
 # Settings fields that hold a per-frame schedule (with their default text; None: derived when absent).
 SCHEDULE_SETTINGS = {value.setting: value.default for value in PER_FRAME_VALUES
                      if value.default is not None or value.name == "steps"}

@@ -78,6 +78,9 @@ class Guide:
     init: np.ndarray | None = None
     depth_of: Callable[[np.ndarray], np.ndarray] | None = None  # a picture's depth (z), for depth modules
     size: tuple[int, int] = (0, 0)  # the render's height, width
+    # The last frames' masks: a frame's mask is asked for its request, its noise and its overlay, and the
+    # in-betweens' overlays ask again (from the cadence thread: a miss only recomputes).
+    _masks: dict = field(default_factory=dict, repr=False)
 
     @property
     def controlnets(self) -> tuple:
@@ -95,9 +98,17 @@ class Guide:
         return extras
 
     def frame_mask(self, track: MaskTrack, index: int) -> np.ndarray:
-        """A mask expression's result at `index`, inverted with invert_mask (True = repaint)."""
-        mask = evaluate_mask(track.at(index), lambda leaf: self.pictures.leaf(leaf, index))
-        return ~mask if self.invert else mask
+        """A mask expression's result at `index`, inverted with invert_mask (True = repaint); read-only."""
+        key = (id(track), index)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = evaluate_mask(track.at(index), lambda leaf: self.pictures.leaf(leaf, index))
+            mask = ~mask if self.invert else mask
+            mask.flags.writeable = False
+            if len(self._masks) >= 16:
+                self._masks.clear()
+            self._masks[key] = mask
+        return mask
 
     def noise_mask(self, index: int) -> np.ndarray | None:
         return None if self.noise is None else self.frame_mask(self.noise, index)
