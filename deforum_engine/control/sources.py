@@ -16,8 +16,7 @@ import numpy as np
 
 from deforum_engine.errors import SettingsError
 from deforum_engine.frame.images import check_image_file, fit_image, load_image
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".webm", ".mkv", ".mpg", ".mpeg", ".gif")
+from deforum_engine.video.clip import VIDEO_SUFFIXES
 
 
 def is_video(path: str | Path) -> bool:

@@ -18,8 +18,7 @@ import numpy as np
 from deforum_engine.errors import SettingsError
 from deforum_engine.output import RenderFolder, VideoWriter, encode_png, probe_video, read_frame
 from deforum_engine.post.loop import looped
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif", ".mpg", ".mpeg")
+from deforum_engine.video.clip import VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
